@@ -1,0 +1,260 @@
+//! Broker configuration: Kafka's setting names, Kafka's defaults, and the limits that keep a
+//! node alive under bad input. Every default and bound lives here, with its reason.
+//!
+//! The config file uses Kafka's `server.properties` format (`key=value`, `#` comments) so a
+//! Kafka engineer can bring the settings they know. Unknown keys are errors, naming the
+//! file and line, because a silently ignored typo in a durability setting is worse than a
+//! refusal to start.
+
+use crate::log::LogConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Kafka's `message.max.bytes` default: the largest record batch a produce may carry.
+pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
+/// Kafka's `socket.request.max.bytes` default (100 MiB): a frame larger than this is
+/// refused before its body is read, so a bogus size prefix cannot exhaust memory.
+pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: usize = 104_857_600;
+/// Kafka's `max.connections` is unbounded by default; a bound keeps file descriptors and
+/// per-connection buffers in check on small machines.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1_024;
+/// Longest a fetch may park waiting for data, whatever the client asks (Kafka caps it by
+/// the client's request timeout; we cap it so a parked fetch cannot pin a connection).
+pub const FETCH_WAIT_MS_MAX: i64 = 30_000;
+/// Fetch response size cap when a client asks for more (Kafka's `fetch.max.bytes` default).
+pub const FETCH_RESPONSE_BYTES_MAX: usize = 55 * 1024 * 1024;
+/// Kafka rejects topic names longer than this.
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Partitions one topic may have here; a bound so a typo does not create a million logs.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// Producer ids are reserved on disk in blocks of this size, so a restart never reuses one.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}: {field}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        field: String,
+        message: String,
+    },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a broker node needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    /// `listeners` (host:port); port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// `advertised.listeners`: what Metadata tells clients. Defaults to the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// `log.dirs`
+    pub data_dir: PathBuf,
+    /// `num.partitions`: partitions of an auto-created topic (Kafka default 1).
+    pub num_partitions: i32,
+    /// `default.replication.factor` (Kafka default 1).
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable` (Kafka default true).
+    pub auto_create_topics_enable: bool,
+    /// `message.max.bytes`
+    pub message_max_bytes: usize,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`
+    pub connections_max: usize,
+    /// `log.segment.bytes`, `log.roll.ms`, `log.flush.interval.messages`, `log.flush.interval.ms`,
+    /// `log.index.interval.bytes`: the defaults for every partition log.
+    pub log: LogConfig,
+    /// `cluster.id` as reported in Metadata.
+    pub cluster_id: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "127.0.0.1:9092".parse().expect("valid literal address"),
+            advertised: None,
+            data_dir: PathBuf::from("./data"),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            log: LogConfig::default(),
+            cluster_id: "faultline-cluster".to_string(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Read a `server.properties` file on top of the defaults.
+    pub fn load_properties(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.display().to_string(),
+            source,
+        })?;
+        self.apply_properties(&path.display().to_string(), &text)
+    }
+
+    /// Apply `key=value` lines; `file` only names the source in error messages.
+    pub fn apply_properties(&mut self, file: &str, text: &str) -> Result<(), ConfigError> {
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let invalid = |field: &str, message: String| ConfigError::Invalid {
+                file: file.to_string(),
+                line: index + 1,
+                field: field.to_string(),
+                message,
+            };
+            let Some((key, value)) = line.split_once(['=', ':']) else {
+                return Err(invalid(line, "expected key=value".into()));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            self.apply_one(key, value)
+                .map_err(|message| invalid(key, message))?;
+        }
+        Ok(())
+    }
+
+    /// Apply one setting by its Kafka name.
+    pub fn apply_one(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse_num(value, 0, i32::MAX as i64)? as i32,
+            "listeners" => self.listen = parse_listener(value)?,
+            "advertised.listeners" => {
+                let addr = strip_listener_name(value);
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("expected HOST:PORT, got {value:?}"))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("bad port in {value:?}"))?;
+                self.advertised = Some((host.to_string(), port));
+            }
+            "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
+            "num.partitions" => {
+                self.num_partitions = parse_num(value, 1, TOPIC_PARTITIONS_MAX as i64)? as i32
+            }
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_num(value, 1, i16::MAX as i64)? as i16
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(value)?,
+            "message.max.bytes" => {
+                self.message_max_bytes = parse_num(value, 1, i32::MAX as i64)? as usize
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = parse_num(value, 1024, i32::MAX as i64)? as usize
+            }
+            "max.connections" => self.connections_max = parse_num(value, 1, 1_000_000)? as usize,
+            "cluster.id" => self.cluster_id = value.to_string(),
+            other => match other.strip_prefix("log.") {
+                // Broker-wide log defaults use `log.` plus the topic-level name, as in Kafka.
+                Some(_) => {
+                    crate::topic_config::apply_broker_log_setting(&mut self.log, other, value)?
+                }
+                None => return Err(format!("unknown setting {other:?}")),
+            },
+        }
+        Ok(())
+    }
+
+    /// The host and port Metadata advertises.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+    }
+}
+
+pub(crate) fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = value
+        .parse()
+        .map_err(|_| format!("expected a whole number, got {value:?}"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is out of range {min}..={max}"));
+    }
+    Ok(n)
+}
+
+pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, got {value:?}")),
+    }
+}
+
+fn strip_listener_name(value: &str) -> &str {
+    // Kafka writes listeners as NAME://host:port; only one plaintext listener is served.
+    value
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(value)
+}
+
+fn parse_listener(value: &str) -> Result<SocketAddr, String> {
+    let addr = strip_listener_name(value);
+    let addr = if let Some(port) = addr.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if let Some(port) = addr.strip_prefix("localhost:") {
+        format!("127.0.0.1:{port}")
+    } else {
+        addr.to_string()
+    };
+    addr.parse()
+        .map_err(|_| format!("expected HOST:PORT with a numeric IP, got {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_use_kafka_names() {
+        let mut config = BrokerConfig::default();
+        config
+            .apply_properties(
+                "server.properties",
+                "# comment\nnode.id=3\nlisteners=PLAINTEXT://127.0.0.1:19092\nnum.partitions = 6\nlog.flush.interval.messages=1\nlog.segment.bytes=1048576\n",
+            )
+            .unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.num_partitions, 6);
+        assert_eq!(config.log.flush_messages, Some(1));
+        assert_eq!(config.log.segment_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let mut config = BrokerConfig::default();
+        let err = config
+            .apply_properties("server.properties", "node.id=1\n\nnum.partitions=zero\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "server.properties:3: num.partitions: expected a whole number, got \"zero\""
+        );
+        let err = config
+            .apply_properties("a.properties", "log.flush.interval.msgs=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("a.properties:1: log.flush.interval.msgs: unknown"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The async shell around `BrokerState`: accepts connections, reads frames, runs the
+//! request handlers and writes responses. It owns the clock and the sockets; everything
+//! it decides is delegated to `state`.
+//!
+//! Runs unchanged on real tokio and under madsim (`--cfg madsim`): one task per
+//! connection, no threads, no `JoinSet`, no `into_split`, a flush after every write.
+
+mod frame;
+mod handlers;
+
+pub use frame::{read_frame, write_frame, FrameError};
+
+use crate::config::BrokerConfig;
+use crate::state::{BrokerState, StateError};
+use crate::storage::Storage;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+/// How often `flush.ms` is checked.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Milliseconds since the Unix epoch from the runtime's clock (simulated under madsim).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// State shared by every connection of one broker node.
+pub(crate) struct Shared {
+    state: Mutex<BrokerState>,
+    /// Woken after every append so parked fetches re-check (long poll).
+    appended: Notify,
+    connections: Arc<Semaphore>,
+    config: BrokerConfig,
+    advertised: (String, u16),
+    /// Flips to true on shutdown; every connection task watches it.
+    closing: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, BrokerState> {
+        // A poisoned lock means a handler panicked mid-change: an invariant broke, and
+        // continuing could serve corrupt state. Crash loudly instead.
+        self.state.lock().expect("broker state lock poisoned")
+    }
+}
+
+/// A running broker node.
+pub struct Broker {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    close: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl Broker {
+    /// Open the data directory, bind the listener and start serving in background tasks.
+    pub async fn start(
+        config: BrokerConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Broker, StartError> {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ ((config.node_id as u64) << 32);
+        let state = BrokerState::open(storage, config.clone(), now_ms(), seed)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (close, closing) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            closing,
+            state: Mutex::new(state),
+            appended: Notify::new(),
+            connections: Arc::new(Semaphore::new(config.connections_max)),
+            advertised: config.advertised_endpoint(local_addr),
+            config,
+        });
+        tracing::info!(node_id = shared.config.node_id, %local_addr, data_dir = %shared.config.data_dir.display(), "broker listening");
+        let tasks = vec![
+            tokio::spawn(accept_loop(shared.clone(), listener)),
+            tokio::spawn(flush_loop(shared.clone())),
+        ];
+        Ok(Broker {
+            shared,
+            local_addr,
+            close,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Sync every partition log.
+    pub fn sync_all(&self) -> Result<(), StateError> {
+        self.shared.state().sync_all()
+    }
+
+    /// Stop at once without syncing anything, as kill -9 would (for in-process tests).
+    pub async fn kill(self) {
+        let _ = self.close.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stop accepting, close every connection, and sync every log (clean shutdown).
+    pub async fn shutdown(self) -> Result<(), StateError> {
+        let _ = self.close.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.shared.state().sync_all()
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of descriptors and the like: back off rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = shared.config.connections_max, "max.connections reached, closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_connection(&shared, stream, peer).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let mut stream = BufReader::with_capacity(64 * 1024, stream);
+    let mut closing = shared.closing.clone();
+    loop {
+        if *closing.borrow() {
+            return;
+        }
+        let read = tokio::select! {
+            read = read_frame(&mut stream, shared.config.socket_request_max_bytes) => read,
+            _ = closing.changed() => return,
+        };
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(%peer, error = %e, "connection error");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        match handlers::handle(shared, &frame).await {
+            Ok(Some(response)) => {
+                if let Err(e) = write_frame(&mut stream, &response).await {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    return;
+                }
+            }
+            Ok(None) => {} // acks=0 produce: no response
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "malformed request, closing connection");
+                return;
+            }
+        }
+    }
+}
+
+async fn flush_loop(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    loop {
+        interval.tick().await;
+        if let Err(e) = shared.state().flush_due(now_ms()) {
+            tracing::error!(error = %e, "scheduled flush failed");
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! The broker's deciding state: topics, partitions, their logs and producer state.
+//!
+//! Pure and synchronous: no sockets, no clock, no RNG inside. Time (`now_ms`) and the seed
+//! for topic ids come in as arguments; disk goes through the `Storage` trait. The async
+//! shell in `server` owns one `BrokerState` behind a mutex and turns Kafka requests into
+//! calls on it.
+
+use crate::config::{
+    BrokerConfig, PRODUCER_ID_BLOCK_SIZE, TOPIC_NAME_LENGTH_MAX, TOPIC_PARTITIONS_MAX,
+};
+use crate::log::{LogError, PartitionLog};
+use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::record::batch::{self, BatchError};
+use crate::record::codec;
+use crate::storage::{write_file_atomic, Storage};
+use crate::topic_config::TopicConfig;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A request-level failure: a Kafka error code and a message for the client and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Refusal {
+        Refusal {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("log {dir}: {source}")]
+    Log { dir: PathBuf, source: LogError },
+    #[error("metadata file {path}: {message}")]
+    Metadata { path: PathBuf, message: String },
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One partition on this broker (the only replica, and so the leader, until replication).
+pub struct Partition {
+    pub log: PartitionLog,
+    pub producers: ProducerStateTable,
+    pub leader_epoch: i32,
+}
+
+impl Partition {
+    /// On a single node the high watermark is the log end offset: the leader is the
+    /// whole ISR.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+}
+
+pub struct Topic {
+    pub name: String,
+    pub id: u128,
+    pub replication_factor: i16,
+    pub config: TopicConfig,
+    pub partitions: Vec<Partition>,
+}
+
+/// Result of producing to one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Result of reading one partition.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: String,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct MetadataFile {
+    topics: Vec<TopicRecord>,
+}
+
+const META_DIR: &str = "meta";
+const TOPICS_FILE: &str = "topics.json";
+const PRODUCER_ID_FILE: &str = "producer-id-block";
+
+pub struct BrokerState {
+    storage: Arc<dyn Storage>,
+    config: BrokerConfig,
+    topics: BTreeMap<String, Topic>,
+    producer_id_next: i64,
+    producer_id_block_end: i64,
+    id_seed: u64,
+}
+
+impl BrokerState {
+    /// Open the data directory: load topic metadata, recover every partition log and
+    /// rebuild producer state from it.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        config: BrokerConfig,
+        now_ms: i64,
+        seed: u64,
+    ) -> Result<BrokerState, StateError> {
+        storage.create_dir_all(&config.data_dir.join(META_DIR))?;
+        let meta = read_metadata(storage.as_ref(), &config.data_dir)?;
+        let producer_id_block_end = read_producer_id_block(storage.as_ref(), &config.data_dir)?;
+        let mut state = BrokerState {
+            storage,
+            config,
+            topics: BTreeMap::new(),
+            producer_id_next: producer_id_block_end,
+            producer_id_block_end,
+            id_seed: seed,
+        };
+        for record in meta.topics {
+            let id = u128::from_str_radix(&record.id, 16).map_err(|_| StateError::Metadata {
+                path: state.meta_path(TOPICS_FILE),
+                message: format!("topic {} has a bad id {:?}", record.name, record.id),
+            })?;
+            let config = TopicConfig::new(
+                &state.config.log,
+                state.config.message_max_bytes,
+                &record.configs,
+            )
+            .map_err(|message| StateError::Metadata {
+                path: state.meta_path(TOPICS_FILE),
+                message: format!("topic {}: {message}", record.name),
+            })?;
+            let topic = state.open_topic(
+                record.name,
+                id,
+                record.partitions,
+                record.replication_factor,
+                config,
+                now_ms,
+            )?;
+            state.topics.insert(topic.name.clone(), topic);
+        }
+        Ok(state)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> {
+        self.topics.values()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.get(name)
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<&Partition, Refusal> {
+        self.topics
+            .get(topic)
+            .and_then(|t| {
+                usize::try_from(partition)
+                    .ok()
+                    .and_then(|p| t.partitions.get(p))
+            })
+            .ok_or_else(|| unknown_partition(topic, partition))
+    }
+
+    fn partition_mut(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(&mut Partition, &TopicConfig), Refusal> {
+        let t = self
+            .topics
+            .get_mut(topic)
+            .ok_or_else(|| unknown_partition(topic, partition))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get_mut(p))
+            .ok_or_else(|| unknown_partition(topic, partition))?;
+        Ok((p, &t.config))
+    }
+
+    /// Create a topic. `partitions` and `replication_factor` of -1 mean the broker default.
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        overrides: &BTreeMap<String, String>,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(Refusal::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic {name} already exists"),
+            ));
+        }
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(Refusal::new(
+                ResponseError::InvalidPartitions,
+                format!("partitions must be in 1..={TOPIC_PARTITIONS_MAX}, got {partitions}"),
+            ));
+        }
+        let replication_factor = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        if replication_factor != 1 {
+            return Err(Refusal::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replication factor {replication_factor} is larger than the 1 available broker"
+                ),
+            ));
+        }
+        let config = TopicConfig::new(&self.config.log, self.config.message_max_bytes, overrides)
+            .map_err(|m| Refusal::new(ResponseError::InvalidConfig, m))?;
+        if validate_only {
+            return Ok(());
+        }
+        let id = self.next_topic_id();
+        let topic = self
+            .open_topic(
+                name.to_string(),
+                id,
+                partitions,
+                replication_factor,
+                config,
+                now_ms,
+            )
+            .map_err(storage_refusal)?;
+        self.topics.insert(name.to_string(), topic);
+        self.write_metadata().map_err(storage_refusal)?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(())
+    }
+
+    pub fn delete_topic(&mut self, name: &str) -> Result<(), Refusal> {
+        let topic = self.topics.remove(name).ok_or_else(|| {
+            Refusal::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name} does not exist"),
+            )
+        })?;
+        // Metadata first: a crash between the two steps leaves orphan directories, which
+        // are harmless, rather than a topic whose logs are gone.
+        self.write_metadata().map_err(storage_refusal)?;
+        for partition in topic.partitions {
+            partition.log.delete().map_err(|e| {
+                storage_refusal(StateError::Log {
+                    dir: PathBuf::from(name),
+                    source: e,
+                })
+            })?;
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Append the batches of one produce request to one partition. Every batch is
+    /// validated and sequence-checked before any is appended, so a refused request
+    /// leaves the log untouched.
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+        acks: i16,
+        now_ms: i64,
+    ) -> Result<Appended, Refusal> {
+        let (p, config) = self.partition_mut(topic, partition)?;
+        if records.len() > config.max_message_bytes {
+            return Err(Refusal::new(
+                ResponseError::MessageTooLarge,
+                format!(
+                    "{} bytes exceed max.message.bytes {}",
+                    records.len(),
+                    config.max_message_bytes
+                ),
+            ));
+        }
+        // The ISR of a single-replica partition is the leader alone.
+        let isr_size = 1;
+        if acks == -1 && isr_size < config.min_insync_replicas {
+            return Err(Refusal::new(
+                ResponseError::NotEnoughReplicas,
+                format!(
+                    "ISR has {isr_size} replica, min.insync.replicas is {}",
+                    config.min_insync_replicas
+                ),
+            ));
+        }
+        let mut batches = Vec::new();
+        for item in batch::split_batches(records) {
+            let (_, bytes) = item.map_err(batch_refusal)?;
+            let header = batch::validate(bytes).map_err(batch_refusal)?;
+            if header.is_control() {
+                return Err(Refusal::new(
+                    ResponseError::InvalidRecord,
+                    "clients may not write control batches",
+                ));
+            }
+            if header.is_transactional() {
+                return Err(Refusal::new(
+                    ResponseError::InvalidRecord,
+                    "transactional batches are not supported by this broker yet",
+                ));
+            }
+            batches.push((header, bytes));
+        }
+        if batches.is_empty() {
+            return Err(Refusal::new(
+                ResponseError::InvalidRecord,
+                "produce request carries no record batch",
+            ));
+        }
+        // Decide about every batch first. A duplicate answers with its original offset.
+        let mut producers = p.producers.clone();
+        let mut first_offset = None;
+        let mut to_append = Vec::with_capacity(batches.len());
+        for (header, bytes) in &batches {
+            match producers.check(header) {
+                SequenceCheck::Append => {
+                    let mut assigned = *header;
+                    assigned.base_offset = p.log.log_end_offset() + to_append_records(&to_append);
+                    producers.record(&assigned);
+                    to_append.push((assigned, *bytes));
+                }
+                SequenceCheck::Duplicate { base_offset, .. } => {
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        producer_id = header.producer_id,
+                        base_offset,
+                        "duplicate batch"
+                    );
+                    first_offset.get_or_insert(base_offset);
+                }
+                SequenceCheck::InvalidProducerEpoch => {
+                    return Err(Refusal::new(
+                        ResponseError::InvalidProducerEpoch,
+                        format!(
+                            "producer {} epoch {} is fenced",
+                            header.producer_id, header.producer_epoch
+                        ),
+                    ))
+                }
+                SequenceCheck::OutOfOrderSequence => {
+                    return Err(Refusal::new(
+                        ResponseError::OutOfOrderSequenceNumber,
+                        format!(
+                            "producer {} sequence {} does not follow the last appended batch",
+                            header.producer_id, header.base_sequence
+                        ),
+                    ))
+                }
+            }
+        }
+        for (header, bytes) in to_append {
+            let mut owned = BytesMut::from(bytes);
+            let info = p.log.append(&mut owned, now_ms).map_err(|e| {
+                storage_refusal(StateError::Log {
+                    dir: PathBuf::from(format!("{topic}-{partition}")),
+                    source: e,
+                })
+            })?;
+            debug_assert_eq!(info.base_offset, header.base_offset);
+            first_offset.get_or_insert(info.base_offset);
+        }
+        p.producers = producers;
+        Ok(Appended {
+            base_offset: first_offset.expect("at least one batch"),
+            log_start_offset: p.log.log_start_offset(),
+        })
+    }
+
+    /// Read from `offset` up to the high watermark, at most `max_bytes` (but always at
+    /// least one whole batch, KIP-74).
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, Refusal> {
+        let p = self.partition(topic, partition)?;
+        let high_watermark = p.high_watermark();
+        let log_start_offset = p.log.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(Refusal::new(
+                ResponseError::OffsetOutOfRange,
+                format!("offset {offset} is outside {log_start_offset}..={high_watermark}"),
+            ));
+        }
+        let records = if offset == high_watermark || max_bytes == 0 {
+            Bytes::new()
+        } else {
+            p.log.read(offset, high_watermark, max_bytes).map_err(|e| {
+                storage_refusal(StateError::Log {
+                    dir: PathBuf::from(format!("{topic}-{partition}")),
+                    source: e,
+                })
+            })?
+        };
+        Ok(ReadResult {
+            records,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// ListOffsets: -2 earliest, -1 latest, -3 the record with the largest timestamp,
+    /// otherwise the first record whose timestamp is at or after `timestamp`.
+    /// Returns (offset, timestamp); (-1, -1) when no record qualifies.
+    pub fn list_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<(i64, i64), Refusal> {
+        let p = self.partition(topic, partition)?;
+        let io = |e: LogError| {
+            storage_refusal(StateError::Log {
+                dir: PathBuf::from(format!("{topic}-{partition}")),
+                source: e,
+            })
+        };
+        match timestamp {
+            -2 => Ok((p.log.log_start_offset(), -1)),
+            -1 => Ok((p.high_watermark(), -1)),
+            -3 => {
+                let mut best: Option<(i64, i64)> = None;
+                let mut batch_with_max = None;
+                p.log
+                    .scan_headers(p.log.log_start_offset(), &mut |h| {
+                        if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
+                            best = Some((h.base_offset, h.max_timestamp));
+                            batch_with_max = Some(h.base_offset);
+                        }
+                    })
+                    .map_err(io)?;
+                let Some((base, max_ts)) = best else {
+                    return Ok((-1, -1));
+                };
+                let _ = batch_with_max;
+                // Find the exact record inside the batch that carries the max timestamp.
+                let bytes = p.log.read(base, p.high_watermark(), 1).map_err(io)?;
+                let exact = first_record_at_or_after(&bytes, max_ts);
+                Ok(exact.unwrap_or((base, max_ts)))
+            }
+            ts if ts >= 0 => {
+                let Some((_, bytes)) = p.log.find_batch_by_timestamp(ts).map_err(io)? else {
+                    return Ok((-1, -1));
+                };
+                Ok(first_record_at_or_after(&bytes, ts).unwrap_or((-1, -1)))
+            }
+            other => Err(Refusal::new(
+                ResponseError::InvalidRequest,
+                format!("unknown special timestamp {other}"),
+            )),
+        }
+    }
+
+    /// InitProducerId for a non-transactional idempotent producer: a fresh id, epoch 0.
+    /// Ids are reserved on disk in blocks so a restart never hands out one twice.
+    pub fn init_producer_id(&mut self) -> Result<(i64, i16), Refusal> {
+        if self.producer_id_next >= self.producer_id_block_end {
+            let end = self.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
+            write_file_atomic(
+                self.storage.as_ref(),
+                &self.meta_path(PRODUCER_ID_FILE),
+                end.to_string().as_bytes(),
+                true,
+            )
+            .map_err(|e| storage_refusal(e.into()))?;
+            self.producer_id_block_end = end;
+        }
+        let id = self.producer_id_next;
+        self.producer_id_next += 1;
+        Ok((id, 0))
+    }
+
+    /// Apply `flush.ms` to every partition.
+    pub fn flush_due(&mut self, now_ms: i64) -> Result<(), StateError> {
+        for topic in self.topics.values_mut() {
+            for (i, p) in topic.partitions.iter_mut().enumerate() {
+                p.log
+                    .flush_if_due(now_ms)
+                    .map_err(|source| StateError::Log {
+                        dir: PathBuf::from(format!("{}-{i}", topic.name)),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sync every log: clean shutdown.
+    pub fn sync_all(&mut self) -> Result<(), StateError> {
+        for topic in self.topics.values_mut() {
+            for (i, p) in topic.partitions.iter_mut().enumerate() {
+                p.log.sync().map_err(|source| StateError::Log {
+                    dir: PathBuf::from(format!("{}-{i}", topic.name)),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_topic(
+        &self,
+        name: String,
+        id: u128,
+        partitions: i32,
+        replication_factor: i16,
+        config: TopicConfig,
+        now_ms: i64,
+    ) -> Result<Topic, StateError> {
+        let mut opened = Vec::with_capacity(partitions as usize);
+        for index in 0..partitions {
+            let dir = self.config.data_dir.join(format!("{name}-{index}"));
+            let log = PartitionLog::open(
+                self.storage.clone(),
+                dir.clone(),
+                config.log.clone(),
+                now_ms,
+            )
+            .map_err(|source| StateError::Log {
+                dir: dir.clone(),
+                source,
+            })?;
+            let mut producers = ProducerStateTable::default();
+            log.scan_headers(log.log_start_offset(), &mut |h| producers.record(h))
+                .map_err(|source| StateError::Log { dir, source })?;
+            opened.push(Partition {
+                log,
+                producers,
+                leader_epoch: 0,
+            });
+        }
+        Ok(Topic {
+            name,
+            id,
+            replication_factor,
+            config,
+            partitions: opened,
+        })
+    }
+
+    fn next_topic_id(&mut self) -> u128 {
+        // splitmix64 over the seed the shell gave us: deterministic under the simulator.
+        let mut next = || {
+            self.id_seed = self.id_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.id_seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let id = ((next() as u128) << 64) | next() as u128;
+        // Never the all-zero id, which Kafka reserves for "no id".
+        id.max(1)
+    }
+
+    fn meta_path(&self, file: &str) -> PathBuf {
+        self.config.data_dir.join(META_DIR).join(file)
+    }
+
+    fn write_metadata(&self) -> Result<(), StateError> {
+        let meta = MetadataFile {
+            topics: self
+                .topics
+                .values()
+                .map(|t| TopicRecord {
+                    name: t.name.clone(),
+                    id: format!("{:032x}", t.id),
+                    partitions: t.partitions.len() as i32,
+                    replication_factor: t.replication_factor,
+                    configs: t.config.overrides.clone(),
+                })
+                .collect(),
+        };
+        let text = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
+        Ok(write_file_atomic(
+            self.storage.as_ref(),
+            &self.meta_path(TOPICS_FILE),
+            &text,
+            true,
+        )?)
+    }
+}
+
+fn to_append_records(pending: &[(batch::BatchHeader, &[u8])]) -> i64 {
+    pending
+        .iter()
+        .map(|(h, _)| h.last_offset_delta as i64 + 1)
+        .sum()
+}
+
+fn first_record_at_or_after(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
+    let batches = codec::decode_batches(batch_bytes).ok()?;
+    batches
+        .iter()
+        .flat_map(|(_, records)| records.iter())
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.offset, r.timestamp))
+}
+
+fn unknown_partition(topic: &str, partition: i32) -> Refusal {
+    Refusal::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("this broker has no partition {topic}-{partition}"),
+    )
+}
+
+fn batch_refusal(e: BatchError) -> Refusal {
+    let error = match e {
+        BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage,
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        _ => ResponseError::CorruptMessage,
+    };
+    Refusal::new(error, e.to_string())
+}
+
+fn storage_refusal(e: StateError) -> Refusal {
+    tracing::error!(error = %e, "storage failure");
+    Refusal::new(ResponseError::KafkaStorageError, e.to_string())
+}
+
+/// Kafka's legal topic names: ASCII letters, digits, '.', '_', '-'; not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
+    let bad = |why: &str| {
+        Err(Refusal::new(
+            ResponseError::InvalidTopicException,
+            format!("invalid topic name {name:?}: {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name == "." || name == ".." {
+        return bad("reserved");
+    }
+    if name.len() > TOPIC_NAME_LENGTH_MAX {
+        return bad("longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+fn read_metadata(storage: &dyn Storage, data_dir: &Path) -> Result<MetadataFile, StateError> {
+    let path = data_dir.join(META_DIR).join(TOPICS_FILE);
+    let Some(bytes) = read_whole(storage, &path)? else {
+        return Ok(MetadataFile::default());
+    };
+    serde_json::from_slice(&bytes).map_err(|e| StateError::Metadata {
+        path,
+        message: e.to_string(),
+    })
+}
+
+fn read_producer_id_block(storage: &dyn Storage, data_dir: &Path) -> Result<i64, StateError> {
+    let path = data_dir.join(META_DIR).join(PRODUCER_ID_FILE);
+    let Some(bytes) = read_whole(storage, &path)? else {
+        return Ok(0);
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| StateError::Metadata {
+            path,
+            message: "not a producer id".into(),
+        })
+}
+
+fn read_whole(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    if !storage.exists(path) {
+        return Ok(None);
+    }
+    let file = storage.open(path, false)?;
+    Ok(Some(crate::storage::read_to_vec(file.as_ref())?))
+}

@@ -1,0 +1,582 @@
+//! `MemDisk`: an in-memory model of one machine's disk with true fsync semantics, and
+//! `MemStorage`, the clonable `Storage` handle over it.
+//!
+//! Model:
+//! - Every file has `current` bytes (what reads see) and `durable` bytes (what survives a
+//!   crash). `StorageFile::sync` copies current to durable.
+//! - `crash()` reverts every file to its durable bytes: unsynced appends and truncations
+//!   are lost, and a file created but never synced comes back empty.
+//! - Metadata operations (create, rename, remove, create_dir_all, remove_dir_all) are
+//!   durable as soon as they return; `sync_dir` is therefore only counted. This is the
+//!   simplest choice and is kinder than ext4, so code must still call `sync_dir` where a
+//!   real disk needs it; a later fault mode can make metadata lazy too.
+//! - Files are inodes: an open handle keeps working after its name is removed or renamed,
+//!   as on POSIX. A crash invalidates every open handle (the process died with it):
+//!   later calls through an old handle fail instead of writing into the new epoch.
+//!
+//! Fault hooks: `crash_with` decides how much of each file's unsynced tail survives (torn
+//! writes), `corrupt_byte` flips a byte in durable data, `set_capacity_bytes` makes
+//! appends fail with `StorageFull` (ENOSPC). Counters in `MemDiskStats` let tests check
+//! how often code syncs.
+
+use super::{Storage, StorageFile};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Counters of what the disk was asked to do, for tests and fault plans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemDiskStats {
+    pub appends: u64,
+    pub bytes_appended: u64,
+    pub file_syncs: u64,
+    pub dir_syncs: u64,
+    pub crashes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    /// Names pointing at this inode (0 or 1: there are no hard links).
+    links: u32,
+    /// Open handles of the current generation.
+    handles: u32,
+}
+
+/// One machine's disk. See the module docs for the model.
+#[derive(Debug, Default)]
+pub struct MemDisk {
+    dirs: BTreeSet<PathBuf>,
+    names: BTreeMap<PathBuf, u64>,
+    inodes: BTreeMap<u64, Inode>,
+    inode_next: u64,
+    /// Bumped by every crash; handles from an older generation are dead.
+    generation: u64,
+    capacity_bytes: Option<u64>,
+    stats: MemDiskStats,
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file or directory", path.display()),
+    )
+}
+
+fn is_root(dir: &Path) -> bool {
+    dir.as_os_str().is_empty() || dir == Path::new("/")
+}
+
+impl MemDisk {
+    pub fn new() -> MemDisk {
+        MemDisk::default()
+    }
+
+    /// Appends fail with `StorageFull` once the files' current bytes would exceed this.
+    pub fn set_capacity_bytes(&mut self, capacity_bytes: Option<u64>) {
+        self.capacity_bytes = capacity_bytes;
+    }
+
+    /// Current bytes of all files (removed files still open count too).
+    pub fn used_bytes(&self) -> u64 {
+        self.inodes.values().map(|i| i.current.len() as u64).sum()
+    }
+
+    pub fn stats(&self) -> MemDiskStats {
+        self.stats
+    }
+
+    /// The bytes a reader sees now, or None if no such file.
+    pub fn current_bytes(&self, path: &Path) -> Option<&[u8]> {
+        let ino = self.names.get(path)?;
+        Some(&self.inodes[ino].current)
+    }
+
+    /// The bytes that would survive a crash now, or None if no such file.
+    pub fn durable_bytes(&self, path: &Path) -> Option<&[u8]> {
+        let ino = self.names.get(path)?;
+        Some(&self.inodes[ino].durable)
+    }
+
+    /// Power loss: every file reverts to its durable bytes and open handles die.
+    pub fn crash(&mut self) {
+        self.crash_with(&mut |_, _| 0);
+    }
+
+    /// Power loss with torn writes: for each file whose unsynced change is a pure append
+    /// (durable bytes are a prefix of current bytes), `keep(path, unsynced_bytes)` says how
+    /// many of the unsynced bytes reached the platter (clamped); other unsynced changes
+    /// (truncations, rewrites) are lost whole. Calls come in path order, so a seeded
+    /// random `keep` is deterministic.
+    pub fn crash_with(&mut self, keep: &mut dyn FnMut(&Path, usize) -> usize) {
+        self.stats.crashes += 1;
+        self.generation += 1;
+        // Unlinked files only lived on through handles, which are now gone.
+        self.inodes.retain(|_, inode| inode.links > 0);
+        for (path, ino) in &self.names {
+            let inode = self.inodes.get_mut(ino).expect("every name has an inode");
+            inode.handles = 0;
+            let durable_len = inode.durable.len();
+            let is_pure_append = inode.current.len() > durable_len
+                && inode.current[..durable_len] == inode.durable[..];
+            if is_pure_append {
+                let unsynced = inode.current.len() - durable_len;
+                let kept = keep(path, unsynced).min(unsynced);
+                inode.current.truncate(durable_len + kept);
+                inode.durable.clone_from(&inode.current);
+            } else {
+                inode.current.clone_from(&inode.durable);
+            }
+        }
+    }
+
+    /// Media corruption: flips every bit of the byte at `offset`, in both the current and
+    /// the durable contents.
+    pub fn corrupt_byte(&mut self, path: &Path, offset: u64) -> io::Result<()> {
+        let ino = *self.names.get(path).ok_or_else(|| not_found(path))?;
+        let inode = self.inodes.get_mut(&ino).expect("every name has an inode");
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let mut hit = false;
+        for bytes in [&mut inode.current, &mut inode.durable] {
+            if let Some(b) = bytes.get_mut(offset) {
+                *b ^= 0xff;
+                hit = true;
+            }
+        }
+        if !hit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: offset {offset} is past the end", path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn dir_exists(&self, dir: &Path) -> bool {
+        is_root(dir) || self.dirs.contains(dir)
+    }
+
+    fn parent_exists(&self, path: &Path) -> bool {
+        path.parent().is_none_or(|p| self.dir_exists(p))
+    }
+
+    fn unlink(&mut self, ino: u64) {
+        let inode = self.inodes.get_mut(&ino).expect("every name has an inode");
+        inode.links -= 1;
+        if inode.links == 0 && inode.handles == 0 {
+            self.inodes.remove(&ino);
+        }
+    }
+
+    fn create_dir_all(&mut self, dir: &Path) -> io::Result<()> {
+        for ancestor in dir.ancestors() {
+            if is_root(ancestor) {
+                break;
+            }
+            if self.names.contains_key(ancestor) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is a file", ancestor.display()),
+                ));
+            }
+            self.dirs.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        if !self.dir_exists(dir) {
+            return Err(not_found(dir));
+        }
+        let children = self.dirs.iter().chain(self.names.keys());
+        let names: BTreeSet<String> = children
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    fn open(&mut self, path: &Path, create: bool) -> io::Result<(u64, u64)> {
+        let ino = match self.names.get(path) {
+            Some(&ino) => ino,
+            None => {
+                if self.dir_exists(path) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        format!("{} is a directory", path.display()),
+                    ));
+                }
+                if !create || !self.parent_exists(path) {
+                    return Err(not_found(path));
+                }
+                let ino = self.inode_next;
+                self.inode_next += 1;
+                self.inodes.insert(
+                    ino,
+                    Inode {
+                        links: 1,
+                        ..Inode::default()
+                    },
+                );
+                self.names.insert(path.to_path_buf(), ino);
+                ino
+            }
+        };
+        self.inodes.get_mut(&ino).expect("named inode").handles += 1;
+        Ok((ino, self.generation))
+    }
+
+    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
+        let ino = self.names.remove(path).ok_or_else(|| not_found(path))?;
+        self.unlink(ino);
+        Ok(())
+    }
+
+    fn remove_dir_all(&mut self, dir: &Path) -> io::Result<()> {
+        if is_root(dir) || !self.dirs.contains(dir) {
+            return Err(not_found(dir));
+        }
+        self.dirs.retain(|d| !d.starts_with(dir));
+        let doomed: Vec<PathBuf> = self
+            .names
+            .keys()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for path in doomed {
+            let ino = self.names.remove(&path).expect("listed above");
+            self.unlink(ino);
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        if !self.parent_exists(to) {
+            return Err(not_found(to));
+        }
+        if let Some(ino) = self.names.remove(from) {
+            if self.dirs.contains(to) {
+                self.names.insert(from.to_path_buf(), ino);
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("{} is a directory", to.display()),
+                ));
+            }
+            if let Some(old) = self.names.insert(to.to_path_buf(), ino) {
+                self.unlink(old);
+            }
+            return Ok(());
+        }
+        if is_root(from) || !self.dirs.contains(from) {
+            return Err(not_found(from));
+        }
+        if self.names.contains_key(to) || to.starts_with(from) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot rename {} to {}", from.display(), to.display()),
+            ));
+        }
+        if self.dirs.contains(to) && !self.list_dir(to)?.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{} is not empty", to.display()),
+            ));
+        }
+        let moved = |p: &Path| to.join(p.strip_prefix(from).expect("under from"));
+        let dirs: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.starts_with(from))
+            .cloned()
+            .collect();
+        for d in dirs {
+            self.dirs.remove(&d);
+            self.dirs.insert(moved(&d));
+        }
+        let files: Vec<PathBuf> = self
+            .names
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        for p in files {
+            let ino = self.names.remove(&p).expect("listed above");
+            self.names.insert(moved(&p), ino);
+        }
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.names.contains_key(path) || self.dir_exists(path)
+    }
+
+    fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        if !self.dir_exists(dir) {
+            return Err(not_found(dir));
+        }
+        self.stats.dir_syncs += 1;
+        Ok(())
+    }
+
+    /// The inode behind a live handle, or an error if a crash killed the handle.
+    fn inode(&mut self, ino: u64, generation: u64) -> io::Result<&mut Inode> {
+        if generation != self.generation {
+            return Err(io::Error::other("stale file handle: the disk crashed"));
+        }
+        Ok(self.inodes.get_mut(&ino).expect("open handles keep inodes"))
+    }
+
+    fn append(&mut self, ino: u64, generation: u64, data: &[u8]) -> io::Result<()> {
+        if let Some(capacity) = self.capacity_bytes {
+            if self.used_bytes() + data.len() as u64 > capacity {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "no space left on device (simulated)",
+                ));
+            }
+        }
+        self.inode(ino, generation)?.current.extend_from_slice(data);
+        self.stats.appends += 1;
+        self.stats.bytes_appended += data.len() as u64;
+        Ok(())
+    }
+
+    fn close(&mut self, ino: u64, generation: u64) {
+        if generation != self.generation {
+            return;
+        }
+        let inode = self.inodes.get_mut(&ino).expect("open handles keep inodes");
+        inode.handles -= 1;
+        if inode.handles == 0 && inode.links == 0 {
+            self.inodes.remove(&ino);
+        }
+    }
+}
+
+/// A cheaply clonable handle to one shared `MemDisk`, implementing `Storage`.
+#[derive(Debug, Clone, Default)]
+pub struct MemStorage {
+    disk: Arc<Mutex<MemDisk>>,
+}
+
+impl MemStorage {
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// Runs `f` with the disk locked: for fault injection and inspection.
+    pub fn with_disk<R>(&self, f: impl FnOnce(&mut MemDisk) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// Shorthand for `with_disk(|d| d.crash())`.
+    pub fn crash(&self) {
+        self.lock().crash();
+    }
+
+    pub fn stats(&self) -> MemDiskStats {
+        self.lock().stats()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemDisk> {
+        // A panic while holding the lock cannot leave the model half-updated in a way
+        // that matters to a test that is already failing; keep going.
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for MemStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.lock().create_dir_all(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.lock().list_dir(dir)
+    }
+
+    fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn StorageFile>> {
+        let (ino, generation) = self.lock().open(path, create)?;
+        Ok(Box::new(MemFile {
+            storage: self.clone(),
+            ino,
+            generation,
+        }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.lock().remove_file(path)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.lock().remove_dir_all(dir)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.lock().rename(from, to)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.lock().exists(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.lock().sync_dir(dir)
+    }
+}
+
+struct MemFile {
+    storage: MemStorage,
+    ino: u64,
+    generation: u64,
+}
+
+impl StorageFile for MemFile {
+    fn len(&self) -> io::Result<u64> {
+        let mut disk = self.storage.lock();
+        Ok(disk.inode(self.ino, self.generation)?.current.len() as u64)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut disk = self.storage.lock();
+        let bytes = &disk.inode(self.ino, self.generation)?.current;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
+        Ok(n)
+    }
+
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.storage.lock().append(self.ino, self.generation, data)
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let mut disk = self.storage.lock();
+        let inode = disk.inode(self.ino, self.generation)?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        // Like set_len: shrinking cuts, growing pads with zeros.
+        inode.current.resize(len, 0);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut disk = self.storage.lock();
+        let inode = disk.inode(self.ino, self.generation)?;
+        inode.durable.clone_from(&inode.current);
+        disk.stats.file_syncs += 1;
+        Ok(())
+    }
+}
+
+impl Drop for MemFile {
+    fn drop(&mut self) {
+        self.storage.lock().close(self.ino, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn crash_keeps_only_synced_bytes() {
+        let storage = MemStorage::new();
+        storage.create_dir_all(&path("/d")).unwrap();
+        let mut f = storage.open(&path("/d/a"), true).unwrap();
+        f.append(b"synced").unwrap();
+        f.sync().unwrap();
+        f.append(b"-lost").unwrap();
+        let mut g = storage.open(&path("/d/never-synced"), true).unwrap();
+        g.append(b"gone").unwrap();
+        storage.crash();
+
+        assert!(
+            f.append(b"zombie").is_err(),
+            "old handles die with the crash"
+        );
+        drop((f, g));
+        let f = storage.open(&path("/d/a"), false).unwrap();
+        assert_eq!(crate::storage::read_to_vec(&*f).unwrap(), b"synced");
+        let g = storage.open(&path("/d/never-synced"), false).unwrap();
+        assert_eq!(g.len().unwrap(), 0);
+    }
+
+    #[test]
+    fn unsynced_truncation_is_undone_by_a_crash() {
+        let storage = MemStorage::new();
+        let mut f = storage.open(&path("f"), true).unwrap();
+        f.append(b"0123456789").unwrap();
+        f.sync().unwrap();
+        f.truncate(3).unwrap();
+        f.append(b"x").unwrap();
+        storage.crash();
+        assert_eq!(
+            storage.with_disk(|d| d.current_bytes(&path("f")).unwrap().to_vec()),
+            b"0123456789"
+        );
+    }
+
+    #[test]
+    fn crash_with_keeps_a_torn_prefix_of_appends() {
+        let storage = MemStorage::new();
+        let mut f = storage.open(&path("f"), true).unwrap();
+        f.append(b"abc").unwrap();
+        f.sync().unwrap();
+        f.append(b"defgh").unwrap();
+        let mut seen = Vec::new();
+        storage.with_disk(|d| {
+            d.crash_with(&mut |p, unsynced| {
+                seen.push((p.to_path_buf(), unsynced));
+                2
+            })
+        });
+        assert_eq!(seen, vec![(path("f"), 5)]);
+        assert_eq!(
+            storage.with_disk(|d| d.durable_bytes(&path("f")).unwrap().to_vec()),
+            b"abcde"
+        );
+    }
+
+    #[test]
+    fn capacity_gives_enospc_and_corrupt_byte_hits_durable_data() {
+        let storage = MemStorage::new();
+        storage.with_disk(|d| d.set_capacity_bytes(Some(8)));
+        let mut f = storage.open(&path("f"), true).unwrap();
+        f.append(b"12345678").unwrap();
+        let err = f.append(b"9").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        f.sync().unwrap();
+        storage
+            .with_disk(|d| d.corrupt_byte(&path("f"), 0))
+            .unwrap();
+        storage.crash();
+        let f = storage.open(&path("f"), false).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, 0).unwrap();
+        assert_eq!(b[0], b'1' ^ 0xff);
+        assert!(storage
+            .with_disk(|d| d.corrupt_byte(&path("f"), 99))
+            .is_err());
+    }
+
+    #[test]
+    fn open_handles_survive_unlink_and_are_reclaimed_on_close() {
+        let storage = MemStorage::new();
+        let mut f = storage.open(&path("f"), true).unwrap();
+        f.append(b"data").unwrap();
+        storage.remove_file(&path("f")).unwrap();
+        assert!(!storage.exists(&path("f")));
+        assert_eq!(f.len().unwrap(), 4);
+        assert_eq!(storage.with_disk(|d| d.used_bytes()), 4);
+        drop(f);
+        assert_eq!(storage.with_disk(|d| d.used_bytes()), 0);
+    }
+}

@@ -1,0 +1,654 @@
+//! Request handlers end to end over real loopback sockets, on an in-process broker whose
+//! disk is the in-memory model (so a "crash" can drop unsynced bytes).
+#![cfg(not(madsim))]
+
+use bytes::Bytes;
+use faultline::client::{
+    Acks, Client, ClientError, Connection, Consumer, ConsumerConfig, NewTopic, Producer,
+    ProducerConfig,
+};
+use faultline::config::BrokerConfig;
+use faultline::record::batch;
+use faultline::record::codec::{encode_batch, BatchOptions, Compression, Header, NewRecord};
+use faultline::server::Broker;
+use faultline::storage::MemStorage;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn start(storage: &MemStorage, tweak: impl FnOnce(&mut BrokerConfig)) -> Broker {
+    let mut config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: "/data".into(),
+        ..Default::default()
+    };
+    tweak(&mut config);
+    Broker::start(config, Arc::new(storage.clone()))
+        .await
+        .expect("broker starts")
+}
+
+fn record(i: usize) -> NewRecord {
+    NewRecord {
+        timestamp: 1_000 + i as i64,
+        key: Some(Bytes::from(format!("key-{i}"))),
+        value: Some(Bytes::from(format!("value-{i}"))),
+        headers: vec![
+            Header {
+                key: "n".into(),
+                value: Some(Bytes::from(i.to_string())),
+            },
+            Header {
+                key: "n".into(),
+                value: None,
+            },
+        ],
+    }
+}
+
+async fn create(
+    addr: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), ClientError> {
+    let mut client = Client::new(addr, "test-admin", TIMEOUT);
+    let topic = NewTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: 1,
+        configs: configs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    client.create_topics(&[topic]).await?.remove(0).1
+}
+
+fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records)),
+            ])])
+}
+
+async fn produce_raw(conn: &mut Connection, topic: &str, batch: Bytes) -> (i16, i64) {
+    let resp = conn
+        .request(&produce_request(topic, 0, -1, batch))
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+async fn read_all(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i32, faultline::record::codec::Record)> {
+    let mut consumer = Consumer::new(
+        Client::new(addr, "test-consumer", TIMEOUT),
+        ConsumerConfig {
+            fetch_wait_max: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    for p in 0..partitions {
+        consumer.assign(topic, p, Some(0));
+    }
+    let mut out = Vec::new();
+    for _ in 0..200 {
+        out.extend(
+            consumer
+                .poll()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.partition, r.record)),
+        );
+        if consumer.caught_up() {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn produce_and_consume_round_trip_for_every_acks_and_codec() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    for (acks, compression) in [
+        (Acks::All, Compression::None),
+        (Acks::Leader, Compression::Gzip),
+        (Acks::All, Compression::Snappy),
+        (Acks::Leader, Compression::Lz4),
+        (Acks::All, Compression::Zstd),
+        (Acks::None, Compression::None),
+    ] {
+        let topic = format!("rt-{acks:?}-{compression:?}");
+        create(&addr, &topic, 3, &[]).await.unwrap();
+        let config = ProducerConfig {
+            acks,
+            idempotence: acks == Acks::All,
+            compression,
+            batch_bytes: 512,
+            ..Default::default()
+        };
+        let mut producer = Producer::new(Client::new(&addr, "test-producer", TIMEOUT), config)
+            .await
+            .unwrap();
+        let mut sent: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
+        for i in 0..200 {
+            let r = record(i);
+            let p = producer.send(&topic, None, r.clone()).await.unwrap();
+            sent.entry(p).or_default().push(r);
+        }
+        let results = producer.flush().await.unwrap();
+        assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+        if acks == Acks::None {
+            // Nothing acknowledges acks=0: give the broker a moment to take the last request.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let read = read_all(&addr, &topic, 3).await;
+        let mut got: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for (p, r) in read {
+            assert_eq!(
+                r.offset,
+                last.get(&p).map_or(0, |o| o + 1),
+                "offsets are dense per partition"
+            );
+            last.insert(p, r.offset);
+            got.entry(p).or_default().push(NewRecord {
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+        assert_eq!(
+            got, sent,
+            "{acks:?} {compression:?}: every record back, in order per partition"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_answered_with_the_original_offset() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "idem", 1, &[]).await.unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    let batch_at = |seq: i32, epoch: i16, n: usize| {
+        let records: Vec<NewRecord> = (0..n).map(record).collect();
+        encode_batch(
+            &records,
+            &BatchOptions {
+                producer_id: 5,
+                producer_epoch: epoch,
+                base_sequence: seq,
+                ..Default::default()
+            },
+        )
+        .freeze()
+    };
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(0, 0, 3)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(3, 0, 2)).await,
+        (0, 3)
+    );
+    // A retry of either of the last batches: its original offset, nothing appended.
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(0, 0, 3)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(3, 0, 2)).await,
+        (0, 3)
+    );
+    // A gap, and a fenced epoch.
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(9, 0, 1)).await.0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(5, 0, 1)).await,
+        (0, 5)
+    );
+    assert_eq!(read_all(&addr, "idem", 1).await.len(), 6);
+
+    // Producer state is rebuilt from the log after a restart.
+    broker.shutdown().await.unwrap();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(5, 0, 1)).await,
+        (0, 5)
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(6, 0, 1)).await,
+        (0, 6)
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(7, 1, 1)).await.0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(0, 1, 1)).await,
+        (0, 7)
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "idem", batch_at(7, 0, 1)).await.0,
+        ResponseError::InvalidProducerEpoch.code()
+    );
+}
+
+#[tokio::test]
+async fn producer_ids_are_never_reused_across_restarts() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    let first = Producer::new(Client::new(&addr, "p", TIMEOUT), ProducerConfig::default())
+        .await
+        .unwrap()
+        .producer_id();
+    broker.shutdown().await.unwrap();
+    storage.crash();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    let second = Producer::new(Client::new(&addr, "p", TIMEOUT), ProducerConfig::default())
+        .await
+        .unwrap()
+        .producer_id();
+    assert!(second > first, "{second} after {first}");
+}
+
+#[tokio::test]
+async fn corrupt_batches_and_bad_acks_are_refused_without_appending() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "bad", 1, &[("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    let good = encode_batch(&[record(1)], &BatchOptions::default());
+    let mut corrupt = good.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert_eq!(
+        produce_raw(&mut conn, "bad", Bytes::from(corrupt)).await.0,
+        ResponseError::CorruptMessage.code()
+    );
+    let mut truncated = good.to_vec();
+    truncated.truncate(good.len() - 3);
+    assert_eq!(
+        produce_raw(&mut conn, "bad", Bytes::from(truncated))
+            .await
+            .0,
+        ResponseError::CorruptMessage.code()
+    );
+    let big = encode_batch(
+        &[NewRecord {
+            value: Some(Bytes::from(vec![7u8; 5000])),
+            ..Default::default()
+        }],
+        &BatchOptions::default(),
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "bad", big.freeze()).await.0,
+        ResponseError::MessageTooLarge.code()
+    );
+    let resp = conn
+        .request(&produce_request("bad", 0, 7, good.clone().freeze()))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidRequiredAcks.code()
+    );
+    assert_eq!(
+        produce_raw(&mut conn, "nope", good.clone().freeze())
+            .await
+            .0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert!(
+        read_all(&addr, "bad", 1).await.is_empty(),
+        "refused batches left nothing behind"
+    );
+    assert_eq!(produce_raw(&mut conn, "bad", good.freeze()).await, (0, 0));
+}
+
+#[tokio::test]
+async fn min_insync_replicas_above_the_isr_refuses_acks_all_only() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "misr", 1, &[("min.insync.replicas", "2")])
+        .await
+        .unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    let b = encode_batch(&[record(0)], &BatchOptions::default()).freeze();
+    let resp = conn
+        .request(&produce_request("misr", 0, -1, b.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        ResponseError::NotEnoughReplicas.code()
+    );
+    let resp = conn
+        .request(&produce_request("misr", 0, 1, b))
+        .await
+        .unwrap();
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+}
+
+#[tokio::test]
+async fn list_offsets_earliest_latest_and_by_timestamp() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "lo", 1, &[]).await.unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    // Two batches: timestamps 1000..1004 and 2000..2004.
+    for base in [1000, 2000] {
+        let records: Vec<NewRecord> = (0..5)
+            .map(|i| NewRecord {
+                timestamp: base + i,
+                value: Some(Bytes::from("v")),
+                ..Default::default()
+            })
+            .collect();
+        produce_raw(
+            &mut conn,
+            "lo",
+            encode_batch(&records, &BatchOptions::default()).freeze(),
+        )
+        .await;
+    }
+    let mut client = Client::new(&addr, "lo", TIMEOUT);
+    for (timestamp, want) in [
+        (-2, 0),
+        (-1, 10),
+        (0, 0),
+        (1002, 2),
+        (1005, 5),
+        (2003, 8),
+        (2004, 9),
+        (2005, -1),
+    ] {
+        assert_eq!(
+            client.list_offset("lo", 0, timestamp).await.unwrap(),
+            want,
+            "timestamp {timestamp}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_parked_fetch_wakes_up_when_data_arrives() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "lp", 1, &[]).await.unwrap();
+    let mut consumer = Consumer::new(
+        Client::new(&addr, "lp", TIMEOUT),
+        ConsumerConfig {
+            fetch_wait_max: Duration::from_secs(8),
+            ..Default::default()
+        },
+    );
+    consumer.assign("lp", 0, Some(0));
+    let fetch = tokio::spawn(async move { consumer.poll().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    produce_raw(
+        &mut conn,
+        "lp",
+        encode_batch(&[record(3)], &BatchOptions::default()).freeze(),
+    )
+    .await;
+    let got = fetch.await.unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "the parked fetch returned the record produced while it waited"
+    );
+    assert_eq!(got[0].record.value.as_deref(), Some(&b"value-3"[..]));
+}
+
+#[tokio::test]
+async fn fetch_returns_a_whole_first_batch_even_above_max_bytes() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "kip74", 1, &[]).await.unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    let records: Vec<NewRecord> = (0..50).map(record).collect();
+    produce_raw(
+        &mut conn,
+        "kip74",
+        encode_batch(&records, &BatchOptions::default()).freeze(),
+    )
+    .await;
+    produce_raw(
+        &mut conn,
+        "kip74",
+        encode_batch(&records, &BatchOptions::default()).freeze(),
+    )
+    .await;
+    let mut consumer = Consumer::new(
+        Client::new(&addr, "c", TIMEOUT),
+        ConsumerConfig {
+            partition_fetch_max_bytes: 10,
+            fetch_max_bytes: 10,
+            ..Default::default()
+        },
+    );
+    consumer.assign("kip74", 0, Some(0));
+    assert_eq!(
+        consumer.poll().await.unwrap().len(),
+        50,
+        "exactly the first whole batch"
+    );
+    assert_eq!(consumer.poll().await.unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn metadata_auto_creates_and_admin_errors_are_reported() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |c| c.num_partitions = 4).await;
+    let addr = broker.local_addr().to_string();
+    let mut client = Client::new(&addr, "meta", TIMEOUT);
+    let info = client.topic("auto").await.unwrap();
+    assert_eq!(
+        info.partitions.len(),
+        4,
+        "num.partitions applies to auto-created topics"
+    );
+    assert!(info
+        .partitions
+        .iter()
+        .all(|p| p.leader == 1 && p.isr == vec![1]));
+    let err = client
+        .refresh_metadata(Some(&["bad name!"]), true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Kafka {
+                error: ResponseError::InvalidTopicException,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    for (topic, want) in [
+        (
+            NewTopic {
+                name: "auto".into(),
+                partitions: 1,
+                replication_factor: 1,
+                ..Default::default()
+            },
+            ResponseError::TopicAlreadyExists,
+        ),
+        (
+            NewTopic {
+                name: "rf3".into(),
+                partitions: 1,
+                replication_factor: 3,
+                ..Default::default()
+            },
+            ResponseError::InvalidReplicationFactor,
+        ),
+        (
+            NewTopic {
+                name: "zero".into(),
+                partitions: 0,
+                replication_factor: 1,
+                ..Default::default()
+            },
+            ResponseError::InvalidPartitions,
+        ),
+        (
+            NewTopic {
+                name: "cfg".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: [("segment.bytes".to_string(), "lots".to_string())].into(),
+            },
+            ResponseError::InvalidConfig,
+        ),
+    ] {
+        let result = client.create_topics(&[topic]).await.unwrap().remove(0).1;
+        assert!(
+            matches!(result, Err(ClientError::Kafka { error, .. }) if error == want),
+            "{result:?} vs {want:?}"
+        );
+    }
+    client
+        .delete_topics(&["auto"])
+        .await
+        .unwrap()
+        .remove(0)
+        .1
+        .unwrap();
+    let names: Vec<String> = client
+        .refresh_metadata(None, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    // Topics survive a restart; deleted ones stay deleted.
+    create(&addr, "kept", 2, &[]).await.unwrap();
+    broker.shutdown().await.unwrap();
+    let broker = start(&storage, |_| {}).await;
+    let mut client = Client::new(&broker.local_addr().to_string(), "meta", TIMEOUT);
+    let names: Vec<String> = client
+        .refresh_metadata(None, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["kept".to_string()]);
+}
+
+#[tokio::test]
+async fn oversized_and_garbage_frames_close_only_their_connection() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |c| c.socket_request_max_bytes = 4096).await;
+    let addr = broker.local_addr().to_string();
+    for frame in [
+        (1_000_000i32).to_be_bytes().to_vec(),
+        [&8i32.to_be_bytes()[..], &[0xff, 0x7f, 0, 0, 0, 0, 0, 1]].concat(),
+        [
+            &12i32.to_be_bytes()[..],
+            &[0, 3, 0, 9, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef],
+        ]
+        .concat(),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&frame).await.unwrap();
+        s.flush().await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
+            .await
+            .expect("broker closes the connection")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "no response to a malformed request, just a close");
+    }
+    create(&addr, "alive", 1, &[])
+        .await
+        .expect("the broker still serves");
+}
+
+#[tokio::test]
+async fn unsynced_records_vanish_on_crash_and_synced_ones_stay() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |c| c.log.flush_messages = Some(1)).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "synced", 1, &[]).await.unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    for i in 0..5 {
+        produce_raw(
+            &mut conn,
+            "synced",
+            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
+        )
+        .await;
+    }
+    broker.kill().await; // no clean shutdown
+    storage.crash();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    assert_eq!(
+        read_all(&addr, "synced", 1).await.len(),
+        5,
+        "flush.messages=1: every acknowledged record was synced"
+    );
+    create(&addr, "unsynced", 1, &[]).await.unwrap();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    for i in 0..5 {
+        produce_raw(
+            &mut conn,
+            "unsynced",
+            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
+        )
+        .await;
+    }
+    broker.kill().await;
+    storage.crash();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    assert_eq!(
+        read_all(&addr, "unsynced", 1).await.len(),
+        0,
+        "Kafka's default flush policy never fsyncs: a power loss drops the tail"
+    );
+    let _ = batch::BATCH_HEADER_BYTES;
+}
