@@ -219,6 +219,13 @@ fn acknowledged_and_synced_records_survive_a_broker_kill() {
     for seed in 1..=4 {
         let outcome = run_seed(seed, Some(1));
         let missing = lost_records(&outcome);
+        eprintln!(
+            "seed {seed}: kill after {} records, {} acked, {} read, trace {:x}",
+            outcome.kill_after_records,
+            outcome.acked.len(),
+            outcome.read.len(),
+            outcome.trace_hash
+        );
         assert!(
             missing.is_empty(),
             "seed {seed}: acknowledged records lost: {missing:?}"

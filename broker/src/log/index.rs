@@ -178,6 +178,14 @@ impl Index<OffsetEntry> {
         self.entries.get(i).map(|e| e.position)
     }
 
+    /// Keeps entries whose (last) offset is below `relative_offset_end`.
+    pub fn truncate_below_offset(&mut self, relative_offset_end: u64) {
+        let keep = self
+            .entries
+            .partition_point(|e| u64::from(e.relative_offset) < relative_offset_end);
+        self.truncate(keep);
+    }
+
     /// Keeps entries of batches that start before `position`.
     pub fn truncate_to_position(&mut self, position: u64) {
         let keep = self

@@ -3,10 +3,13 @@
 //! which everything is known to be synced.
 //!
 //! Durability model: appends only reach the OS; `sync` (called by the flush policy or
-//! the broker) fsyncs and then advances the recovery point. On open, segments at or
-//! after the recovery point are scanned batch by batch and cut at the first torn or
-//! corrupt batch; earlier segments are trusted but their indexes are checked, and the
-//! few batches after each segment's last index entry are validated.
+//! the broker) fsyncs and then advances the recovery point. On open, every batch that
+//! may not have been synced is validated (length, magic, CRC, dense offsets) and the log
+//! is cut at the first torn or corrupt one: segments after the one holding the recovery
+//! point are scanned whole; that segment and earlier ones keep their index files if
+//! those are consistent, and only the batches after the last index entry below the
+//! recovery point are validated (so a clean reopen reads little). Corruption of synced
+//! data before an index entry is not looked for.
 //!
 //! Offsets are dense: every batch starts at the previous batch's last offset + 1.
 
@@ -148,10 +151,11 @@ pub struct RecoveryTruncation {
 pub struct RecoveryReport {
     /// The checkpointed recovery point, None if the file was missing or unreadable.
     pub checkpoint: Option<i64>,
-    /// Segments scanned batch by batch (CRC-checked and re-indexed).
+    /// Segments scanned whole, batch by batch (CRC-checked and re-indexed). Others
+    /// are validated only after their last usable index entry.
     pub segments_scanned: usize,
     pub batches_scanned: u64,
-    /// Segments below the recovery point whose index files were inconsistent.
+    /// Segments whose index files were missing or inconsistent.
     pub indexes_rebuilt: usize,
     pub truncation: Option<RecoveryTruncation>,
     /// Base offsets of segments deleted because they followed a cut or a gap.
@@ -167,7 +171,8 @@ impl RecoveryReport {
     }
 }
 
-/// One partition's log. Reads take `&self`; writes take `&mut self`.
+/// One partition's log. Reads take `&self`; writes take `&mut self`. It is `Send` but
+/// not `Sync` (`StorageFile` is only `Send`), so share it behind a `Mutex`.
 pub struct PartitionLog {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
@@ -184,9 +189,9 @@ pub struct PartitionLog {
 }
 
 impl PartitionLog {
-    /// Opens or creates the log in `dir` and recovers it. Never serves a torn or corrupt
-    /// tail: the first bad batch at or after the recovery point (or after the last index
-    /// entry of an earlier segment) is cut off together with everything after it.
+    /// Opens or creates the log in `dir` and recovers it (see the module docs). Never
+    /// serves a torn or corrupt tail: the first bad batch found is cut off together with
+    /// everything after it. `recovery_report()` tells what was done.
     pub fn open(
         storage: Arc<dyn Storage>,
         dir: PathBuf,
@@ -251,42 +256,51 @@ impl PartitionLog {
                 }
             }
             let mut seg = Segment::open(store, &dir, base)?;
-            let mut full_scan = i >= first_unsynced;
-            if !full_scan {
-                if let Err(reason) = seg.load_synced(store, bases.get(i + 1).copied(), interval)? {
-                    tracing::warn!(segment = %seg.log_path.display(), %reason, "rebuilding inconsistent index");
-                    report.indexes_rebuilt += 1;
-                    full_scan = true;
+            let mut outcome = None;
+            if report.checkpoint.is_some() && i <= first_unsynced {
+                let synced_below = (i == first_unsynced).then_some(checkpoint);
+                let next_base = bases.get(i + 1).copied();
+                match seg.load_synced(store, next_base, synced_below, interval)? {
+                    Ok(o) => outcome = Some(o),
+                    Err(reason) => {
+                        tracing::warn!(segment = %seg.log_path.display(), %reason, "rebuilding unusable index");
+                        report.indexes_rebuilt += 1;
+                    }
                 }
             }
-            if full_scan {
-                let outcome = seg.scan(ScanFrom::Start, interval)?;
-                report.segments_scanned += 1;
-                report.batches_scanned += outcome.batches;
-                // Whatever we read back may still sit only in the page cache (the
+            let outcome = match outcome {
+                Some(o) => o,
+                None => {
+                    report.segments_scanned += 1;
+                    seg.scan(ScanFrom::Start, interval)?
+                }
+            };
+            report.batches_scanned += outcome.batches;
+            if i >= first_unsynced {
+                // Data past the recovery point may still sit only in the page cache (the
                 // process died, not the machine): the next sync must fsync it.
                 seg.log_unsynced = true;
-                if let Some((position, reason)) = outcome.invalid {
-                    let bytes_dropped = seg.size_bytes - position;
-                    tracing::warn!(
-                        segment = %seg.log_path.display(),
-                        position,
-                        bytes_dropped,
-                        %reason,
-                        "truncating log at first invalid batch"
-                    );
-                    seg.truncate(position, interval)?;
-                    report.bytes_dropped += bytes_dropped;
-                    report.truncation = Some(RecoveryTruncation {
-                        segment_base_offset: base,
-                        position,
-                        bytes_dropped,
-                        reason,
-                    });
-                    segments.push(seg);
-                    delete_from = Some(i + 1);
-                    break;
-                }
+            }
+            if let Some((position, reason)) = outcome.invalid {
+                let bytes_dropped = seg.size_bytes - position;
+                tracing::warn!(
+                    segment = %seg.log_path.display(),
+                    position,
+                    bytes_dropped,
+                    %reason,
+                    "truncating log at first invalid batch"
+                );
+                seg.truncate(position, interval)?;
+                report.bytes_dropped += bytes_dropped;
+                report.truncation = Some(RecoveryTruncation {
+                    segment_base_offset: base,
+                    position,
+                    bytes_dropped,
+                    reason,
+                });
+                segments.push(seg);
+                delete_from = Some(i + 1);
+                break;
             }
             segments.push(seg);
         }
@@ -518,7 +532,7 @@ impl PartitionLog {
         }
         let mut out = BytesMut::new();
         let mut k = self.segment_for(offset);
-        let (mut position, _) = self.segments[k].find_batch(offset)?;
+        let (mut position, first) = self.segments[k].find_batch(offset)?;
         loop {
             let seg = &self.segments[k];
             let limit = seg.read_limit(max_offset);
@@ -526,7 +540,8 @@ impl PartitionLog {
                 let budget = max_bytes.saturating_sub(out.len()) as u64;
                 let mut want = (limit - position).min(budget);
                 if out.is_empty() {
-                    want = want.max(seg.batch_bytes_at(position)?);
+                    // Only at the first batch: KIP-74 returns it whole.
+                    want = want.max(first.total_bytes() as u64);
                 }
                 if want == 0 {
                     return Ok(out.freeze());
@@ -753,6 +768,11 @@ impl PartitionLog {
             .expect("offset is at or above the log start")
     }
 }
+
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<PartitionLog>();
+};
 
 /// Length of the prefix of `buf` made of whole batches whose last offset is below
 /// `max_offset`. A partial batch at the end (cut by the byte budget) is not counted.

@@ -137,24 +137,29 @@ impl Segment {
         }
     }
 
-    /// Loads the index files of a segment the recovery point says was synced, checks
-    /// them, and validates the batches after the last offset-index entry (which also
-    /// yields `next_offset`). `Ok(Err(reason))` means the indexes cannot be trusted and
-    /// the segment needs a full scan.
+    /// Loads and checks the index files of a segment that starts below the recovery
+    /// point, then validates the batches after the last usable offset-index entry (which
+    /// also yields `next_offset` and the max timestamp). For the segment holding the
+    /// recovery point, `synced_below` drops entries at or above it first, so everything
+    /// that may not have been synced gets validated.
+    ///
+    /// `Ok(Err(reason))`: the indexes are unusable and the segment needs a full scan.
+    /// `Ok(Ok(outcome))`: as from `scan`; a bad batch it reports lies after the entry.
     pub fn load_synced(
         &mut self,
         storage: &dyn Storage,
         next_base_offset: Option<i64>,
+        synced_below: Option<i64>,
         index_interval_bytes: u64,
-    ) -> Result<Result<(), String>, LogError> {
-        let offset_index = match index::load::<OffsetEntry>(storage, &self.offset_index_path)
+    ) -> Result<Result<ScanOutcome, String>, LogError> {
+        let mut offset_index = match index::load::<OffsetEntry>(storage, &self.offset_index_path)
             .at(&self.offset_index_path)?
         {
             None => return Ok(Err("offset index missing".into())),
             Some(Err(reason)) => return Ok(Err(reason.into())),
             Some(Ok(index)) => index,
         };
-        let time_index = match index::load::<TimeEntry>(storage, &self.time_index_path)
+        let mut time_index = match index::load::<TimeEntry>(storage, &self.time_index_path)
             .at(&self.time_index_path)?
         {
             None => return Ok(Err("time index missing".into())),
@@ -168,18 +173,33 @@ impl Segment {
         {
             return Ok(Err(reason.into()));
         }
+        if let Some(synced_below) = synced_below {
+            let relative_end = (synced_below - self.base_offset).max(0) as u64;
+            offset_index.truncate_below_offset(relative_end);
+            time_index.truncate_to_offset(relative_end);
+        }
         self.offset_index = offset_index;
         self.time_index = time_index;
+        let start = self
+            .offset_index
+            .entries
+            .last()
+            .map(|e| u64::from(e.position));
         let outcome = self.scan(ScanFrom::LastIndexEntry, index_interval_bytes)?;
-        if let Some((position, reason)) = outcome.invalid {
-            return Ok(Err(format!("{reason} (position {position})")));
-        }
-        if let Some(last) = self.time_index.entries.last() {
-            if self.base_offset + i64::from(last.relative_offset) >= self.next_offset {
-                return Ok(Err("time index entry beyond the segment's offsets".into()));
+        match &outcome.invalid {
+            Some((position, reason)) if Some(*position) == start => {
+                return Ok(Err(format!("{reason} (position {position})")));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(last) = self.time_index.entries.last() {
+                    if self.base_offset + i64::from(last.relative_offset) >= self.next_offset {
+                        return Ok(Err("time index entry beyond the segment's offsets".into()));
+                    }
+                }
             }
         }
-        Ok(Ok(()))
+        Ok(Ok(outcome))
     }
 
     /// Reads batches from `from` to the end of the file, checking each one fully (length,
@@ -383,18 +403,6 @@ impl Segment {
             return Err(self.corrupt(position, "batch runs past the end of the segment"));
         }
         Ok(header)
-    }
-
-    /// Total size of the batch at `position` (reads only its length field).
-    pub fn batch_bytes_at(&self, position: u64) -> Result<u64, LogError> {
-        let mut buf = [0u8; BATCH_LOG_OVERHEAD_BYTES];
-        self.log
-            .read_exact_at(&mut buf, position)
-            .at(&self.log_path)?;
-        match batch::peek_total_bytes(&buf) {
-            Some(total) if total as u64 <= self.size_bytes - position => Ok(total as u64),
-            _ => Err(self.corrupt(position, "invalid batch length")),
-        }
     }
 
     /// Position and header of the batch holding `offset` (base <= offset < next).

@@ -177,7 +177,9 @@ pub fn decode_batch(batch_bytes: &[u8]) -> Result<(BatchHeader, Vec<Record>), Co
     let compression = Compression::from_attribute(header.compression())?;
     let body = decompress(compression, &batch_bytes[BATCH_HEADER_BYTES..])?;
     let mut buf = &body[..];
-    let mut records = Vec::with_capacity(header.records_count.max(0) as usize);
+    // records_count is untrusted: every record takes at least one byte of the body, so
+    // this bounds the allocation by what was actually received.
+    let mut records = Vec::with_capacity((header.records_count.max(0) as usize).min(body.len()));
     for _ in 0..header.records_count {
         let len = get_varlong(&mut buf)?;
         if len < 0 || len as usize > buf.remaining() {

@@ -1,0 +1,145 @@
+//! The history of a run: every client operation, as an invoke followed by its completion
+//! (ok, fail, or info = outcome unknown), with the simulated time. The checkers read only
+//! this; the runner only writes it.
+//!
+//! Every produced record carries a value unique within the run, so a record can be traced
+//! from the send that made it to every read that saw it.
+
+use serde::{Deserialize, Serialize};
+
+/// What a client did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// A producer sent one batch of records to one partition.
+    Send,
+    /// A consumer fetched from one partition.
+    Poll,
+    /// A consumer moved its position (assignment, seek, offset reset). The next poll of
+    /// that partition by that process may start anywhere.
+    Seek,
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Invoke,
+    /// Definitely happened (a send was acknowledged; a poll returned).
+    Ok,
+    /// Definitely did not happen (the broker refused it with a non-retriable error before
+    /// appending).
+    Fail,
+    /// Unknown: timed out, connection lost. It may or may not have taken effect.
+    Info,
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Position in the history, from 0.
+    pub index: usize,
+    /// Simulated nanoseconds since the run started.
+    pub time_ns: u64,
+    /// The client process: a producer or consumer name from the scenario, or
+    /// "final-reader" for the liveness phase's read.
+    pub process: String,
+    pub kind: OpKind,
+    pub phase: Phase,
+    pub topic: String,
+    pub partition: i32,
+    /// Send: the values of the batch's records, in order (same on invoke and completion).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// Send ok: offset of the batch's first record (records are at offset, offset+1, ...).
+    /// Seek: the new position. Poll: the position the fetch started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Poll ok: the (offset, value) pairs returned, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<(i64, String)>,
+    /// Fail / info: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A whole history, in the order operations were recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub ops: Vec<Op>,
+}
+
+impl History {
+    /// Append an operation, assigning its index.
+    pub fn push(&mut self, mut op: Op) -> usize {
+        op.index = self.ops.len();
+        self.ops.push(op);
+        self.ops.len() - 1
+    }
+
+    /// Completions of a kind (ok, fail and info), in history order.
+    pub fn completions(&self, kind: OpKind) -> impl Iterator<Item = &Op> {
+        self.ops.iter().filter(move |o| o.kind == kind && o.phase != Phase::Invoke)
+    }
+}
+
+/// The anomalies the lab looks for (see `shared/notes/anomalies.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Anomaly {
+    /// An acknowledged record is gone: reads went past its offset without seeing it there.
+    LostWrite,
+    /// An acknowledged record was never read, even by the final read.
+    Unseen,
+    /// One record (unique value) at more than one offset.
+    Duplicate,
+    /// One offset of a partition returned with two different records.
+    InconsistentOffsets,
+    /// One producer's later acknowledged record on a partition at a lower offset.
+    NonmonotonicSend,
+    /// A consumer's next read of a partition starts at or before where its previous one ended.
+    NonmonotonicPoll,
+    /// A consumer's consecutive reads of a partition skip offsets that exist.
+    PollSkip,
+    /// A read_committed consumer saw an aborted record (needs transactions).
+    AbortedRead,
+}
+
+impl Anomaly {
+    pub const ALL: [Anomaly; 8] = [
+        Anomaly::LostWrite,
+        Anomaly::Unseen,
+        Anomaly::Duplicate,
+        Anomaly::InconsistentOffsets,
+        Anomaly::NonmonotonicSend,
+        Anomaly::NonmonotonicPoll,
+        Anomaly::PollSkip,
+        Anomaly::AbortedRead,
+    ];
+
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Anomaly::LostWrite => "lost-write",
+            Anomaly::Unseen => "unseen",
+            Anomaly::Duplicate => "duplicate",
+            Anomaly::InconsistentOffsets => "inconsistent-offsets",
+            Anomaly::NonmonotonicSend => "nonmonotonic-send",
+            Anomaly::NonmonotonicPoll => "nonmonotonic-poll",
+            Anomaly::PollSkip => "poll-skip",
+            Anomaly::AbortedRead => "aborted-read",
+        }
+    }
+}
+
+/// One anomaly found, with the operations that show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub anomaly: Anomaly,
+    pub topic: String,
+    pub partition: i32,
+    /// A sentence a person can read: what was expected and what was seen.
+    pub message: String,
+    /// History indices of the operations that show it, most telling first.
+    pub ops: Vec<usize>,
+}
