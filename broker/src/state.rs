@@ -382,6 +382,8 @@ impl BrokerState {
             }
         }
         for (header, bytes) in to_append {
+            let high_watermark_before = p.high_watermark();
+            let log_end_before = p.log.log_end_offset();
             let mut owned = BytesMut::from(bytes);
             let info = p.log.append(&mut owned, now_ms).map_err(|e| {
                 storage_refusal(StateError::Log {
@@ -389,7 +391,25 @@ impl BrokerState {
                     source: e,
                 })
             })?;
-            debug_assert_eq!(info.base_offset, header.base_offset);
+            // Invariants the lab relies on: offsets are dense and the high watermark
+            // never moves backwards.
+            assert_eq!(
+                info.base_offset, log_end_before,
+                "{topic}-{partition}: append not at the log end"
+            );
+            assert_eq!(
+                info.base_offset, header.base_offset,
+                "{topic}-{partition}: offset differs from the one sequence-checked"
+            );
+            assert_eq!(
+                p.log.log_end_offset(),
+                log_end_before + header.last_offset_delta as i64 + 1,
+                "{topic}-{partition}: offsets are not dense"
+            );
+            assert!(
+                p.high_watermark() >= high_watermark_before,
+                "{topic}-{partition}: high watermark moved backwards"
+            );
             first_offset.get_or_insert(info.base_offset);
         }
         p.producers = producers;
@@ -427,6 +447,14 @@ impl BrokerState {
                 })
             })?
         };
+        // Invariant: nothing at or beyond the high watermark is ever served.
+        for (header, _) in batch::split_batches(&records).flatten() {
+            assert!(
+                header.last_offset() < high_watermark,
+                "{topic}-{partition}: served offset {} at or beyond the high watermark {high_watermark}",
+                header.last_offset()
+            );
+        }
         Ok(ReadResult {
             records,
             high_watermark,

@@ -63,7 +63,9 @@ pub struct Op {
     pub error: Option<String>,
 }
 
-/// A whole history, in the order operations were recorded.
+/// A whole history, in the order operations were recorded. A consumer process has at most
+/// one operation outstanding; a producer at most one send per partition (a round sends one
+/// batch to each partition it touches, then waits for all of them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     pub ops: Vec<Op>,
@@ -79,7 +81,9 @@ impl History {
 
     /// Completions of a kind (ok, fail and info), in history order.
     pub fn completions(&self, kind: OpKind) -> impl Iterator<Item = &Op> {
-        self.ops.iter().filter(move |o| o.kind == kind && o.phase != Phase::Invoke)
+        self.ops
+            .iter()
+            .filter(move |o| o.kind == kind && o.phase != Phase::Invoke)
     }
 }
 

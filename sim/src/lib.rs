@@ -1,1 +1,16 @@
+//! The Faultline lab: runs seeded fault scenarios against unchanged broker nodes under the
+//! madsim simulator, records every client operation and checks the history.
+//!
+//! - [`scenario`]: the scenario file format, parsed and validated.
+//! - [`history`]: what the runner records and the checkers read.
+//! - [`checker`]: the anomaly checkers over a history.
+//! - `runner` (simulated build only): builds the cluster, drives workloads and faults.
+//! - [`report`]: the files a run leaves under `reports/runs/`.
 
+pub mod checker;
+pub mod history;
+pub mod outcome;
+pub mod report;
+#[cfg(madsim)]
+pub mod runner;
+pub mod scenario;

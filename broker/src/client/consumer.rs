@@ -60,6 +60,8 @@ pub struct Consumer {
     /// Next offset to read per assigned partition; None until resolved by the reset policy.
     positions: BTreeMap<(String, i32), Option<i64>>,
     high_watermarks: BTreeMap<(String, i32), i64>,
+    /// Positions moved by `auto.offset.reset`, not yet taken by `take_resets`.
+    resets: Vec<(String, i32, i64)>,
 }
 
 impl Consumer {
@@ -69,6 +71,7 @@ impl Consumer {
             config,
             positions: BTreeMap::new(),
             high_watermarks: BTreeMap::new(),
+            resets: Vec::new(),
         }
     }
 
@@ -92,6 +95,12 @@ impl Consumer {
             .get(&(topic.to_string(), partition))
             .copied()
             .flatten()
+    }
+
+    /// Positions that `auto.offset.reset` moved since the last call: (topic, partition, new
+    /// position). A history recorder logs these as seeks.
+    pub fn take_resets(&mut self) -> Vec<(String, i32, i64)> {
+        std::mem::take(&mut self.resets)
     }
 
     /// High watermark seen in the last fetch of a partition.
@@ -125,6 +134,7 @@ impl Consumer {
         let offset = self.client.list_offset(topic, partition, timestamp).await?;
         self.positions
             .insert((topic.to_string(), partition), Some(offset));
+        self.resets.push((topic.to_string(), partition, offset));
         Ok(offset)
     }
 

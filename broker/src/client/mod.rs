@@ -146,6 +146,12 @@ impl Client {
         Ok(self.connections.get_mut(&node_id).expect("inserted above"))
     }
 
+    /// Drop every connection: the next use reconnects from the bootstrap servers.
+    pub fn disconnect_all(&mut self) {
+        self.connections.clear();
+        self.bootstrap_connection = None;
+    }
+
     /// Drop a connection after an error so the next use reconnects.
     pub fn disconnect(&mut self, node_id: i32) {
         self.connections.remove(&node_id);

@@ -97,6 +97,30 @@ pub struct Producer {
     sequences: BTreeMap<(String, i32), i32>,
     buffers: BTreeMap<(String, i32), (Vec<NewRecord>, usize)>,
     round_robin: u32,
+    /// A batch was given up with an unknown outcome, leaving a gap in its partition's
+    /// sequence: every later batch would be OUT_OF_ORDER_SEQUENCE_NUMBER. Like Kafka's
+    /// producer after an expired batch, start over with a new producer id and sequence 0.
+    needs_new_id: bool,
+}
+
+async fn init_producer_id(client: &mut Client) -> Result<(i64, i16), ClientError> {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp = client.any_connection().await?.request(&req).await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            client.disconnect_all();
+            return Err(e);
+        }
+    };
+    if resp.error_code != 0 {
+        return Err(ClientError::kafka(resp.error_code, "InitProducerId"));
+    }
+    Ok((resp.producer_id.0, resp.producer_epoch))
 }
 
 impl Producer {
@@ -108,17 +132,7 @@ impl Producer {
                     "idempotence requires acks=all, as in Kafka".into(),
                 ));
             }
-            let req = InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1);
-            let resp = client.any_connection().await?.request(&req).await?;
-            if resp.error_code != 0 {
-                return Err(ClientError::kafka(resp.error_code, "InitProducerId"));
-            }
-            producer_id = resp.producer_id.0;
-            producer_epoch = resp.producer_epoch;
+            (producer_id, producer_epoch) = init_producer_id(&mut client).await?;
         }
         Ok(Producer {
             client,
@@ -128,6 +142,7 @@ impl Producer {
             sequences: BTreeMap::new(),
             buffers: BTreeMap::new(),
             round_robin: 0,
+            needs_new_id: false,
         })
     }
 
@@ -189,6 +204,29 @@ impl Producer {
     /// Send everything buffered and wait for the acknowledgements (none with acks=0).
     /// Batches of one partition are sent in order; failures are retried in order.
     pub async fn flush(&mut self) -> Result<Vec<SendResult>, ClientError> {
+        if self.needs_new_id {
+            match init_producer_id(&mut self.client).await {
+                Ok((id, epoch)) => {
+                    (self.producer_id, self.producer_epoch) = (id, epoch);
+                    self.sequences.clear();
+                    self.needs_new_id = false;
+                }
+                Err(e) => {
+                    // Nothing can be sent without an id: fail this round, try again next.
+                    let buffers = std::mem::take(&mut self.buffers);
+                    return Ok(buffers
+                        .into_iter()
+                        .map(|((topic, partition), (records, _))| SendResult {
+                            topic,
+                            partition,
+                            base_offset: -1,
+                            record_count: records.len(),
+                            error: Some(e.clone()),
+                        })
+                        .collect());
+                }
+            }
+        }
         let buffers = std::mem::take(&mut self.buffers);
         let mut batches = Vec::new();
         for ((topic, partition), (records, _)) in buffers {
@@ -205,7 +243,11 @@ impl Producer {
                 }
             }
         }
-        self.send_batches(batches).await
+        let results = self.send_batches(batches).await?;
+        if self.config.idempotence && results.iter().any(|r| r.error.is_some()) {
+            self.needs_new_id = true;
+        }
+        Ok(results)
     }
 
     fn encode(&mut self, topic: &str, partition: i32, records: &[NewRecord]) -> PendingBatch {

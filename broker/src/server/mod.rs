@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     advertised: (String, u16),
     /// Flips to true on shutdown; every connection task watches it.
     closing: watch::Receiver<bool>,
+    /// Bumped to drop every open connection at once (the lab's connection-reset fault).
+    resets: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -95,8 +97,10 @@ impl Broker {
             source,
         })?;
         let (close, closing) = watch::channel(false);
+        let (resets, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             closing,
+            resets,
             state: Mutex::new(state),
             appended: Notify::new(),
             connections: Arc::new(Semaphore::new(config.connections_max)),
@@ -118,6 +122,22 @@ impl Broker {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Close every open client connection at once, as a network reset would; the
+    /// listener stays up. A response being prepared when it happens is never sent.
+    pub fn reset_connections(&self) {
+        self.shared
+            .resets
+            .send_modify(|generation| *generation += 1);
+        tracing::info!("all connections reset");
+    }
+
+    /// A handle that can reset connections later (for a fault injector outside the node).
+    pub fn control(&self) -> BrokerControl {
+        BrokerControl {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Sync every partition log.
@@ -149,6 +169,20 @@ impl Broker {
     }
 }
 
+/// Fault injection from outside a broker node (the lab): reset its connections.
+#[derive(Clone)]
+pub struct BrokerControl {
+    shared: Arc<Shared>,
+}
+
+impl BrokerControl {
+    pub fn reset_connections(&self) {
+        self.shared
+            .resets
+            .send_modify(|generation| *generation += 1);
+    }
+}
+
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -177,6 +211,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let mut stream = BufReader::with_capacity(64 * 1024, stream);
     let mut closing = shared.closing.clone();
+    let mut resets = shared.resets.subscribe();
     loop {
         if *closing.borrow() {
             return;
@@ -184,6 +219,7 @@ async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) 
         let read = tokio::select! {
             read = read_frame(&mut stream, shared.config.socket_request_max_bytes) => read,
             _ = closing.changed() => return,
+            _ = resets.changed() => return,
         };
         let frame = match read {
             Ok(Some(frame)) => frame,
@@ -197,7 +233,13 @@ async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) 
                 return;
             }
         };
-        match handlers::handle(shared, &frame).await {
+        let handled = handlers::handle(shared, &frame).await;
+        if resets.has_changed().unwrap_or(true) {
+            // Reset while the request was being handled: it may have taken effect, but
+            // its answer is lost, as with a real connection reset.
+            return;
+        }
+        match handled {
             Ok(Some(response)) => {
                 if let Err(e) = write_frame(&mut stream, &response).await {
                     tracing::debug!(%peer, error = %e, "write failed");

@@ -100,6 +100,11 @@ impl MemDisk {
         Some(&self.inodes[ino].durable)
     }
 
+    /// Every file's path, sorted (for fault injection that picks a file).
+    pub fn file_paths(&self) -> Vec<PathBuf> {
+        self.names.keys().cloned().collect()
+    }
+
     /// Power loss: every file reverts to its durable bytes and open handles die.
     pub fn crash(&mut self) {
         self.crash_with(&mut |_, _| 0);

@@ -1,0 +1,426 @@
+//! `cargo lab`: run seeded fault scenarios through the simulator, replay one seed, or
+//! measure the simulator's speed. Exit status: 0 every invariant held, 1 a violation (or
+//! liveness failure, crash, nondeterminism) was found, 2 bad input.
+
+#[cfg(madsim)]
+mod lab {
+    use clap::{Parser, Subcommand};
+    use faultline_sim::outcome::{Outcome, Verdict};
+    use faultline_sim::report;
+    use faultline_sim::runner::run_seed;
+    use faultline_sim::scenario::{self, Scenario};
+    use std::collections::VecDeque;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Parser)]
+    #[command(name = "cargo lab", about = "Faultline's deterministic simulation lab")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Args, Clone)]
+    struct SeedArgs {
+        /// Run seeds 1..=N of each scenario (default: the file's `seeds`, else 10).
+        #[arg(long, conflicts_with_all = ["seed", "seed_range"])]
+        seeds: Option<u64>,
+        /// Run exactly this seed.
+        #[arg(long, conflicts_with = "seed_range")]
+        seed: Option<u64>,
+        /// Run seeds A..B (B excluded).
+        #[arg(long, value_name = "A..B")]
+        seed_range: Option<String>,
+        /// Seeds run at once, each on its own thread.
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Run scenario files or folders (default: scenarios/smoke).
+        Run {
+            paths: Vec<PathBuf>,
+            #[command(flatten)]
+            seeds: SeedArgs,
+            /// Run every seed twice and fail on any difference in its trace.
+            #[arg(long)]
+            check_determinism: bool,
+            /// Where run reports go.
+            #[arg(long, default_value = "reports")]
+            reports: PathBuf,
+        },
+        /// Replay one seed exactly, print its first violation and write its full trace.
+        Repro {
+            file: PathBuf,
+            #[arg(long)]
+            seed: u64,
+            #[arg(long, default_value = "reports")]
+            reports: PathBuf,
+        },
+        /// Measure simulated seconds per wall second and seeds per minute.
+        Bench {
+            /// Default: scenarios/bench/standard.toml.
+            file: Option<PathBuf>,
+            #[arg(long, default_value_t = 5)]
+            seeds: u64,
+            /// Also run the seeds over this many threads to show the speed-up.
+            #[arg(long, default_value_t = default_jobs())]
+            jobs: usize,
+        },
+    }
+
+    fn default_jobs() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    pub fn main() -> i32 {
+        let cli = match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => {
+                let code = if e.use_stderr() { 2 } else { 0 };
+                let _ = e.print();
+                return code;
+            }
+        };
+        match cli.command {
+            Command::Run {
+                paths,
+                seeds,
+                check_determinism,
+                reports,
+            } => run(paths, seeds, check_determinism, &reports),
+            Command::Repro {
+                file,
+                seed,
+                reports,
+            } => repro(&file, seed, &reports),
+            Command::Bench { file, seeds, jobs } => bench(file, seeds, jobs),
+        }
+    }
+
+    /// Scenario files named directly or found (recursively, sorted) in folders.
+    fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+        let mut files = Vec::new();
+        for path in paths {
+            if path.is_dir() {
+                let mut stack = vec![path.clone()];
+                let mut found = Vec::new();
+                while let Some(dir) = stack.pop() {
+                    let entries =
+                        std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    for entry in entries {
+                        let p = entry.map_err(|e| e.to_string())?.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else if p.extension().is_some_and(|e| e == "toml") {
+                            found.push(p);
+                        }
+                    }
+                }
+                if found.is_empty() {
+                    return Err(format!(
+                        "{}: no scenario files (*.toml) in this folder",
+                        path.display()
+                    ));
+                }
+                found.sort();
+                files.extend(found);
+            } else if path.exists() {
+                files.push(path.clone());
+            } else {
+                return Err(format!("{}: no such file or folder", path.display()));
+            }
+        }
+        Ok(files)
+    }
+
+    fn seeds_for(scenario: &Scenario, args: &SeedArgs) -> Result<Vec<u64>, String> {
+        if let Some(s) = args.seed {
+            return Ok(vec![s]);
+        }
+        if let Some(range) = &args.seed_range {
+            let (a, b) = range
+                .split_once("..")
+                .ok_or_else(|| format!("--seed-range {range:?}: expected A..B"))?;
+            let (a, b): (u64, u64) = (
+                a.parse()
+                    .map_err(|_| format!("--seed-range {range:?}: {a:?} is not a seed"))?,
+                b.parse()
+                    .map_err(|_| format!("--seed-range {range:?}: {b:?} is not a seed"))?,
+            );
+            if a >= b {
+                return Err(format!("--seed-range {range:?}: empty range"));
+            }
+            return Ok((a..b).collect());
+        }
+        let n = args.seeds.unwrap_or(scenario.seeds);
+        if n == 0 {
+            return Err("--seeds must be at least 1".into());
+        }
+        Ok((1..=n).collect())
+    }
+
+    fn commit() -> String {
+        std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Run (scenario index, seed) jobs over `jobs` threads; results in job order.
+    fn run_all(
+        scenarios: &[Scenario],
+        work: Vec<(usize, u64)>,
+        jobs: usize,
+        twice: bool,
+    ) -> Vec<(usize, Outcome, Option<Outcome>)> {
+        let queue = Arc::new(Mutex::new(
+            work.into_iter().enumerate().collect::<VecDeque<_>>(),
+        ));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let scenarios = Arc::new(scenarios.to_vec());
+        let threads: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                let (queue, results, scenarios) =
+                    (queue.clone(), results.clone(), scenarios.clone());
+                std::thread::spawn(move || loop {
+                    let Some((order, (index, seed))) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    let first = run_seed(&scenarios[index], seed);
+                    let second = twice.then(|| run_seed(&scenarios[index], seed));
+                    results.lock().unwrap().push((order, index, first, second));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("lab worker thread");
+        }
+        let mut results = std::mem::take(&mut *results.lock().unwrap());
+        results.sort_by_key(|r| r.0);
+        results.into_iter().map(|(_, i, a, b)| (i, a, b)).collect()
+    }
+
+    fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
+        let files = collect(paths)?;
+        let mut scenarios = Vec::new();
+        // Every file is validated before anything runs.
+        for f in files {
+            scenarios.push(scenario::load(&f).map_err(|e| e.to_string())?);
+        }
+        Ok(scenarios)
+    }
+
+    fn run(paths: Vec<PathBuf>, seeds: SeedArgs, check_determinism: bool, reports: &Path) -> i32 {
+        let paths = if paths.is_empty() {
+            vec![PathBuf::from("scenarios/smoke")]
+        } else {
+            paths
+        };
+        let scenarios = match load_all(&paths) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let mut work = Vec::new();
+        for (i, s) in scenarios.iter().enumerate() {
+            match seeds_for(s, &seeds) {
+                Ok(list) => work.extend(list.into_iter().map(|seed| (i, seed))),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            }
+        }
+        let commit = commit();
+        let started = std::time::Instant::now();
+        let results = run_all(&scenarios, work, seeds.jobs, check_determinism);
+        let wall = started.elapsed().as_secs_f64();
+        let mut rows: Vec<(u64, u64, u64, u64, u64)> = vec![(0, 0, 0, 0, 0); scenarios.len()];
+        let mut failures = Vec::new();
+        for (i, outcome, again) in &results {
+            let s = &scenarios[*i];
+            let row = &mut rows[*i];
+            row.0 += 1;
+            row.3 += outcome.simulated_ns;
+            row.4 += outcome.wall_ms;
+            let mut reasons = outcome.failures.clone();
+            if let Some(again) = again {
+                if again.trace_hash != outcome.trace_hash || again.verdict != outcome.verdict {
+                    reasons.push(format!(
+                        "nondeterministic: trace {:016x} then {:016x}",
+                        outcome.trace_hash, again.trace_hash
+                    ));
+                }
+            }
+            if let Err(e) = report::write(reports, s, outcome, &commit) {
+                eprintln!(
+                    "warning: could not write the report of {} seed {}: {e}",
+                    s.name, outcome.seed
+                );
+            }
+            if reasons.is_empty() && outcome.verdict == Verdict::Pass {
+                row.1 += 1;
+            } else {
+                row.2 += 1;
+                failures.push((
+                    s.name.clone(),
+                    outcome.seed,
+                    reasons,
+                    report::repro_command(s, outcome.seed),
+                ));
+            }
+        }
+        println!(
+            "{:<32} {:>6} {:>7} {:>7} {:>14}",
+            "scenario", "seeds", "passed", "failed", "sim s/wall s"
+        );
+        for (s, (n, passed, failed, sim_ns, wall_ms)) in scenarios.iter().zip(&rows) {
+            let speed = if *wall_ms == 0 {
+                f64::INFINITY
+            } else {
+                (*sim_ns as f64 / 1e9) / (*wall_ms as f64 / 1e3)
+            };
+            println!(
+                "{:<32} {:>6} {:>7} {:>7} {:>14.1}",
+                s.name, n, passed, failed, speed
+            );
+        }
+        println!(
+            "{} seeds in {:.1}s wall over {} jobs{}; reports in {}",
+            results.len(),
+            wall,
+            seeds.jobs,
+            if check_determinism {
+                ", each run twice"
+            } else {
+                ""
+            },
+            reports.join("runs").display()
+        );
+        for (name, seed, reasons, repro) in &failures {
+            println!("\nFAIL {name} seed {seed}: {}", reasons.join("; "));
+            println!("  {repro}");
+        }
+        if failures.is_empty() {
+            0
+        } else {
+            1
+        }
+    }
+
+    fn repro(file: &Path, seed: u64, reports: &Path) -> i32 {
+        let s = match scenario::load(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let outcome = run_seed(&s, seed);
+        let dir = match report::write(reports, &s, &outcome, &commit()) {
+            Ok(d) => d.display().to_string(),
+            Err(e) => format!("(not written: {e})"),
+        };
+        println!(
+            "{} seed {}: {} (trace hash {:016x}, {:.3}s simulated)",
+            s.name,
+            seed,
+            outcome.verdict.name(),
+            outcome.trace_hash,
+            outcome.simulated_ns as f64 / 1e9
+        );
+        for f in &outcome.failures {
+            println!("  {f}");
+        }
+        if let Some(v) = outcome.violations.first() {
+            println!(
+                "\nfirst violation: {} on {}/{}\n  {}",
+                v.anomaly.name(),
+                v.topic,
+                v.partition,
+                v.message
+            );
+            for index in v.ops.iter().take(10) {
+                if let Some(op) = outcome.history.ops.get(*index) {
+                    println!("  {}", serde_json::to_string(op).expect("op serializes"));
+                }
+            }
+        }
+        println!("\nfull trace: {dir}");
+        if outcome.verdict == Verdict::Pass {
+            0
+        } else {
+            1
+        }
+    }
+
+    fn bench(file: Option<PathBuf>, seeds: u64, jobs: usize) -> i32 {
+        let path = file.unwrap_or_else(|| PathBuf::from("scenarios/bench/standard.toml"));
+        let s = match scenario::load(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let seeds = seeds.max(1);
+        println!(
+            "lab bench: {} ({}), {} seeds",
+            s.name,
+            path.display(),
+            seeds
+        );
+        // One core: seeds one after another.
+        let mut speeds = Vec::new();
+        let started = std::time::Instant::now();
+        for seed in 1..=seeds {
+            let o = run_seed(&s, seed);
+            let speed = (o.simulated_ns as f64 / 1e9) / (o.wall_ms.max(1) as f64 / 1e3);
+            println!("seed {seed}: {} {:.1}s simulated in {:.2}s wall = {speed:.1} sim s/wall s ({} records acknowledged)", o.verdict.name(), o.simulated_ns as f64 / 1e9, o.wall_ms as f64 / 1e3, o.counters.records_acknowledged);
+            speeds.push(speed);
+        }
+        let one_core_wall = started.elapsed().as_secs_f64();
+        speeds.sort_by(|a, b| a.total_cmp(b));
+        let median = speeds[speeds.len() / 2];
+        println!(
+            "one core: median {median:.1} simulated s per wall s; {:.1} seeds per minute",
+            seeds as f64 * 60.0 / one_core_wall
+        );
+        if jobs > 1 {
+            let started = std::time::Instant::now();
+            let _ = run_all(
+                std::slice::from_ref(&s),
+                (1..=seeds).map(|seed| (0, seed)).collect(),
+                jobs,
+                false,
+            );
+            let wall = started.elapsed().as_secs_f64();
+            println!(
+                "{jobs} jobs: {:.1} seeds per minute, speed-up {:.2}x over one core",
+                seeds as f64 * 60.0 / wall,
+                one_core_wall / wall
+            );
+        }
+        0
+    }
+}
+
+#[cfg(madsim)]
+fn main() {
+    std::process::exit(lab::main());
+}
+
+#[cfg(not(madsim))]
+fn main() {
+    eprintln!(
+        "the lab runs in the simulated build: use `cargo lab` (a cargo alias that builds it)"
+    );
+    std::process::exit(2);
+}

@@ -1,0 +1,93 @@
+//! What one seed of one scenario produced: verdict, violations, counters, history and
+//! fault events. Built by the runner, written out by `report`, compared for determinism.
+
+use crate::history::{Anomaly, History, Violation};
+use crate::scenario::{Expectation, Scenario};
+use serde::{Deserialize, Serialize};
+
+/// A fault or node event on the run's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub time_ns: u64,
+    /// e.g. "fault-start", "fault-end", "phase".
+    pub event: String,
+    /// The fault kind or phase name.
+    pub what: String,
+    /// The nodes or link it touched.
+    pub target: String,
+    /// "scenario" or "nemesis".
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every forbidden anomaly absent, every expected one found, liveness held.
+    Pass,
+    /// A forbidden anomaly was found, or an expected one was not.
+    Violation,
+    /// After healing, the final read did not complete within the liveness bound.
+    Liveness,
+    /// A node or the harness panicked (a broken invariant).
+    Crash,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Violation => "violation",
+            Verdict::Liveness => "liveness",
+            Verdict::Crash => "crash",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub sends_ok: u64,
+    pub sends_unknown: u64,
+    pub records_acknowledged: u64,
+    pub polls: u64,
+    pub records_read: u64,
+    pub faults: u64,
+}
+
+/// The result of one seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub scenario: String,
+    pub seed: u64,
+    pub verdict: Verdict,
+    /// Why the verdict is not pass, one line each.
+    pub failures: Vec<String>,
+    pub violations: Vec<Violation>,
+    pub counters: Counters,
+    pub history: History,
+    pub events: Vec<Event>,
+    /// FNV-1a over the history and events: equal for equal runs.
+    pub trace_hash: u64,
+    pub simulated_ns: u64,
+    /// Not part of equality in spirit: wall time differs run to run. Kept out of the hash.
+    pub wall_ms: u64,
+}
+
+impl Outcome {
+    /// Judge violations against the scenario's expectations.
+    pub fn judge(scenario: &Scenario, violations: &[Violation]) -> Vec<String> {
+        let mut failures = Vec::new();
+        for anomaly in Anomaly::ALL {
+            let found = violations.iter().filter(|v| v.anomaly == anomaly).count();
+            match scenario.expectation(anomaly) {
+                Expectation::Forbidden if found > 0 => {
+                    failures.push(format!("forbidden {} found ({found})", anomaly.name()))
+                }
+                Expectation::Expected if found == 0 => {
+                    failures.push(format!("expected {} not found", anomaly.name()))
+                }
+                _ => {}
+            }
+        }
+        failures
+    }
+}

@@ -1,0 +1,183 @@
+//! The files a run leaves behind, under `reports/runs/<scenario>/<seed>/`:
+//! `summary.json` (machine-readable verdict and counters), `history.jsonl` (every client
+//! operation), `events.jsonl` (faults and phases) and `report.md`, the page a person reads
+//! first.
+
+use crate::outcome::{Outcome, Verdict};
+use crate::scenario::Scenario;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Cases shown per anomaly in report.md; every case is in the history anyway.
+const EXAMPLES_PER_ANOMALY: usize = 3;
+
+/// The command that replays one seed exactly.
+pub fn repro_command(scenario: &Scenario, seed: u64) -> String {
+    format!("cargo lab repro {} --seed {seed}", scenario.path.display())
+}
+
+/// Write every file of one seed's report; returns the folder.
+pub fn write(
+    root: &Path,
+    scenario: &Scenario,
+    outcome: &Outcome,
+    commit: &str,
+) -> std::io::Result<PathBuf> {
+    let dir = root
+        .join("runs")
+        .join(&scenario.name)
+        .join(outcome.seed.to_string());
+    std::fs::create_dir_all(&dir)?;
+    let summary = serde_json::json!({
+        "scenario": scenario.name,
+        "scenario_file": scenario.path.display().to_string(),
+        "scenario_hash": format!("{:016x}", scenario.hash),
+        "seed": outcome.seed,
+        "commit": commit,
+        "verdict": outcome.verdict.name(),
+        "failures": outcome.failures,
+        "first_violation": outcome.violations.first(),
+        "violations": outcome.violations.len(),
+        "counters": outcome.counters,
+        "trace_hash": format!("{:016x}", outcome.trace_hash),
+        "simulated_seconds": outcome.simulated_ns as f64 / 1e9,
+        "wall_seconds": outcome.wall_ms as f64 / 1e3,
+        "repro": repro_command(scenario, outcome.seed),
+    });
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).expect("json") + "\n",
+    )?;
+    let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
+    for op in &outcome.history.ops {
+        serde_json::to_writer(&mut history, op).expect("op serializes");
+        history.write_all(b"\n")?;
+    }
+    history.flush()?;
+    let mut events = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
+    for e in &outcome.events {
+        serde_json::to_writer(&mut events, e).expect("event serializes");
+        events.write_all(b"\n")?;
+    }
+    events.flush()?;
+    std::fs::write(dir.join("report.md"), markdown(scenario, outcome, commit))?;
+    Ok(dir)
+}
+
+fn secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+/// The human-readable report.
+pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# {} — seed {}: {}\n",
+        scenario.name,
+        outcome.seed,
+        outcome.verdict.name().to_uppercase()
+    );
+    if !scenario.description.is_empty() {
+        let _ = writeln!(md, "{}\n", scenario.description);
+    }
+    let _ = writeln!(
+        md,
+        "Replay exactly: `{}`\n",
+        repro_command(scenario, outcome.seed)
+    );
+    let _ = writeln!(
+        md,
+        "Scenario `{}` (hash {:016x}), commit `{commit}`, trace hash {:016x}, {} simulated in {:.2}s wall.\n",
+        scenario.path.display(),
+        scenario.hash,
+        outcome.trace_hash,
+        secs(outcome.simulated_ns),
+        outcome.wall_ms as f64 / 1e3
+    );
+    let _ = writeln!(md, "## Verdict\n");
+    if outcome.verdict == Verdict::Pass {
+        let _ = writeln!(md, "Every invariant held: no forbidden anomaly, every expected one found, the final read completed in time.\n");
+    } else {
+        for f in &outcome.failures {
+            let _ = writeln!(md, "- {f}");
+        }
+        md.push('\n');
+    }
+    let c = &outcome.counters;
+    let _ = writeln!(md, "## What ran\n");
+    let _ = writeln!(
+        md,
+        "{} brokers; {} producers, {} consumers. {} sends acknowledged ({} records), {} with unknown outcome; {} polls read {} records; {} faults.\n",
+        scenario.cluster.brokers.get_ref(),
+        scenario.producers.len(),
+        scenario.consumers.len(),
+        c.sends_ok,
+        c.records_acknowledged,
+        c.sends_unknown,
+        c.polls,
+        c.records_read,
+        c.faults
+    );
+    let _ = writeln!(md, "## Faults and phases\n");
+    if outcome.events.is_empty() {
+        let _ = writeln!(md, "None.\n");
+    } else {
+        let _ = writeln!(
+            md,
+            "| time | event | what | target | source |\n|---|---|---|---|---|"
+        );
+        for e in &outcome.events {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                secs(e.time_ns),
+                e.event,
+                e.what,
+                e.target,
+                e.source
+            );
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(md, "## Anomalies\n");
+    if outcome.violations.is_empty() {
+        let _ = writeln!(md, "None found.\n");
+    }
+    // Per anomaly: how many, what the scenario says about it, and the first few cases.
+    for anomaly in crate::history::Anomaly::ALL {
+        let found: Vec<_> = outcome
+            .violations
+            .iter()
+            .filter(|v| v.anomaly == anomaly)
+            .collect();
+        if found.is_empty() {
+            continue;
+        }
+        let expectation = format!("{:?}", scenario.expectation(anomaly)).to_lowercase();
+        let _ = writeln!(
+            md,
+            "### {} ({} found, {expectation} here)\n",
+            anomaly.name(),
+            found.len()
+        );
+        for v in found.iter().take(EXAMPLES_PER_ANOMALY) {
+            let _ = writeln!(md, "- {}/{}: {}\n\n  ```", v.topic, v.partition, v.message);
+            for index in v.ops.iter().take(10) {
+                if let Some(op) = outcome.history.ops.get(*index) {
+                    let _ = writeln!(
+                        md,
+                        "  {}",
+                        serde_json::to_string(op).expect("op serializes")
+                    );
+                }
+            }
+            let _ = writeln!(md, "  ```\n");
+        }
+        if found.len() > EXAMPLES_PER_ANOMALY {
+            let _ = writeln!(md, "... and {} more.\n", found.len() - EXAMPLES_PER_ANOMALY);
+        }
+    }
+    md
+}

@@ -1,0 +1,1105 @@
+//! Runs one seed of one scenario under the simulator: builds the cluster (one madsim node
+//! per broker and per client), drives the workloads, applies the scenario's faults and the
+//! nemesis, heals everything, runs the final read within the liveness bound, and checks
+//! the history. Only in the simulated build.
+
+use crate::checker::{self, CheckOptions};
+use crate::history::{History, Op, OpKind, Phase};
+use crate::outcome::{Counters, Event, Outcome, Verdict};
+use crate::scenario::{fnv1a, AcksSpec, FaultKind, FaultSpec, Scenario};
+use bytes::Bytes;
+use faultline::client::{
+    Acks, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+};
+use faultline::config::BrokerConfig;
+use faultline::record::codec::NewRecord;
+use faultline::server::{Broker, BrokerControl};
+use faultline::storage::{SimDisk, SimStorage};
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+use madsim::task::NodeId;
+use madsim::time::{sleep, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Client request timeout in the lab: long enough for a healthy round trip, short enough
+/// that a partitioned client notices within the run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Broker port on every broker node.
+const BROKER_PORT: u16 = 9092;
+/// Slack on top of duration + liveness before the harness declares the run hung.
+const HANG_MARGIN: Duration = Duration::from_secs(120);
+
+/// Records everything clients and faults do, in simulated time.
+struct Recorder {
+    start: Instant,
+    history: History,
+    events: Vec<Event>,
+}
+
+type Shared = Arc<Mutex<Recorder>>;
+type Controls = BTreeMap<NodeId, Arc<Mutex<Option<BrokerControl>>>>;
+
+fn now_ns(rec: &Shared) -> u64 {
+    let r = rec.lock().unwrap();
+    Instant::now().duration_since(r.start).as_nanos() as u64
+}
+
+fn record(rec: &Shared, mut op: Op) -> usize {
+    let mut r = rec.lock().unwrap();
+    op.time_ns = Instant::now().duration_since(r.start).as_nanos() as u64;
+    r.history.push(op)
+}
+
+fn event(rec: &Shared, event: &str, what: &str, target: &str, source: &str) {
+    let mut r = rec.lock().unwrap();
+    let time_ns = Instant::now().duration_since(r.start).as_nanos() as u64;
+    r.events.push(Event {
+        time_ns,
+        event: event.into(),
+        what: what.into(),
+        target: target.into(),
+        source: source.into(),
+    });
+}
+
+fn op(process: &str, kind: OpKind, phase: Phase, topic: &str, partition: i32) -> Op {
+    Op {
+        index: 0,
+        time_ns: 0,
+        process: process.into(),
+        kind,
+        phase,
+        topic: topic.into(),
+        partition,
+        values: Vec::new(),
+        offset: None,
+        records: Vec::new(),
+        error: None,
+    }
+}
+
+fn broker_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8))
+}
+
+fn client_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 2, i as u8))
+}
+
+/// A fault planned on the timeline, from the scenario or drawn by the nemesis.
+#[derive(Debug, Clone)]
+struct PlannedFault {
+    at: Duration,
+    duration: Option<Duration>,
+    kind: FaultKind,
+    node: Option<String>,
+    groups: Vec<Vec<String>>,
+    one_way: bool,
+    from: Option<String>,
+    to: Option<String>,
+    latency: Duration,
+    jitter: Duration,
+    source: &'static str,
+}
+
+impl PlannedFault {
+    fn from_spec(f: &FaultSpec) -> PlannedFault {
+        PlannedFault {
+            at: f.at.get_ref().0,
+            duration: f.duration.as_ref().map(|d| d.get_ref().0),
+            kind: *f.kind.get_ref(),
+            node: f.node.as_ref().map(|n| n.get_ref().clone()),
+            groups: f
+                .groups
+                .as_ref()
+                .map(|g| g.get_ref().clone())
+                .unwrap_or_default(),
+            one_way: f.one_way,
+            from: f.from.as_ref().map(|n| n.get_ref().clone()),
+            to: f.to.as_ref().map(|n| n.get_ref().clone()),
+            latency: f.latency.as_ref().map_or(Duration::ZERO, |d| d.get_ref().0),
+            jitter: f.jitter.as_ref().map_or(Duration::ZERO, |d| d.get_ref().0),
+            source: "scenario",
+        }
+    }
+}
+
+/// splitmix64: the nemesis plan comes from the seed alone, not from the schedule.
+struct PlanRng(u64);
+
+impl PlanRng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The nemesis's faults for this seed: exponential gaps with the configured mean, a kind
+/// from the enabled set (in swarm mode the seed first picks which kinds are on), a target,
+/// and a duration up to `fault_max`.
+fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
+    let Some(n) = &scenario.nemesis else {
+        return Vec::new();
+    };
+    let mut rng = PlanRng(seed ^ 0x6e65_6d65_7369_7321);
+    let mut kinds: Vec<FaultKind> = n.kinds.as_ref().map_or_else(
+        || {
+            vec![
+                FaultKind::Kill,
+                FaultKind::Pause,
+                FaultKind::Isolate,
+                FaultKind::Reset,
+                FaultKind::Latency,
+            ]
+        },
+        |k| k.get_ref().clone(),
+    );
+    if n.swarm {
+        let chosen: Vec<FaultKind> = kinds
+            .iter()
+            .copied()
+            .filter(|_| rng.below(2) == 0)
+            .collect();
+        kinds = if chosen.is_empty() {
+            vec![kinds[rng.below(kinds.len() as u64) as usize]]
+        } else {
+            chosen
+        };
+    }
+    let brokers = scenario.broker_names();
+    let targets: Vec<String> = n
+        .targets
+        .as_ref()
+        .map_or(brokers.clone(), |t| t.get_ref().clone());
+    let clients: Vec<String> = scenario
+        .node_names()
+        .into_iter()
+        .filter(|n| !brokers.contains(n))
+        .collect();
+    let mean = n.interval.get_ref().0.as_secs_f64();
+    let fault_max = n.fault_max.get_ref().0;
+    let mut plan = Vec::new();
+    let mut t = 0.0;
+    loop {
+        t += -mean * (1.0 - rng.unit()).ln();
+        let at = Duration::from_secs_f64(t);
+        if at >= scenario.duration {
+            break;
+        }
+        let kind = kinds[rng.below(kinds.len() as u64) as usize];
+        let target = targets[rng.below(targets.len() as u64) as usize].clone();
+        let duration = Duration::from_millis(1 + rng.below(fault_max.as_millis().max(1) as u64));
+        let mut f = PlannedFault {
+            at,
+            duration: Some(duration),
+            kind,
+            node: None,
+            groups: Vec::new(),
+            one_way: false,
+            from: None,
+            to: None,
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            source: "nemesis",
+        };
+        match kind {
+            FaultKind::Partition => {
+                let others: Vec<String> = scenario
+                    .node_names()
+                    .into_iter()
+                    .filter(|n| *n != target)
+                    .collect();
+                f.groups = vec![vec![target], others];
+                f.one_way = rng.below(4) == 0;
+            }
+            FaultKind::Clog => {
+                let peer = if clients.is_empty() {
+                    brokers[0].clone()
+                } else {
+                    clients[rng.below(clients.len() as u64) as usize].clone()
+                };
+                if rng.below(2) == 0 {
+                    (f.from, f.to) = (Some(target), Some(peer));
+                } else {
+                    (f.from, f.to) = (Some(peer), Some(target));
+                }
+            }
+            FaultKind::Latency => {
+                f.latency = Duration::from_millis(10 + rng.below(200));
+                f.jitter = Duration::from_millis(rng.below(100));
+            }
+            FaultKind::Kill | FaultKind::DiskTornWrite if !target.starts_with("broker-") => {
+                continue
+            }
+            _ => f.node = Some(target),
+        }
+        plan.push(f);
+    }
+    plan
+}
+
+/// Run one seed. Never panics: a panic inside the simulation becomes a crash verdict.
+pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
+    let wall = std::time::Instant::now();
+    let scenario_for_run = scenario.clone();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        simulate(&scenario_for_run, seed)
+    }));
+    let wall_ms = wall.elapsed().as_millis() as u64;
+    match result {
+        Ok(mut outcome) => {
+            outcome.wall_ms = wall_ms;
+            outcome
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Outcome {
+                scenario: scenario.name.clone(),
+                seed,
+                verdict: Verdict::Crash,
+                failures: vec![format!("crash: {message}")],
+                violations: Vec::new(),
+                counters: Counters::default(),
+                history: History::default(),
+                events: Vec::new(),
+                trace_hash: fnv1a(message.as_bytes()),
+                simulated_ns: 0,
+                wall_ms,
+            }
+        }
+    }
+}
+
+fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
+    let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.add_simulator::<SimDisk>();
+    // A run that outlives its own bounds is hung: madsim stops it, and it is reported.
+    rt.set_time_limit(scenario.duration + scenario.liveness + HANG_MARGIN);
+    let scenario_in_sim = scenario.clone();
+    let (history, events, liveness_error, simulated_ns) = rt.block_on(async move {
+        let scenario = scenario_in_sim;
+        let rec: Shared = Arc::new(Mutex::new(Recorder {
+            start: Instant::now(),
+            history: History::default(),
+            events: Vec::new(),
+        }));
+        let handle = Handle::current();
+        let bootstrap: String = (1..=scenario.broker_names().len())
+            .map(|i| format!("{}:{BROKER_PORT}", broker_ip(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+
+        // Brokers: `init` runs again on every restart, so all node state lives inside it.
+        let mut nodes: BTreeMap<String, NodeHandle> = BTreeMap::new();
+        let mut controls: Controls = BTreeMap::new();
+        for (i, name) in scenario.broker_names().into_iter().enumerate() {
+            let mut config = BrokerConfig {
+                node_id: i as i32 + 1,
+                listen: SocketAddr::new(broker_ip(i + 1), BROKER_PORT),
+                data_dir: "/data".into(),
+                ..Default::default()
+            };
+            for (key, value) in &scenario.cluster.config {
+                config
+                    .apply_one(key, value.get_ref())
+                    .expect("validated when the scenario was loaded");
+            }
+            // The harness keeps a control handle to the running incarnation, for faults
+            // that act inside the broker (connection resets).
+            let control: Arc<Mutex<Option<BrokerControl>>> = Arc::new(Mutex::new(None));
+            let control_in_node = control.clone();
+            let node = handle
+                .create_node()
+                .name(name.clone())
+                .ip(broker_ip(i + 1))
+                .init(move || {
+                    let config = config.clone();
+                    let control = control_in_node.clone();
+                    async move {
+                        let broker = Broker::start(config, SimStorage::shared())
+                            .await
+                            .expect("broker starts");
+                        *control.lock().unwrap() = Some(broker.control());
+                        std::future::pending::<()>().await;
+                    }
+                })
+                .build();
+            controls.insert(node.id(), control);
+            nodes.insert(name, node);
+        }
+        let admin = handle
+            .create_node()
+            .name("admin")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
+            .build();
+
+        // Topics, retried until the brokers answer.
+        let topics: Vec<NewTopic> = scenario
+            .topics
+            .iter()
+            .map(|t| NewTopic {
+                name: t.name.get_ref().clone(),
+                partitions: *t.partitions.get_ref(),
+                replication_factor: *t.replication_factor.get_ref(),
+                configs: t
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                    .collect(),
+            })
+            .collect();
+        {
+            let bootstrap = bootstrap.clone();
+            admin
+                .spawn(async move {
+                    let mut client = Client::new(&bootstrap, "admin", CLIENT_TIMEOUT);
+                    for _ in 0..100 {
+                        match client.create_topics(&topics).await {
+                            Ok(results) if results.iter().all(|(_, r)| r.is_ok()) => return,
+                            _ => sleep(Duration::from_millis(100)).await,
+                        }
+                    }
+                    panic!("the cluster never accepted the scenario's topics");
+                })
+                .await
+                .expect("admin task");
+        }
+        let start = Instant::now();
+        rec.lock().unwrap().start = start;
+        event(&rec, "phase", "safety", "", "scenario");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        let mut client_index = 0;
+        for (i, p) in scenario.producers.iter().enumerate() {
+            client_index += 1;
+            let name = scenario.producer_name(i);
+            let node = handle
+                .create_node()
+                .name(name.clone())
+                .ip(client_ip(client_index))
+                .build();
+            let spec = p.clone();
+            let (rec, stop, bootstrap) = (rec.clone(), stop.clone(), bootstrap.clone());
+            let run_duration = scenario.duration;
+            workers.push(node.spawn(async move {
+                produce_loop(name, spec, bootstrap, rec, stop, start, run_duration).await
+            }));
+            nodes.insert(scenario.producer_name(i), node);
+        }
+        for (i, c) in scenario.consumers.iter().enumerate() {
+            client_index += 1;
+            let name = scenario.consumer_name(i);
+            let node = handle
+                .create_node()
+                .name(name.clone())
+                .ip(client_ip(client_index))
+                .build();
+            let partitions: Vec<i32> = match &c.partitions {
+                Some(ps) => ps.get_ref().clone(),
+                None => {
+                    let count = scenario
+                        .topics
+                        .iter()
+                        .find(|t| t.name.get_ref() == c.topic.get_ref())
+                        .map_or(1, |t| *t.partitions.get_ref());
+                    (0..count).collect()
+                }
+            };
+            let spec = c.clone();
+            let (rec, stop, bootstrap) = (rec.clone(), stop.clone(), bootstrap.clone());
+            let run_duration = scenario.duration;
+            workers.push(node.spawn(async move {
+                consume_loop(
+                    name,
+                    spec,
+                    partitions,
+                    bootstrap,
+                    rec,
+                    stop,
+                    start,
+                    run_duration,
+                )
+                .await
+            }));
+            nodes.insert(scenario.consumer_name(i), node);
+        }
+
+        // Faults on the timeline, in order of time (ties: scenario order, then nemesis).
+        let mut plan: Vec<PlannedFault> = scenario
+            .faults
+            .iter()
+            .map(PlannedFault::from_spec)
+            .collect();
+        plan.extend(plan_nemesis(&scenario, seed));
+        plan.sort_by_key(|f| f.at);
+        let ids: BTreeMap<String, NodeId> =
+            nodes.iter().map(|(n, h)| (n.clone(), h.id())).collect();
+        let mut active: Vec<(Duration, Applied)> = Vec::new();
+        for f in plan {
+            // End faults due before this one starts.
+            active.sort_by_key(|(end, _)| *end);
+            while active.first().is_some_and(|(end, _)| *end <= f.at) {
+                let (end, applied) = active.remove(0);
+                sleep_until(start, end).await;
+                heal(&applied, &rec);
+            }
+            sleep_until(start, f.at).await;
+            let applied = apply(&f, &ids, &controls, &admin, &bootstrap, &rec, seed).await;
+            match (f.duration, applied) {
+                (Some(d), Some(applied)) => active.push((f.at + d, applied)),
+                (None, Some(applied)) => active.push((scenario.duration, applied)),
+                (_, None) => {}
+            }
+        }
+        active.sort_by_key(|(end, _)| *end);
+        for (end, applied) in active.drain(..) {
+            sleep_until(start, end.min(scenario.duration)).await;
+            heal(&applied, &rec);
+        }
+        sleep_until(start, scenario.duration).await;
+
+        // Liveness phase: every fault is healed; clients finish; the final read must
+        // complete within the bound.
+        event(&rec, "phase", "liveness", "", "scenario");
+        stop.store(true, Ordering::SeqCst);
+        let liveness_deadline = Instant::now() + scenario.liveness;
+        let mut liveness_error = None;
+        for w in workers {
+            let left = liveness_deadline.saturating_duration_since(Instant::now());
+            if madsim::time::timeout(left, w).await.is_err() {
+                liveness_error =
+                    Some("a client did not finish within the liveness bound".to_string());
+            }
+        }
+        let partitions: Vec<(String, i32)> = scenario
+            .topics
+            .iter()
+            .flat_map(|t| (0..*t.partitions.get_ref()).map(move |p| (t.name.get_ref().clone(), p)))
+            .collect();
+        let reader = {
+            let (rec, bootstrap) = (rec.clone(), bootstrap.clone());
+            admin.spawn(async move { final_read(partitions, bootstrap, rec).await })
+        };
+        let left = liveness_deadline.saturating_duration_since(Instant::now());
+        match madsim::time::timeout(left, reader).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => liveness_error = Some(format!("final read failed: {e}")),
+            Ok(Err(e)) => liveness_error = Some(format!("final read task failed: {e:?}")),
+            Err(_) => {
+                liveness_error.get_or_insert_with(|| {
+                    format!(
+                        "the final read did not complete within {:?} of healing",
+                        scenario.liveness
+                    )
+                });
+            }
+        }
+        let simulated_ns = Instant::now().duration_since(start).as_nanos() as u64;
+        let r = rec.lock().unwrap();
+        (
+            r.history.clone(),
+            r.events.clone(),
+            liveness_error,
+            simulated_ns,
+        )
+    });
+
+    let ordered: BTreeSet<String> = (0..scenario.producers.len())
+        .filter(|i| producer_is_ordered(&scenario.producers[*i]))
+        .map(|i| scenario.producer_name(i))
+        .collect();
+    let violations = checker::check(
+        &history,
+        &CheckOptions {
+            producers_ordered: ordered,
+        },
+    );
+    let mut failures = Outcome::judge(scenario, &violations);
+    if let Some(e) = &liveness_error {
+        failures.insert(0, format!("liveness: {e}"));
+    }
+    let verdict = if liveness_error.is_some() {
+        Verdict::Liveness
+    } else if failures.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Violation
+    };
+    let counters = count(&history, &events);
+    let trace_hash = {
+        let mut bytes = serde_json::to_vec(&history).expect("history serializes");
+        bytes.extend(serde_json::to_vec(&events).expect("events serialize"));
+        fnv1a(&bytes)
+    };
+    Outcome {
+        scenario: scenario.name.clone(),
+        seed,
+        verdict,
+        failures,
+        violations,
+        counters,
+        history,
+        events,
+        trace_hash,
+        simulated_ns,
+        wall_ms: 0,
+    }
+}
+
+/// Kafka promises per-partition order to a producer that is idempotent, or that keeps one
+/// request in flight.
+fn producer_is_ordered(p: &crate::scenario::ProducerSpec) -> bool {
+    let idempotent = p.idempotence.unwrap_or(p.acks == AcksSpec::All);
+    (idempotent || *p.in_flight.get_ref() == 1) && p.acks != AcksSpec::Zero
+}
+
+fn count(history: &History, events: &[Event]) -> Counters {
+    let mut c = Counters::default();
+    for op in &history.ops {
+        match (op.kind, op.phase) {
+            (OpKind::Send, Phase::Ok) => {
+                c.sends_ok += 1;
+                c.records_acknowledged += op.values.len() as u64;
+            }
+            (OpKind::Send, Phase::Info | Phase::Fail) => c.sends_unknown += 1,
+            (OpKind::Poll, Phase::Ok) => {
+                c.polls += 1;
+                c.records_read += op.records.len() as u64;
+            }
+            _ => {}
+        }
+    }
+    c.faults = events.iter().filter(|e| e.event == "fault-start").count() as u64;
+    c
+}
+
+async fn sleep_until(start: Instant, at: Duration) {
+    let target = start + at;
+    let now = Instant::now();
+    if target > now {
+        sleep(target - now).await;
+    }
+}
+
+/// What `heal` must undo.
+enum Applied {
+    Restart(NodeId, String),
+    Resume(NodeId, String),
+    Unclog(Vec<(NodeId, NodeId)>, String),
+    UnclogNode(NodeId, String),
+    Latency(String),
+    DiskSpace(NodeId, String),
+    Nothing,
+}
+
+async fn resolve_node(
+    name: &str,
+    ids: &BTreeMap<String, NodeId>,
+    admin: &NodeHandle,
+    bootstrap: &str,
+) -> Option<(String, NodeId)> {
+    if let Some(role) = name.strip_prefix("leader:") {
+        let (topic, partition) = role.rsplit_once('/')?;
+        let (topic, partition, bootstrap) = (
+            topic.to_string(),
+            partition.parse::<i32>().ok()?,
+            bootstrap.to_string(),
+        );
+        let leader = admin
+            .spawn(async move {
+                let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
+                client.leader(&topic, partition).await.ok()
+            })
+            .await
+            .ok()??;
+        let broker = format!("broker-{leader}");
+        return ids.get(&broker).map(|id| (broker, *id));
+    }
+    ids.get(name).map(|id| (name.to_string(), *id))
+}
+
+async fn apply(
+    f: &PlannedFault,
+    ids: &BTreeMap<String, NodeId>,
+    controls: &Controls,
+    admin: &NodeHandle,
+    bootstrap: &str,
+    rec: &Shared,
+    seed: u64,
+) -> Option<Applied> {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let node = match &f.node {
+        Some(n) => match resolve_node(n, ids, admin, bootstrap).await {
+            Some(found) => Some(found),
+            None => {
+                event(rec, "fault-skipped", f.kind.name(), n, f.source);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let target = node.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+    let applied = match f.kind {
+        FaultKind::Kill => {
+            let (name, id) = node?;
+            handle.kill(id);
+            Applied::Restart(id, name)
+        }
+        FaultKind::DiskTornWrite => {
+            let (name, id) = node?;
+            // Part of each file's unsynced tail reaches the platter, then power is lost.
+            let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64);
+            madsim::plugin::simulator::<SimDisk>()
+                .disk(id)
+                .with_disk(|d| {
+                    d.crash_with(&mut |_, unsynced| rng.below(unsynced as u64 + 1) as usize)
+                });
+            handle.kill(id);
+            Applied::Restart(id, name)
+        }
+        FaultKind::Pause => {
+            let (name, id) = node?;
+            handle.pause(id);
+            Applied::Resume(id, name)
+        }
+        FaultKind::Isolate => {
+            let (name, id) = node?;
+            net.clog_node(id);
+            Applied::UnclogNode(id, name)
+        }
+        FaultKind::Reset => {
+            let (_, id) = node?;
+            match controls.get(&id) {
+                // A broker: drop its connections, keep its listener (madsim's own node
+                // reset would close the listening socket too).
+                Some(control) => {
+                    if let Some(c) = control.lock().unwrap().as_ref() {
+                        c.reset_connections();
+                    }
+                }
+                None => net.reset_node(id),
+            }
+            Applied::Nothing
+        }
+        FaultKind::Partition | FaultKind::Clog => {
+            let (a, b) = if f.kind == FaultKind::Clog {
+                (vec![f.from.clone()?], vec![f.to.clone()?])
+            } else {
+                (f.groups[0].clone(), f.groups[1].clone())
+            };
+            let mut links = Vec::new();
+            for x in &a {
+                for y in &b {
+                    let (Some(x), Some(y)) = (ids.get(x), ids.get(y)) else {
+                        continue;
+                    };
+                    links.push((*x, *y));
+                    if f.kind == FaultKind::Partition && !f.one_way {
+                        links.push((*y, *x));
+                    }
+                }
+            }
+            for (x, y) in &links {
+                net.clog_link(*x, *y);
+            }
+            let what = format!(
+                "{a:?} -> {b:?}{}",
+                if f.kind == FaultKind::Partition && !f.one_way {
+                    " (both ways)"
+                } else {
+                    ""
+                }
+            );
+            event(rec, "fault-start", f.kind.name(), &what, f.source);
+            return Some(Applied::Unclog(links, what));
+        }
+        FaultKind::Latency => {
+            let (low, high) = (f.latency, f.latency + f.jitter + Duration::from_micros(1));
+            net.update_config(|c| c.send_latency = low..high);
+            let what = format!("{:?}..{:?}", low, f.latency + f.jitter);
+            event(rec, "fault-start", f.kind.name(), &what, f.source);
+            return Some(Applied::Latency(what));
+        }
+        FaultKind::DiskCorrupt => {
+            let (name, id) = node?;
+            let disk = madsim::plugin::simulator::<SimDisk>().disk(id);
+            let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64 ^ 0xc0de);
+            let detail = disk.with_disk(|d| {
+                let segments: Vec<std::path::PathBuf> = d
+                    .file_paths()
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                    .collect();
+                let candidates: Vec<(std::path::PathBuf, usize)> = segments
+                    .into_iter()
+                    .filter_map(|p| {
+                        d.durable_bytes(&p)
+                            .filter(|b| !b.is_empty())
+                            .map(|b| (p, b.len()))
+                    })
+                    .collect();
+                if candidates.is_empty() {
+                    return "no synced segment to corrupt".to_string();
+                }
+                let (path, len) = &candidates[rng.below(candidates.len() as u64) as usize];
+                let offset = rng.below(*len as u64);
+                let _ = d.corrupt_byte(path, offset);
+                format!("{} byte {offset}", path.display())
+            });
+            event(
+                rec,
+                "fault-start",
+                f.kind.name(),
+                &format!("{name}: {detail}"),
+                f.source,
+            );
+            return Some(Applied::Nothing);
+        }
+        FaultKind::DiskFull => {
+            let (name, id) = node?;
+            let disk = madsim::plugin::simulator::<SimDisk>().disk(id);
+            disk.with_disk(|d| {
+                let used = d.used_bytes();
+                d.set_capacity_bytes(Some(used));
+            });
+            Applied::DiskSpace(id, name)
+        }
+    };
+    event(rec, "fault-start", f.kind.name(), &target, f.source);
+    Some(applied)
+}
+
+fn heal(applied: &Applied, rec: &Shared) {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    match applied {
+        Applied::Restart(id, name) => {
+            handle.restart(*id);
+            event(rec, "fault-end", "kill", name, "heal");
+        }
+        Applied::Resume(id, name) => {
+            handle.resume(*id);
+            event(rec, "fault-end", "pause", name, "heal");
+        }
+        Applied::Unclog(links, what) => {
+            for (x, y) in links {
+                net.unclog_link(*x, *y);
+            }
+            event(rec, "fault-end", "partition", what, "heal");
+        }
+        Applied::UnclogNode(id, name) => {
+            net.unclog_node(*id);
+            event(rec, "fault-end", "isolate", name, "heal");
+        }
+        Applied::Latency(what) => {
+            net.update_config(|c| c.send_latency = madsim::net::Config::default().send_latency);
+            event(rec, "fault-end", "latency", what, "heal");
+        }
+        Applied::DiskSpace(id, name) => {
+            madsim::plugin::simulator::<SimDisk>()
+                .disk(*id)
+                .with_disk(|d| d.set_capacity_bytes(None));
+            // A log that failed a write stays fenced until reopened, as a Kafka log dir
+            // goes offline: healing the disk means restarting the broker.
+            handle.kill(*id);
+            handle.restart(*id);
+            event(rec, "fault-end", "disk-full", name, "heal");
+        }
+        Applied::Nothing => {}
+    }
+}
+
+async fn produce_loop(
+    name: String,
+    spec: crate::scenario::ProducerSpec,
+    bootstrap: String,
+    rec: Shared,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+    run_duration: Duration,
+) {
+    let begin = spec
+        .start
+        .as_ref()
+        .map_or(Duration::ZERO, |s| s.get_ref().0);
+    let end = spec.stop.as_ref().map_or(run_duration, |s| s.get_ref().0);
+    sleep_until(start, begin).await;
+    let acks = match spec.acks {
+        AcksSpec::Zero => Acks::None,
+        AcksSpec::One => Acks::Leader,
+        AcksSpec::All => Acks::All,
+    };
+    let config = ProducerConfig {
+        acks,
+        idempotence: spec.idempotence.unwrap_or(acks == Acks::All),
+        retries: spec.retries,
+        in_flight_max: *spec.in_flight.get_ref(),
+        // One batch per partition per round, so a history op is exactly one batch.
+        batch_bytes: usize::MAX,
+        retry_backoff: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let topic = spec.topic.get_ref().clone();
+    let batch = *spec.batch_records.get_ref();
+    let round = Duration::from_secs_f64(batch as f64 / *spec.rate.get_ref() as f64);
+    let padding = "x".repeat(spec.record_bytes.get_ref().saturating_sub(name.len() + 8));
+    let mut producer = loop {
+        if stop.load(Ordering::SeqCst) || Instant::now() >= start + end {
+            return;
+        }
+        match Producer::new(
+            Client::new(&bootstrap, &name, CLIENT_TIMEOUT),
+            config.clone(),
+        )
+        .await
+        {
+            Ok(p) => break p,
+            Err(_) => sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let mut sequence: u64 = 0;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < start + end {
+        let round_start = Instant::now();
+        let mut groups: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let mut failed_partitioning = false;
+        for _ in 0..batch {
+            let value = format!("{name}-{sequence}");
+            sequence += 1;
+            let key = (spec.keys > 0)
+                .then(|| Bytes::from(format!("k{}", madsim::rand::random::<u64>() % spec.keys)));
+            let record = NewRecord {
+                timestamp: faultline::server::now_ms(),
+                key,
+                value: Some(Bytes::from(format!("{value}|{padding}"))),
+                headers: Vec::new(),
+            };
+            match producer.send(&topic, None, record).await {
+                Ok(p) => groups.entry(p).or_default().push(value),
+                Err(_) => {
+                    failed_partitioning = true;
+                    break;
+                }
+            }
+        }
+        if failed_partitioning {
+            // No metadata: nothing was sent. Drop the buffer and try again later.
+            let _ = producer.flush().await;
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let mut invokes = BTreeMap::new();
+        for (p, values) in &groups {
+            let mut o = op(&name, OpKind::Send, Phase::Invoke, &topic, *p);
+            o.values = values.clone();
+            invokes.insert(*p, record(&rec, o));
+        }
+        let results = producer.flush().await;
+        let mut answered = BTreeSet::new();
+        if let Ok(results) = &results {
+            for r in results {
+                let Some(values) = groups.get(&r.partition) else {
+                    continue;
+                };
+                if !answered.insert(r.partition) {
+                    continue;
+                }
+                let mut o = op(&name, OpKind::Send, Phase::Info, &topic, r.partition);
+                o.values = values.clone();
+                match &r.error {
+                    None if acks != Acks::None => {
+                        o.phase = Phase::Ok;
+                        o.offset = Some(r.base_offset);
+                    }
+                    None => o.error = Some("acks=0: no acknowledgement".into()),
+                    // With retries, an earlier attempt may have landed: unknown, not failed.
+                    Some(e) => o.error = Some(e.to_string()),
+                }
+                record(&rec, o);
+            }
+        }
+        for (p, values) in &groups {
+            if !answered.contains(p) {
+                let mut o = op(&name, OpKind::Send, Phase::Info, &topic, *p);
+                o.values = values.clone();
+                o.error = Some(match &results {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "no result".into(),
+                });
+                record(&rec, o);
+            }
+        }
+        let _ = invokes;
+        let elapsed = Instant::now().duration_since(round_start);
+        if elapsed < round {
+            sleep(round - elapsed).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consume_loop(
+    name: String,
+    spec: crate::scenario::ConsumerSpec,
+    partitions: Vec<i32>,
+    bootstrap: String,
+    rec: Shared,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+    run_duration: Duration,
+) {
+    let begin = spec
+        .start
+        .as_ref()
+        .map_or(Duration::ZERO, |s| s.get_ref().0);
+    let end = spec.stop.as_ref().map_or(run_duration, |s| s.get_ref().0);
+    sleep_until(start, begin).await;
+    let topic = spec.topic.get_ref().clone();
+    let config = ConsumerConfig {
+        fetch_wait_max: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let mut consumer = Consumer::new(Client::new(&bootstrap, &name, CLIENT_TIMEOUT), config);
+    for p in &partitions {
+        consumer.assign(&topic, *p, Some(0));
+        let mut o = op(&name, OpKind::Seek, Phase::Ok, &topic, *p);
+        o.offset = Some(0);
+        record(&rec, o);
+    }
+    let processing = spec
+        .processing
+        .as_ref()
+        .map_or(Duration::ZERO, |d| d.get_ref().0);
+    let pause = spec
+        .pause_every
+        .as_ref()
+        .zip(spec.pause_for.as_ref())
+        .map(|(e, f)| (e.get_ref().0, f.get_ref().0));
+    let mut next_pause = pause.map(|(every, _)| Instant::now() + every);
+    while !stop.load(Ordering::SeqCst) && Instant::now() < start + end {
+        if let (Some(at), Some((every, length))) = (next_pause, pause) {
+            if Instant::now() >= at {
+                sleep(length).await;
+                next_pause = Some(Instant::now() + every);
+            }
+        }
+        let positions: BTreeMap<i32, Option<i64>> = partitions
+            .iter()
+            .map(|p| (*p, consumer.position(&topic, *p)))
+            .collect();
+        let result = consumer.poll().await;
+        for (t, p, offset) in consumer.take_resets() {
+            let mut o = op(&name, OpKind::Seek, Phase::Ok, &t, p);
+            o.offset = Some(offset);
+            record(&rec, o);
+        }
+        match result {
+            Ok(records) => {
+                let mut by_partition: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+                for r in &records {
+                    by_partition
+                        .entry(r.partition)
+                        .or_default()
+                        .push((r.record.offset, value_id(&r.record.value)));
+                }
+                for p in &partitions {
+                    let mut o = op(&name, OpKind::Poll, Phase::Ok, &topic, *p);
+                    o.offset = positions.get(p).copied().flatten();
+                    o.records = by_partition.remove(p).unwrap_or_default();
+                    record(&rec, o);
+                }
+                if !processing.is_zero() && !records.is_empty() {
+                    sleep(processing * records.len() as u32).await;
+                }
+            }
+            Err(e) => {
+                let _ = now_ns(&rec);
+                for p in &partitions {
+                    let mut o = op(&name, OpKind::Poll, Phase::Info, &topic, *p);
+                    o.error = Some(e.to_string());
+                    record(&rec, o);
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The unique part of a record value ("producer-17"), before the padding.
+fn value_id(value: &Option<Bytes>) -> String {
+    let v = value.as_deref().unwrap_or_default();
+    let text = String::from_utf8_lossy(v);
+    text.split('|').next().unwrap_or_default().to_string()
+}
+
+/// Read every partition from the start to its current end, retrying errors until done.
+async fn final_read(
+    partitions: Vec<(String, i32)>,
+    bootstrap: String,
+    rec: Shared,
+) -> Result<(), String> {
+    const PROCESS: &str = "final-reader";
+    for (topic, partition) in partitions {
+        let mut client = Client::new(&bootstrap, PROCESS, CLIENT_TIMEOUT);
+        let end = loop {
+            match client.list_offset(&topic, partition, -1).await {
+                Ok(end) => break end,
+                Err(_) => {
+                    client.forget_topic(&topic);
+                    sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let mut consumer = Consumer::new(
+            client,
+            ConsumerConfig {
+                fetch_wait_max: Duration::from_millis(100),
+                ..Default::default()
+            },
+        );
+        consumer.assign(&topic, partition, Some(0));
+        let mut o = op(PROCESS, OpKind::Seek, Phase::Ok, &topic, partition);
+        o.offset = Some(0);
+        record(&rec, o);
+        while consumer.position(&topic, partition).unwrap_or(0) < end {
+            let from = consumer.position(&topic, partition);
+            let result = consumer.poll().await;
+            for (t, p, offset) in consumer.take_resets() {
+                let mut o = op(PROCESS, OpKind::Seek, Phase::Ok, &t, p);
+                o.offset = Some(offset);
+                record(&rec, o);
+            }
+            match result {
+                Ok(records) => {
+                    let mut o = op(PROCESS, OpKind::Poll, Phase::Ok, &topic, partition);
+                    o.offset = from;
+                    o.records = records
+                        .iter()
+                        .map(|r| (r.record.offset, value_id(&r.record.value)))
+                        .collect();
+                    record(&rec, o);
+                }
+                Err(_) => sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}

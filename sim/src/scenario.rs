@@ -1,0 +1,1029 @@
+//! Scenario files: a cluster, topics, workloads, faults on a timeline, a nemesis, the run's
+//! length and what each anomaly is expected to do. TOML, parsed with serde; every error
+//! names the file, the line and the field, and nothing runs until the whole file is valid.
+//!
+//! The format is documented for users in `scenarios/README.md`.
+
+use crate::history::Anomaly;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Upper bounds that keep a typo from asking for a run that never ends.
+pub const BROKERS_MAX: usize = 9;
+pub const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
+pub const RATE_MAX: u64 = 1_000_000;
+pub const CLIENTS_MAX: usize = 64;
+
+/// A scenario error: file, line, field, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.field,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A length of time written as "250ms", "10s", "2m" or "1h".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| {
+        format!("expected a duration like \"500ms\", \"10s\" or \"2m\", got {text:?}")
+    })?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1e3,
+        "m" => n * 60e3,
+        "h" => n * 3600e3,
+        _ => return Err(format!("unknown unit in {text:?}: use ms, s, m or h")),
+    };
+    let d = Duration::from_micros((ms * 1e3).round() as u64);
+    if d > DURATION_MAX {
+        return Err(format!("{text:?} is longer than the 24h limit"));
+    }
+    Ok(d)
+}
+
+/// Kafka's acks as written in scenarios: "0", "1" or "all".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AcksSpec {
+    #[serde(rename = "0")]
+    Zero,
+    #[serde(rename = "1")]
+    One,
+    #[serde(rename = "all", alias = "-1")]
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expectation {
+    /// Finding it fails the run.
+    Forbidden,
+    /// Reported, but the run passes.
+    Allowed,
+    /// The run fails unless it is found: proves the lab can see it.
+    Expected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Kill a node (unsynced disk writes are lost); with `for`, restart it after.
+    Kill,
+    /// Stop a node's tasks without killing it; with `for`, resume after.
+    Pause,
+    /// Cut the network between `groups` (or only from the first to the second: `one_way`).
+    Partition,
+    /// Cut one node off from every other.
+    Isolate,
+    /// Cut the link `from` -> `to` (one direction).
+    Clog,
+    /// Add `latency` (+ up to `jitter`) to every message on the network.
+    Latency,
+    /// Close every TCP connection of a node at once.
+    Reset,
+    /// On kill, keep only part of the unsynced tail of each file (a torn write).
+    DiskTornWrite,
+    /// Flip one byte of synced data in a segment of the node's disk.
+    DiskCorrupt,
+    /// The node's disk refuses further writes (ENOSPC).
+    DiskFull,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Isolate,
+        FaultKind::Clog,
+        FaultKind::Latency,
+        FaultKind::Reset,
+        FaultKind::DiskTornWrite,
+        FaultKind::DiskCorrupt,
+        FaultKind::DiskFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Clog => "clog",
+            FaultKind::Latency => "latency",
+            FaultKind::Reset => "reset",
+            FaultKind::DiskTornWrite => "disk-torn-write",
+            FaultKind::DiskCorrupt => "disk-corrupt",
+            FaultKind::DiskFull => "disk-full",
+        }
+    }
+
+    /// Faults that act on one node named by `node`.
+    fn takes_node(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill
+                | FaultKind::Pause
+                | FaultKind::Isolate
+                | FaultKind::Reset
+                | FaultKind::DiskTornWrite
+                | FaultKind::DiskCorrupt
+                | FaultKind::DiskFull
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Broker nodes, named broker-1 .. broker-N.
+    #[serde(default = "one")]
+    pub brokers: Spanned<usize>,
+    /// Broker settings by their Kafka names, e.g. "log.flush.interval.messages" = "1".
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<String>>,
+}
+
+fn one() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            brokers: one(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    pub name: Spanned<String>,
+    #[serde(default = "one_i32")]
+    pub partitions: Spanned<i32>,
+    #[serde(default = "one_i16")]
+    pub replication_factor: Spanned<i16>,
+    /// Topic settings by their Kafka names.
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<String>>,
+}
+
+fn one_i32() -> Spanned<i32> {
+    Spanned::new(0..0, 1)
+}
+fn one_i16() -> Spanned<i16> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSpec {
+    pub name: Option<Spanned<String>>,
+    pub topic: Spanned<String>,
+    /// Records per simulated second.
+    #[serde(default = "default_rate")]
+    pub rate: Spanned<u64>,
+    #[serde(default = "default_acks")]
+    pub acks: AcksSpec,
+    /// Kafka's enable.idempotence; the default follows Kafka 3+: on with acks=all.
+    pub idempotence: Option<bool>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// max.in.flight.requests.per.connection
+    #[serde(default = "default_in_flight")]
+    pub in_flight: Spanned<usize>,
+    /// Records sent per round (one round every batch_records / rate seconds).
+    #[serde(default = "default_batch_records")]
+    pub batch_records: Spanned<usize>,
+    /// Distinct keys (records are spread over partitions by Kafka's murmur2); 0: no keys,
+    /// round robin.
+    #[serde(default)]
+    pub keys: u64,
+    #[serde(default = "default_record_bytes")]
+    pub record_bytes: Spanned<usize>,
+    #[serde(default)]
+    pub start: Option<Spanned<Dur>>,
+    pub stop: Option<Spanned<Dur>>,
+}
+
+fn default_rate() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_acks() -> AcksSpec {
+    AcksSpec::All
+}
+fn default_retries() -> u32 {
+    10
+}
+fn default_in_flight() -> Spanned<usize> {
+    Spanned::new(0..0, 5)
+}
+fn default_batch_records() -> Spanned<usize> {
+    Spanned::new(0..0, 10)
+}
+fn default_record_bytes() -> Spanned<usize> {
+    Spanned::new(0..0, 32)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    pub name: Option<Spanned<String>>,
+    pub topic: Spanned<String>,
+    /// Partitions to assign (default: all).
+    pub partitions: Option<Spanned<Vec<i32>>>,
+    /// Simulated processing time per record: a slow consumer.
+    #[serde(default)]
+    pub processing: Option<Spanned<Dur>>,
+    /// Every `pause_every`, stop polling for `pause_for` (a stalled consumer).
+    pub pause_every: Option<Spanned<Dur>>,
+    pub pause_for: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub start: Option<Spanned<Dur>>,
+    pub stop: Option<Spanned<Dur>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub at: Spanned<Dur>,
+    #[serde(rename = "for")]
+    pub duration: Option<Spanned<Dur>>,
+    pub kind: Spanned<FaultKind>,
+    /// A node name (broker-1, a producer or consumer name) or a role: "leader:TOPIC/P".
+    pub node: Option<Spanned<String>>,
+    pub groups: Option<Spanned<Vec<Vec<String>>>>,
+    #[serde(default)]
+    pub one_way: bool,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub latency: Option<Spanned<Dur>>,
+    pub jitter: Option<Spanned<Dur>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NemesisSpec {
+    /// Fault kinds the nemesis may draw (default: kill, pause, isolate, reset, latency).
+    pub kinds: Option<Spanned<Vec<FaultKind>>>,
+    /// Mean time between faults.
+    #[serde(default = "default_nemesis_interval")]
+    pub interval: Spanned<Dur>,
+    /// Longest a fault lasts (each lasts a random time up to this).
+    #[serde(default = "default_nemesis_fault")]
+    pub fault_max: Spanned<Dur>,
+    /// Nodes the nemesis may target (default: every broker).
+    pub targets: Option<Spanned<Vec<String>>>,
+    /// Swarm mode: the seed also chooses which of `kinds` are on.
+    #[serde(default)]
+    pub swarm: bool,
+}
+
+fn default_nemesis_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(5)))
+}
+fn default_nemesis_fault() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(3)))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioToml {
+    name: Option<String>,
+    description: Option<String>,
+    duration: Spanned<Dur>,
+    liveness: Option<Spanned<Dur>>,
+    seeds: Option<Spanned<u64>>,
+    #[serde(default)]
+    cluster: ClusterSpec,
+    #[serde(default, rename = "topic")]
+    topics: Vec<TopicSpec>,
+    #[serde(default, rename = "producer")]
+    producers: Vec<ProducerSpec>,
+    #[serde(default, rename = "consumer")]
+    consumers: Vec<ConsumerSpec>,
+    #[serde(default, rename = "fault")]
+    faults: Vec<FaultSpec>,
+    nemesis: Option<NemesisSpec>,
+    #[serde(default)]
+    expect: BTreeMap<String, Spanned<Expectation>>,
+}
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: String,
+    /// FNV-1a of the file's bytes: identifies exactly what ran.
+    pub hash: u64,
+    pub duration: Duration,
+    pub liveness: Duration,
+    pub seeds: u64,
+    pub cluster: ClusterSpec,
+    pub topics: Vec<TopicSpec>,
+    pub producers: Vec<ProducerSpec>,
+    pub consumers: Vec<ConsumerSpec>,
+    pub faults: Vec<FaultSpec>,
+    pub nemesis: Option<NemesisSpec>,
+    pub expect: BTreeMap<Anomaly, Expectation>,
+}
+
+impl Scenario {
+    pub fn broker_names(&self) -> Vec<String> {
+        (1..=*self.cluster.brokers.get_ref())
+            .map(|i| format!("broker-{i}"))
+            .collect()
+    }
+
+    pub fn producer_name(&self, index: usize) -> String {
+        self.producers[index].name.as_ref().map_or_else(
+            || format!("producer-{}", index + 1),
+            |n| n.get_ref().clone(),
+        )
+    }
+
+    pub fn consumer_name(&self, index: usize) -> String {
+        self.consumers[index].name.as_ref().map_or_else(
+            || format!("consumer-{}", index + 1),
+            |n| n.get_ref().clone(),
+        )
+    }
+
+    pub fn expectation(&self, anomaly: Anomaly) -> Expectation {
+        self.expect
+            .get(&anomaly)
+            .copied()
+            .unwrap_or(Expectation::Forbidden)
+    }
+
+    /// Every node name a fault may name.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut names = self.broker_names();
+        names.extend((0..self.producers.len()).map(|i| self.producer_name(i)));
+        names.extend((0..self.consumers.len()).map(|i| self.consumer_name(i)));
+        names
+    }
+}
+
+/// Default seeds per scenario when neither the file nor the command line says.
+pub const SEEDS_DEFAULT: u64 = 10;
+/// Default bound on the liveness phase.
+pub const LIVENESS_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Read and validate one scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.to_path_buf(),
+        line: 0,
+        field: "(file)".into(),
+        message: e.to_string(),
+    })?;
+    parse(path, &text)
+}
+
+/// Parse and validate scenario text; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let deserializer = toml::Deserializer::new(text);
+    let raw: ScenarioToml = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        // Spanned<T> shows up in serde's path as a private field; users never wrote it.
+        let path_text = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
+        let inner = e.into_inner();
+        ScenarioError {
+            file: path.to_path_buf(),
+            line: inner.span().map_or(1, |s| line_of(s.start)),
+            field: if path_text == "." {
+                "(document)".into()
+            } else {
+                path_text
+            },
+            message: inner.message().trim().to_string(),
+        }
+    })?;
+    let err = |span: std::ops::Range<usize>, field: String, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        line: if span == (0..0) {
+            1
+        } else {
+            line_of(span.start)
+        },
+        field,
+        message,
+    };
+    validate(path, text, raw, &err)
+}
+
+type Err<'a> = &'a dyn Fn(std::ops::Range<usize>, String, String) -> ScenarioError;
+
+fn validate(
+    path: &Path,
+    text: &str,
+    raw: ScenarioToml,
+    err: Err,
+) -> Result<Scenario, ScenarioError> {
+    let duration = raw.duration.get_ref().0;
+    if duration.is_zero() {
+        return Err(err(
+            raw.duration.span(),
+            "duration".into(),
+            "must be longer than 0s".into(),
+        ));
+    }
+    let brokers = *raw.cluster.brokers.get_ref();
+    if !(1..=BROKERS_MAX).contains(&brokers) {
+        return Err(err(
+            raw.cluster.brokers.span(),
+            "cluster.brokers".into(),
+            format!("must be 1..={BROKERS_MAX}"),
+        ));
+    }
+    // Broker settings must be ones the broker knows.
+    for (key, value) in &raw.cluster.config {
+        let mut config = faultline::config::BrokerConfig::default();
+        config
+            .apply_one(key, value.get_ref())
+            .map_err(|m| err(value.span(), format!("cluster.config.{key}"), m))?;
+    }
+    let mut topic_partitions = BTreeMap::new();
+    for (i, t) in raw.topics.iter().enumerate() {
+        let field = |f: &str| format!("topic[{i}].{f}");
+        let name = t.name.get_ref();
+        faultline::state::validate_topic_name(name)
+            .map_err(|r| err(t.name.span(), field("name"), r.message))?;
+        if topic_partitions
+            .insert(name.clone(), *t.partitions.get_ref())
+            .is_some()
+        {
+            return Err(err(
+                t.name.span(),
+                field("name"),
+                format!("topic {name:?} is defined twice"),
+            ));
+        }
+        if !(1..=1000).contains(t.partitions.get_ref()) {
+            return Err(err(
+                t.partitions.span(),
+                field("partitions"),
+                "must be 1..=1000".into(),
+            ));
+        }
+        let rf = *t.replication_factor.get_ref();
+        if rf < 1 || rf as usize > brokers {
+            return Err(err(
+                t.replication_factor.span(),
+                field("replication_factor"),
+                format!("must be 1..={brokers} (the number of brokers)"),
+            ));
+        }
+        let overrides: BTreeMap<String, String> = t
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect();
+        if let Err(m) =
+            faultline::topic_config::TopicConfig::new(&Default::default(), 1, &overrides)
+        {
+            let key = m.split(':').next().unwrap_or("").to_string();
+            let span = t.config.get(&key).map_or(t.name.span(), |v| v.span());
+            return Err(err(span, format!("topic[{i}].config.{key}"), m));
+        }
+    }
+    if raw.producers.len() + raw.consumers.len() > CLIENTS_MAX {
+        return Err(err(
+            0..0,
+            "producer".into(),
+            format!("at most {CLIENTS_MAX} producers and consumers"),
+        ));
+    }
+    let check_topic = |t: &Spanned<String>, field: String| -> Result<i32, ScenarioError> {
+        topic_partitions.get(t.get_ref()).copied().ok_or_else(|| {
+            err(
+                t.span(),
+                field,
+                format!("no [[topic]] is named {:?}", t.get_ref()),
+            )
+        })
+    };
+    let check_window = |start: &Option<Spanned<Dur>>,
+                        stop: &Option<Spanned<Dur>>,
+                        what: &str|
+     -> Result<(), ScenarioError> {
+        for (w, name) in [(start, "start"), (stop, "stop")] {
+            if let Some(w) = w {
+                if w.get_ref().0 > duration {
+                    return Err(err(
+                        w.span(),
+                        format!("{what}.{name}"),
+                        "is after the end of the run (duration)".into(),
+                    ));
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (start, stop) {
+            if b.get_ref() <= a.get_ref() {
+                return Err(err(
+                    b.span(),
+                    format!("{what}.stop"),
+                    "must be after start".into(),
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut names = BTreeMap::new();
+    for n in (1..=brokers).map(|i| format!("broker-{i}")) {
+        names.insert(n, 0..0);
+    }
+    for (i, p) in raw.producers.iter().enumerate() {
+        let what = format!("producer[{i}]");
+        check_topic(&p.topic, format!("{what}.topic"))?;
+        if !(1..=RATE_MAX).contains(p.rate.get_ref()) {
+            return Err(err(
+                p.rate.span(),
+                format!("{what}.rate"),
+                format!("must be 1..={RATE_MAX} records per second"),
+            ));
+        }
+        if !(1..=10_000).contains(p.batch_records.get_ref()) {
+            return Err(err(
+                p.batch_records.span(),
+                format!("{what}.batch_records"),
+                "must be 1..=10000".into(),
+            ));
+        }
+        if !(1..=100).contains(p.in_flight.get_ref()) {
+            return Err(err(
+                p.in_flight.span(),
+                format!("{what}.in_flight"),
+                "must be 1..=100".into(),
+            ));
+        }
+        if !(8..=1_048_576).contains(p.record_bytes.get_ref()) {
+            return Err(err(
+                p.record_bytes.span(),
+                format!("{what}.record_bytes"),
+                "must be 8..=1048576".into(),
+            ));
+        }
+        if p.idempotence == Some(true) && p.acks != AcksSpec::All {
+            return Err(err(
+                p.topic.span(),
+                format!("{what}.idempotence"),
+                "idempotence requires acks = \"all\", as in Kafka".into(),
+            ));
+        }
+        check_window(&p.start, &p.stop, &what)?;
+        let name = p
+            .name
+            .as_ref()
+            .map_or_else(|| format!("producer-{}", i + 1), |n| n.get_ref().clone());
+        let span = p.name.as_ref().map_or(p.topic.span(), |n| n.span());
+        if names.insert(name.clone(), span.clone()).is_some() {
+            return Err(err(
+                span,
+                format!("{what}.name"),
+                format!("the name {name:?} is taken"),
+            ));
+        }
+    }
+    for (i, c) in raw.consumers.iter().enumerate() {
+        let what = format!("consumer[{i}]");
+        let partitions = check_topic(&c.topic, format!("{what}.topic"))?;
+        if let Some(ps) = &c.partitions {
+            if let Some(bad) = ps.get_ref().iter().find(|p| !(0..partitions).contains(*p)) {
+                return Err(err(
+                    ps.span(),
+                    format!("{what}.partitions"),
+                    format!("topic has no partition {bad}"),
+                ));
+            }
+        }
+        if c.pause_every.is_some() != c.pause_for.is_some() {
+            return Err(err(
+                c.topic.span(),
+                format!("{what}.pause_every"),
+                "pause_every and pause_for go together".into(),
+            ));
+        }
+        check_window(&c.start, &c.stop, &what)?;
+        let name = c
+            .name
+            .as_ref()
+            .map_or_else(|| format!("consumer-{}", i + 1), |n| n.get_ref().clone());
+        let span = c.name.as_ref().map_or(c.topic.span(), |n| n.span());
+        if names.insert(name.clone(), span.clone()).is_some() {
+            return Err(err(
+                span,
+                format!("{what}.name"),
+                format!("the name {name:?} is taken"),
+            ));
+        }
+    }
+    let check_node = |n: &Spanned<String>, field: String| -> Result<(), ScenarioError> {
+        let name = n.get_ref();
+        if let Some(role) = name.strip_prefix("leader:") {
+            let (topic, partition) = role.rsplit_once('/').ok_or_else(|| {
+                err(
+                    n.span(),
+                    field.clone(),
+                    format!("a role is written leader:TOPIC/PARTITION, got {name:?}"),
+                )
+            })?;
+            let count = topic_partitions.get(topic).ok_or_else(|| {
+                err(
+                    n.span(),
+                    field.clone(),
+                    format!("no [[topic]] is named {topic:?}"),
+                )
+            })?;
+            let p: i32 = partition.parse().map_err(|_| {
+                err(
+                    n.span(),
+                    field.clone(),
+                    format!("bad partition in {name:?}"),
+                )
+            })?;
+            if !(0..*count).contains(&p) {
+                return Err(err(
+                    n.span(),
+                    field,
+                    format!("topic {topic} has no partition {p}"),
+                ));
+            }
+            return Ok(());
+        }
+        if !names.contains_key(name) {
+            let known: Vec<&String> = names.keys().collect();
+            return Err(err(
+                n.span(),
+                field,
+                format!("no node is named {name:?} (known: {known:?})"),
+            ));
+        }
+        Ok(())
+    };
+    for (i, f) in raw.faults.iter().enumerate() {
+        let what = format!("fault[{i}]");
+        let kind = *f.kind.get_ref();
+        let at = f.at.get_ref().0;
+        if at > duration {
+            return Err(err(
+                f.at.span(),
+                format!("{what}.at"),
+                "is after the end of the run (duration)".into(),
+            ));
+        }
+        let field_present = |name: &str,
+                             present: bool,
+                             wanted: bool,
+                             span: std::ops::Range<usize>|
+         -> Result<(), ScenarioError> {
+            if present && !wanted {
+                return Err(err(
+                    span,
+                    format!("{what}.{name}"),
+                    format!("does not apply to a {} fault", kind.name()),
+                ));
+            }
+            if !present && wanted {
+                return Err(err(
+                    f.kind.span(),
+                    format!("{what}.{name}"),
+                    format!("a {} fault needs {name}", kind.name()),
+                ));
+            }
+            Ok(())
+        };
+        field_present(
+            "node",
+            f.node.is_some(),
+            kind.takes_node(),
+            f.node.as_ref().map_or(0..0, |n| n.span()),
+        )?;
+        field_present(
+            "groups",
+            f.groups.is_some(),
+            kind == FaultKind::Partition,
+            f.groups.as_ref().map_or(0..0, |g| g.span()),
+        )?;
+        field_present(
+            "from",
+            f.from.is_some(),
+            kind == FaultKind::Clog,
+            f.from.as_ref().map_or(0..0, |g| g.span()),
+        )?;
+        field_present(
+            "to",
+            f.to.is_some(),
+            kind == FaultKind::Clog,
+            f.to.as_ref().map_or(0..0, |g| g.span()),
+        )?;
+        field_present(
+            "latency",
+            f.latency.is_some(),
+            kind == FaultKind::Latency,
+            f.latency.as_ref().map_or(0..0, |g| g.span()),
+        )?;
+        if let Some(jitter) = f.jitter.as_ref().filter(|_| kind != FaultKind::Latency) {
+            return Err(err(
+                jitter.span(),
+                format!("{what}.jitter"),
+                format!("does not apply to a {} fault", kind.name()),
+            ));
+        }
+        if f.one_way && kind != FaultKind::Partition {
+            return Err(err(
+                f.kind.span(),
+                format!("{what}.one_way"),
+                "only a partition fault can be one-way".into(),
+            ));
+        }
+        for (n, name) in [(&f.node, "node"), (&f.from, "from"), (&f.to, "to")] {
+            if let Some(n) = n {
+                check_node(n, format!("{what}.{name}"))?;
+            }
+        }
+        if let Some(groups) = &f.groups {
+            if groups.get_ref().len() != 2 || groups.get_ref().iter().any(|g| g.is_empty()) {
+                return Err(err(
+                    groups.span(),
+                    format!("{what}.groups"),
+                    "a partition has exactly two non-empty groups".into(),
+                ));
+            }
+            for name in groups.get_ref().iter().flatten() {
+                check_node(
+                    &Spanned::new(groups.span(), name.clone()),
+                    format!("{what}.groups"),
+                )?;
+            }
+        }
+        if matches!(kind, FaultKind::Kill | FaultKind::DiskTornWrite) {
+            if let Some(n) = &f.node {
+                if !n.get_ref().starts_with("broker-") && !n.get_ref().starts_with("leader:") {
+                    return Err(err(
+                        n.span(),
+                        format!("{what}.node"),
+                        "only brokers can be killed".into(),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(n) = &raw.nemesis {
+        if let Some(kinds) = &n.kinds {
+            if kinds.get_ref().is_empty() {
+                return Err(err(
+                    kinds.span(),
+                    "nemesis.kinds".into(),
+                    "lists no fault kind".into(),
+                ));
+            }
+            for k in kinds.get_ref() {
+                if matches!(k, FaultKind::Partition | FaultKind::Clog)
+                    && brokers + raw.producers.len() + raw.consumers.len() < 2
+                {
+                    return Err(err(
+                        kinds.span(),
+                        "nemesis.kinds".into(),
+                        format!("{} needs two nodes", k.name()),
+                    ));
+                }
+            }
+        }
+        if let Some(t) = &n.targets {
+            for name in t.get_ref() {
+                check_node(
+                    &Spanned::new(t.span(), name.clone()),
+                    "nemesis.targets".into(),
+                )?;
+            }
+        }
+        if n.interval.get_ref().0.is_zero() {
+            return Err(err(
+                n.interval.span(),
+                "nemesis.interval".into(),
+                "must be longer than 0s".into(),
+            ));
+        }
+    }
+    let mut expect = BTreeMap::new();
+    for (key, value) in &raw.expect {
+        let anomaly = Anomaly::ALL
+            .into_iter()
+            .find(|a| a.name() == key)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Anomaly::ALL.iter().map(|a| a.name()).collect();
+                err(
+                    value.span(),
+                    format!("expect.{key}"),
+                    format!("unknown anomaly (known: {})", known.join(", ")),
+                )
+            })?;
+        expect.insert(anomaly, *value.get_ref());
+    }
+    if let Some(s) = &raw.seeds {
+        if *s.get_ref() == 0 {
+            return Err(err(s.span(), "seeds".into(), "must be at least 1".into()));
+        }
+    }
+    let name = raw.name.unwrap_or_else(|| {
+        path.file_stem()
+            .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        name,
+        description: raw.description.unwrap_or_default(),
+        hash: fnv1a(text.as_bytes()),
+        duration,
+        liveness: raw.liveness.map_or(LIVENESS_DEFAULT, |l| l.get_ref().0),
+        seeds: raw.seeds.map_or(SEEDS_DEFAULT, |s| *s.get_ref()),
+        cluster: raw.cluster,
+        topics: raw.topics,
+        producers: raw.producers,
+        consumers: raw.consumers,
+        faults: raw.faults,
+        nemesis: raw.nemesis,
+        expect,
+    })
+}
+
+/// FNV-1a, 64 bit: a stable hash for scenario files and traces.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+duration = "30s"
+
+[cluster]
+brokers = 1
+config = { "log.flush.interval.messages" = "1" }
+
+[[topic]]
+name = "orders"
+partitions = 3
+
+[[producer]]
+name = "p1"
+topic = "orders"
+rate = 500
+
+[[consumer]]
+name = "c1"
+topic = "orders"
+
+[[fault]]
+at = "10s"
+for = "2s"
+kind = "kill"
+node = "broker-1"
+
+[expect]
+duplicate = "allowed"
+"#;
+
+    /// Data-driven: the text with `from` replaced by `to` must fail with this message.
+    fn check_error(from: &str, to: &str, want: &str) {
+        let text = GOOD.replacen(from, to, 1);
+        assert_ne!(text, GOOD, "{from:?} not found in the base scenario");
+        let e = parse(Path::new("s.toml"), &text)
+            .expect_err(want)
+            .to_string();
+        assert_eq!(e, want);
+    }
+
+    #[test]
+    fn a_valid_file_parses() {
+        let s = parse(Path::new("scenarios/smoke/kill.toml"), GOOD).unwrap();
+        assert_eq!(s.name, "kill");
+        assert_eq!(s.duration, Duration::from_secs(30));
+        assert_eq!(s.producers.len(), 1);
+        assert_eq!(s.expectation(Anomaly::Duplicate), Expectation::Allowed);
+        assert_eq!(s.expectation(Anomaly::LostWrite), Expectation::Forbidden);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`");
+        check_error(
+            "rate = 500",
+            "rate = 0",
+            "s.toml:15: producer[0].rate: must be 1..=1000000 records per second",
+        );
+        check_error("rate = 500", "rat = 500", "s.toml:15: producer[0].rat: unknown field `rat`, expected one of `name`, `topic`, `rate`, `acks`, `idempotence`, `retries`, `in_flight`, `batch_records`, `keys`, `record_bytes`, `start`, `stop`");
+        check_error("node = \"broker-1\"", "node = \"broker-7\"", "s.toml:25: fault[0].node: no node is named \"broker-7\" (known: [\"broker-1\", \"c1\", \"p1\"])");
+        check_error(
+            "topic = \"orders\"\nrate",
+            "topic = \"order\"\nrate",
+            "s.toml:14: producer[0].topic: no [[topic]] is named \"order\"",
+        );
+        check_error(
+            "at = \"10s\"",
+            "at = \"10 parsecs\"",
+            "s.toml:22: fault[0].at: unknown unit in \"10 parsecs\": use ms, s, m or h",
+        );
+        check_error(
+            "at = \"10s\"",
+            "at = \"40s\"",
+            "s.toml:22: fault[0].at: is after the end of the run (duration)",
+        );
+        check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read)");
+        check_error("\"log.flush.interval.messages\" = \"1\"", "\"log.flush.interval.messages\" = \"x\"", "s.toml:6: cluster.config.log.flush.interval.messages: expected a whole number, got \"x\"");
+        check_error(
+            "partitions = 3",
+            "partitions = 3\nreplication_factor = 3",
+            "s.toml:11: topic[0].replication_factor: must be 1..=1 (the number of brokers)",
+        );
+        check_error(
+            "node = \"broker-1\"",
+            "node = \"leader:orders/9\"",
+            "s.toml:25: fault[0].node: topic orders has no partition 9",
+        );
+        check_error(
+            "duration = \"30s\"",
+            "duration = 30",
+            "s.toml:2: duration: invalid type: integer `30`, expected a string",
+        );
+    }
+
+    #[test]
+    fn every_example_in_the_scenarios_folder_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut seen = 0;
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    load(&path).unwrap_or_else(|e| panic!("{e}"));
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 0, "no scenario files found");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}
