@@ -21,7 +21,7 @@ use madsim::task::NodeId;
 use madsim::time::{sleep, Instant};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,11 +42,10 @@ struct Recorder {
 
 type Shared = Arc<Mutex<Recorder>>;
 type Controls = BTreeMap<NodeId, Arc<Mutex<Option<BrokerControl>>>>;
-
-fn now_ns(rec: &Shared) -> u64 {
-    let r = rec.lock().unwrap();
-    Instant::now().duration_since(r.start).as_nanos() as u64
-}
+/// Injected clock offset per node name (brokers and producers), in milliseconds. Lives in
+/// the harness, so it survives restarts as a machine's clock would.
+type Clocks = BTreeMap<String, Arc<AtomicI64>>;
+type Down = Mutex<BTreeSet<NodeId>>;
 
 fn record(rec: &Shared, mut op: Op) -> usize {
     let mut r = rec.lock().unwrap();
@@ -103,6 +102,8 @@ struct PlannedFault {
     to: Option<String>,
     latency: Duration,
     jitter: Duration,
+    rate: f64,
+    offset_ms: i64,
     source: &'static str,
 }
 
@@ -123,6 +124,8 @@ impl PlannedFault {
             to: f.to.as_ref().map(|n| n.get_ref().clone()),
             latency: f.latency.as_ref().map_or(Duration::ZERO, |d| d.get_ref().0),
             jitter: f.jitter.as_ref().map_or(Duration::ZERO, |d| d.get_ref().0),
+            rate: f.rate.as_ref().map_or(0.0, |r| *r.get_ref()),
+            offset_ms: f.offset.as_ref().map_or(0, |o| o.get_ref().0),
             source: "scenario",
         }
     }
@@ -213,6 +216,8 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
             to: None,
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
+            rate: 0.0,
+            offset_ms: 0,
             source: "nemesis",
         };
         match kind {
@@ -240,6 +245,14 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
             FaultKind::Latency => {
                 f.latency = Duration::from_millis(10 + rng.below(200));
                 f.jitter = Duration::from_millis(rng.below(100));
+            }
+            FaultKind::Loss => f.rate = 0.05 + rng.unit() * 0.25,
+            FaultKind::ClockSkew | FaultKind::ClockJump => {
+                if !target.starts_with("broker-") && !clients.contains(&target) {
+                    continue;
+                }
+                f.offset_ms = rng.below(120_000) as i64 - 60_000;
+                f.node = Some(target);
             }
             FaultKind::Kill | FaultKind::DiskTornWrite if !target.starts_with("broker-") => {
                 continue
@@ -309,6 +322,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         // Brokers: `init` runs again on every restart, so all node state lives inside it.
         let mut nodes: BTreeMap<String, NodeHandle> = BTreeMap::new();
         let mut controls: Controls = BTreeMap::new();
+        let mut clocks: Clocks = BTreeMap::new();
+        // Nodes the harness has killed and not yet restarted: overlapping faults must not
+        // kill a dead node or restart a live one.
+        let down: Down = Mutex::new(BTreeSet::new());
         for (i, name) in scenario.broker_names().into_iter().enumerate() {
             let mut config = BrokerConfig {
                 node_id: i as i32 + 1,
@@ -325,6 +342,9 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             // that act inside the broker (connection resets).
             let control: Arc<Mutex<Option<BrokerControl>>> = Arc::new(Mutex::new(None));
             let control_in_node = control.clone();
+            let clock = Arc::new(AtomicI64::new(0));
+            let clock_in_node = clock.clone();
+            clocks.insert(name.clone(), clock);
             let node = handle
                 .create_node()
                 .name(name.clone())
@@ -332,10 +352,14 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                 .init(move || {
                     let config = config.clone();
                     let control = control_in_node.clone();
+                    let clock = clock_in_node.clone();
                     async move {
                         let broker = Broker::start(config, SimStorage::shared())
                             .await
                             .expect("broker starts");
+                        broker
+                            .control()
+                            .set_clock_offset_ms(clock.load(Ordering::SeqCst));
                         *control.lock().unwrap() = Some(broker.control());
                         std::future::pending::<()>().await;
                     }
@@ -399,8 +423,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             let spec = p.clone();
             let (rec, stop, bootstrap) = (rec.clone(), stop.clone(), bootstrap.clone());
             let run_duration = scenario.duration;
+            let clock = Arc::new(AtomicI64::new(0));
+            clocks.insert(name.clone(), clock.clone());
             workers.push(node.spawn(async move {
-                produce_loop(name, spec, bootstrap, rec, stop, start, run_duration).await
+                produce_loop(name, spec, bootstrap, rec, stop, start, run_duration, clock).await
             }));
             nodes.insert(scenario.producer_name(i), node);
         }
@@ -459,10 +485,13 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             while active.first().is_some_and(|(end, _)| *end <= f.at) {
                 let (end, applied) = active.remove(0);
                 sleep_until(start, end).await;
-                heal(&applied, &rec);
+                heal(&applied, &rec, &clocks, &controls, &down);
             }
             sleep_until(start, f.at).await;
-            let applied = apply(&f, &ids, &controls, &admin, &bootstrap, &rec, seed).await;
+            let applied = apply(
+                &f, &ids, &controls, &clocks, &down, &admin, &bootstrap, &rec, seed,
+            )
+            .await;
             match (f.duration, applied) {
                 (Some(d), Some(applied)) => active.push((f.at + d, applied)),
                 (None, Some(applied)) => active.push((scenario.duration, applied)),
@@ -472,7 +501,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         active.sort_by_key(|(end, _)| *end);
         for (end, applied) in active.drain(..) {
             sleep_until(start, end.min(scenario.duration)).await;
-            heal(&applied, &rec);
+            heal(&applied, &rec, &clocks, &controls, &down);
         }
         sleep_until(start, scenario.duration).await;
 
@@ -607,6 +636,13 @@ enum Applied {
     UnclogNode(NodeId, String),
     Latency(String),
     DiskSpace(NodeId, String),
+    Loss(String),
+    /// Put the node's clock offset back to `offset_ms`.
+    Clock {
+        name: String,
+        id: NodeId,
+        offset_ms: i64,
+    },
     Nothing,
 }
 
@@ -636,10 +672,13 @@ async fn resolve_node(
     ids.get(name).map(|id| (name.to_string(), *id))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     f: &PlannedFault,
     ids: &BTreeMap<String, NodeId>,
     controls: &Controls,
+    clocks: &Clocks,
+    down: &Down,
     admin: &NodeHandle,
     bootstrap: &str,
     rec: &Shared,
@@ -659,13 +698,29 @@ async fn apply(
     };
     let target = node.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
     let applied = match f.kind {
+        FaultKind::Kill | FaultKind::DiskTornWrite
+            if node
+                .as_ref()
+                .is_some_and(|(_, id)| down.lock().unwrap().contains(id)) =>
+        {
+            event(
+                rec,
+                "fault-skipped",
+                f.kind.name(),
+                &format!("{target} is already down"),
+                f.source,
+            );
+            return None;
+        }
         FaultKind::Kill => {
             let (name, id) = node?;
             handle.kill(id);
+            down.lock().unwrap().insert(id);
             Applied::Restart(id, name)
         }
         FaultKind::DiskTornWrite => {
             let (name, id) = node?;
+            down.lock().unwrap().insert(id);
             // Part of each file's unsynced tail reaches the platter, then power is lost.
             let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64);
             madsim::plugin::simulator::<SimDisk>()
@@ -774,6 +829,35 @@ async fn apply(
             );
             return Some(Applied::Nothing);
         }
+        FaultKind::Loss => {
+            let rate = f.rate;
+            net.update_config(|c| c.packet_loss_rate = rate);
+            let what = format!("{:.0}% of messages", rate * 100.0);
+            event(rec, "fault-start", f.kind.name(), &what, f.source);
+            return Some(Applied::Loss(what));
+        }
+        FaultKind::ClockSkew | FaultKind::ClockJump => {
+            let (name, id) = node?;
+            let clock = clocks.get(&name)?;
+            let before = clock.load(Ordering::SeqCst);
+            let after = if f.kind == FaultKind::ClockSkew {
+                f.offset_ms
+            } else {
+                before + f.offset_ms
+            };
+            set_clock(&name, id, after, clocks, controls);
+            let what = format!("{name}: clock offset {before} ms -> {after} ms");
+            event(rec, "fault-start", f.kind.name(), &what, f.source);
+            return Some(if f.kind == FaultKind::ClockSkew {
+                Applied::Clock {
+                    name,
+                    id,
+                    offset_ms: before,
+                }
+            } else {
+                Applied::Nothing
+            });
+        }
         FaultKind::DiskFull => {
             let (name, id) = node?;
             let disk = madsim::plugin::simulator::<SimDisk>().disk(id);
@@ -788,11 +872,24 @@ async fn apply(
     Some(applied)
 }
 
-fn heal(applied: &Applied, rec: &Shared) {
+/// Set a node's clock offset: remembered by the harness (restarts keep it) and applied to
+/// a running broker at once.
+fn set_clock(name: &str, id: NodeId, offset_ms: i64, clocks: &Clocks, controls: &Controls) {
+    if let Some(clock) = clocks.get(name) {
+        clock.store(offset_ms, Ordering::SeqCst);
+    }
+    if let Some(control) = controls.get(&id).and_then(|c| c.lock().unwrap().clone()) {
+        control.set_clock_offset_ms(offset_ms);
+    }
+}
+
+fn heal(applied: &Applied, rec: &Shared, clocks: &Clocks, controls: &Controls, down: &Down) {
     let handle = Handle::current();
     let net = NetSim::current();
     match applied {
         Applied::Restart(id, name) => {
+            // Always killed before restarted (madsim keeps a live node's sockets bound).
+            down.lock().unwrap().remove(id);
             handle.restart(*id);
             event(rec, "fault-end", "kill", name, "heal");
         }
@@ -820,14 +917,35 @@ fn heal(applied: &Applied, rec: &Shared) {
                 .with_disk(|d| d.set_capacity_bytes(None));
             // A log that failed a write stays fenced until reopened, as a Kafka log dir
             // goes offline: healing the disk means restarting the broker.
-            handle.kill(*id);
-            handle.restart(*id);
+            if !down.lock().unwrap().contains(id) {
+                handle.kill(*id);
+                handle.restart(*id);
+            }
             event(rec, "fault-end", "disk-full", name, "heal");
+        }
+        Applied::Loss(what) => {
+            net.update_config(|c| c.packet_loss_rate = 0.0);
+            event(rec, "fault-end", "loss", what, "heal");
+        }
+        Applied::Clock {
+            name,
+            id,
+            offset_ms,
+        } => {
+            set_clock(name, *id, *offset_ms, clocks, controls);
+            event(
+                rec,
+                "fault-end",
+                "clock-skew",
+                &format!("{name}: clock offset back to {offset_ms} ms"),
+                "heal",
+            );
         }
         Applied::Nothing => {}
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn produce_loop(
     name: String,
     spec: crate::scenario::ProducerSpec,
@@ -836,6 +954,7 @@ async fn produce_loop(
     stop: Arc<AtomicBool>,
     start: Instant,
     run_duration: Duration,
+    clock: Arc<AtomicI64>,
 ) {
     let begin = spec
         .start
@@ -887,7 +1006,8 @@ async fn produce_loop(
             let key = (spec.keys > 0)
                 .then(|| Bytes::from(format!("k{}", madsim::rand::random::<u64>() % spec.keys)));
             let record = NewRecord {
-                timestamp: faultline::server::now_ms(),
+                // The producer's own clock, skewed if a fault says so.
+                timestamp: faultline::server::now_ms() + clock.load(Ordering::SeqCst),
                 key,
                 value: Some(Bytes::from(format!("{value}|{padding}"))),
                 headers: Vec::new(),
@@ -1031,7 +1151,6 @@ async fn consume_loop(
                 }
             }
             Err(e) => {
-                let _ = now_ns(&rec);
                 for p in &partitions {
                     let mut o = op(&name, OpKind::Poll, Phase::Info, &topic, *p);
                     o.error = Some(e.to_string());

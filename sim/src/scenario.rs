@@ -78,6 +78,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A signed length of time: "-5s", "250ms".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct SignedDur(pub i64 /* milliseconds */);
+
+impl<'de> Deserialize<'de> for SignedDur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SignedDur, D::Error> {
+        let text = String::deserialize(d)?;
+        let (sign, rest) = match text.trim().strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, text.trim().strip_prefix('+').unwrap_or(text.trim())),
+        };
+        let d = parse_duration(rest).map_err(serde::de::Error::custom)?;
+        Ok(SignedDur(sign * d.as_millis() as i64))
+    }
+}
+
 /// Kafka's acks as written in scenarios: "0", "1" or "all".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum AcksSpec {
@@ -123,10 +139,18 @@ pub enum FaultKind {
     DiskCorrupt,
     /// The node's disk refuses further writes (ENOSPC).
     DiskFull,
+    /// Every message on the network is lost with probability `rate` (TCP retransmits it
+    /// after a backoff, so streams slow down; new connections may be refused).
+    Loss,
+    /// The node's clock runs `offset` ahead (or behind, if negative); with `for`, it
+    /// returns to where it was.
+    ClockSkew,
+    /// The node's clock steps by `offset` and stays there (a jump, forwards or backwards).
+    ClockJump,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -137,6 +161,9 @@ impl FaultKind {
         FaultKind::DiskTornWrite,
         FaultKind::DiskCorrupt,
         FaultKind::DiskFull,
+        FaultKind::Loss,
+        FaultKind::ClockSkew,
+        FaultKind::ClockJump,
     ];
 
     pub fn name(self) -> &'static str {
@@ -151,6 +178,9 @@ impl FaultKind {
             FaultKind::DiskTornWrite => "disk-torn-write",
             FaultKind::DiskCorrupt => "disk-corrupt",
             FaultKind::DiskFull => "disk-full",
+            FaultKind::Loss => "loss",
+            FaultKind::ClockSkew => "clock-skew",
+            FaultKind::ClockJump => "clock-jump",
         }
     }
 
@@ -165,6 +195,8 @@ impl FaultKind {
                 | FaultKind::DiskTornWrite
                 | FaultKind::DiskCorrupt
                 | FaultKind::DiskFull
+                | FaultKind::ClockSkew
+                | FaultKind::ClockJump
         )
     }
 }
@@ -297,6 +329,10 @@ pub struct FaultSpec {
     pub to: Option<Spanned<String>>,
     pub latency: Option<Spanned<Dur>>,
     pub jitter: Option<Spanned<Dur>>,
+    /// Loss probability, 0 < rate < 1.
+    pub rate: Option<Spanned<f64>>,
+    /// Clock offset: "5s", "-250ms".
+    pub offset: Option<Spanned<SignedDur>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -766,6 +802,44 @@ fn validate(
             kind == FaultKind::Latency,
             f.latency.as_ref().map_or(0..0, |g| g.span()),
         )?;
+        field_present(
+            "rate",
+            f.rate.is_some(),
+            kind == FaultKind::Loss,
+            f.rate.as_ref().map_or(0..0, |g| g.span()),
+        )?;
+        let clock = matches!(kind, FaultKind::ClockSkew | FaultKind::ClockJump);
+        field_present(
+            "offset",
+            f.offset.is_some(),
+            clock,
+            f.offset.as_ref().map_or(0..0, |g| g.span()),
+        )?;
+        if let Some(rate) = &f.rate {
+            if !(*rate.get_ref() > 0.0 && *rate.get_ref() < 1.0) {
+                return Err(err(
+                    rate.span(),
+                    format!("{what}.rate"),
+                    "must be between 0 and 1 (exclusive)".into(),
+                ));
+            }
+        }
+        if clock {
+            if let Some(n) = &f.node {
+                if raw.consumers.iter().enumerate().any(|(ci, c)| {
+                    c.name
+                        .as_ref()
+                        .map_or_else(|| format!("consumer-{}", ci + 1), |x| x.get_ref().clone())
+                        == *n.get_ref()
+                }) {
+                    return Err(err(
+                        n.span(),
+                        format!("{what}.node"),
+                        "a consumer has no clock that matters: skew a broker or a producer".into(),
+                    ));
+                }
+            }
+        }
         if let Some(jitter) = f.jitter.as_ref().filter(|_| kind != FaultKind::Latency) {
             return Err(err(
                 jitter.span(),
@@ -957,7 +1031,7 @@ duplicate = "allowed"
 
     #[test]
     fn errors_name_file_line_and_field() {
-        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`");
+        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `loss`, `clock-skew`, `clock-jump`");
         check_error(
             "rate = 500",
             "rate = 0",

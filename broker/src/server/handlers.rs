@@ -6,7 +6,7 @@
 //! garbage) closes the connection, as Kafka does, because no valid response can be
 //! encoded for it.
 
-use super::{now_ms, Shared};
+use super::Shared;
 use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::protocol::{supported_range, RequestPrefix, SUPPORTED_APIS};
 use crate::state::{validate_topic_name, BrokerState, Refusal};
@@ -163,7 +163,7 @@ fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> MetadataRes
             let error = if let Err(r) = validate_topic_name(&name) {
                 Some(r.error)
             } else if auto_create {
-                match state.create_topic(&name, -1, -1, &BTreeMap::new(), false, now_ms()) {
+                match state.create_topic(&name, -1, -1, &BTreeMap::new(), false, shared.now_ms()) {
                     Ok(()) => None,
                     Err(r) if r.error == ResponseError::TopicAlreadyExists => None,
                     Err(r) => Some(r.error),
@@ -219,7 +219,7 @@ fn describe_topic(
 }
 
 fn produce(shared: &Shared, req: ProduceRequest) -> ProduceResponse {
-    let now = now_ms();
+    let now = shared.now_ms();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
     {
@@ -459,7 +459,7 @@ fn create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResp
                     topic.replication_factor,
                     &overrides,
                     req.validate_only,
-                    now_ms(),
+                    shared.now_ms(),
                 )
             };
             match result {

@@ -14,6 +14,7 @@ use crate::config::BrokerConfig;
 use crate::state::{BrokerState, StateError};
 use crate::storage::Storage;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::BufReader;
@@ -44,9 +45,16 @@ pub(crate) struct Shared {
     closing: watch::Receiver<bool>,
     /// Bumped to drop every open connection at once (the lab's connection-reset fault).
     resets: watch::Sender<u64>,
+    /// Added to the runtime's clock: the lab's clock skew and jump faults. Zero otherwise.
+    clock_offset_ms: AtomicI64,
 }
 
 impl Shared {
+    /// This node's wall clock in milliseconds: the runtime's clock plus any injected skew.
+    fn now_ms(&self) -> i64 {
+        now_ms() + self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
     fn state(&self) -> MutexGuard<'_, BrokerState> {
         // A poisoned lock means a handler panicked mid-change: an invariant broke, and
         // continuing could serve corrupt state. Crash loudly instead.
@@ -101,6 +109,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             closing,
             resets,
+            clock_offset_ms: AtomicI64::new(0),
             state: Mutex::new(state),
             appended: Notify::new(),
             connections: Arc::new(Semaphore::new(config.connections_max)),
@@ -176,6 +185,14 @@ pub struct BrokerControl {
 }
 
 impl BrokerControl {
+    /// Skew this broker's clock: everything it timestamps or times (segment.ms,
+    /// flush.ms) sees the runtime's clock plus `offset_ms`.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.shared
+            .clock_offset_ms
+            .store(offset_ms, Ordering::Relaxed);
+    }
+
     pub fn reset_connections(&self) {
         self.shared
             .resets
@@ -259,7 +276,7 @@ async fn flush_loop(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(FLUSH_CHECK_INTERVAL);
     loop {
         interval.tick().await;
-        if let Err(e) = shared.state().flush_due(now_ms()) {
+        if let Err(e) = shared.state().flush_due(shared.now_ms()) {
             tracing::error!(error = %e, "scheduled flush failed");
         }
     }
