@@ -268,9 +268,19 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
 pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
     let wall = std::time::Instant::now();
     let scenario_for_run = scenario.clone();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        simulate(&scenario_for_run, seed)
-    }));
+    // A fresh OS thread per run: std's HashMap keys are per thread and advance with every
+    // map made, so a second run on the same thread would iterate maps (in madsim and in
+    // libraries) in another order. A new thread draws them inside the seeded runtime.
+    let result = std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                simulate(&scenario_for_run, seed)
+            }))
+        })
+        .expect("spawn a thread for the run")
+        .join()
+        .unwrap_or_else(Err);
     let wall_ms = wall.elapsed().as_millis() as u64;
     match result {
         Ok(mut outcome) => {

@@ -14,12 +14,13 @@ use crate::config::BrokerConfig;
 use crate::state::{BrokerState, StateError};
 use crate::storage::Storage;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 /// How often `flush.ms` is checked.
@@ -41,10 +42,15 @@ pub(crate) struct Shared {
     connections: Arc<Semaphore>,
     config: BrokerConfig,
     advertised: (String, u16),
-    /// Flips to true on shutdown; every connection task watches it.
-    closing: watch::Receiver<bool>,
+    /// True once the broker is shutting down.
+    closing: AtomicBool,
     /// Bumped to drop every open connection at once (the lab's connection-reset fault).
-    resets: watch::Sender<u64>,
+    resets: AtomicU64,
+    /// Wakes every connection task when `closing` or `resets` change. A `Notify` rather
+    /// than a `watch` channel: tokio's watch spreads waiters over shards picked by a
+    /// thread-local RNG the simulator does not seed, which made wake-up order differ
+    /// between runs of one seed.
+    connection_signal: Notify,
     /// Added to the runtime's clock: the lab's clock skew and jump faults. Zero otherwise.
     clock_offset_ms: AtomicI64,
 }
@@ -53,6 +59,16 @@ impl Shared {
     /// This node's wall clock in milliseconds: the runtime's clock plus any injected skew.
     fn now_ms(&self) -> i64 {
         now_ms() + self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    fn reset_connections(&self) {
+        self.resets.fetch_add(1, Ordering::SeqCst);
+        self.connection_signal.notify_waiters();
+    }
+
+    fn close_connections(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.connection_signal.notify_waiters();
     }
 
     fn state(&self) -> MutexGuard<'_, BrokerState> {
@@ -66,7 +82,7 @@ impl Shared {
 pub struct Broker {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    close: watch::Sender<bool>,
+
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -104,11 +120,11 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
-        let (close, closing) = watch::channel(false);
-        let (resets, _) = watch::channel(0);
+
         let shared = Arc::new(Shared {
-            closing,
-            resets,
+            closing: AtomicBool::new(false),
+            resets: AtomicU64::new(0),
+            connection_signal: Notify::new(),
             clock_offset_ms: AtomicI64::new(0),
             state: Mutex::new(state),
             appended: Notify::new(),
@@ -124,7 +140,6 @@ impl Broker {
         Ok(Broker {
             shared,
             local_addr,
-            close,
             tasks,
         })
     }
@@ -136,9 +151,7 @@ impl Broker {
     /// Close every open client connection at once, as a network reset would; the
     /// listener stays up. A response being prepared when it happens is never sent.
     pub fn reset_connections(&self) {
-        self.shared
-            .resets
-            .send_modify(|generation| *generation += 1);
+        self.shared.reset_connections();
         tracing::info!("all connections reset");
     }
 
@@ -156,7 +169,7 @@ impl Broker {
 
     /// Stop at once without syncing anything, as kill -9 would (for in-process tests).
     pub async fn kill(self) {
-        let _ = self.close.send(true);
+        self.shared.close_connections();
         for task in &self.tasks {
             task.abort();
         }
@@ -167,7 +180,7 @@ impl Broker {
 
     /// Stop accepting, close every connection, and sync every log (clean shutdown).
     pub async fn shutdown(self) -> Result<(), StateError> {
-        let _ = self.close.send(true);
+        self.shared.close_connections();
         for task in &self.tasks {
             task.abort();
         }
@@ -194,9 +207,7 @@ impl BrokerControl {
     }
 
     pub fn reset_connections(&self) {
-        self.shared
-            .resets
-            .send_modify(|generation| *generation += 1);
+        self.shared.reset_connections();
     }
 }
 
@@ -227,16 +238,23 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 
 async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let mut stream = BufReader::with_capacity(64 * 1024, stream);
-    let mut closing = shared.closing.clone();
-    let mut resets = shared.resets.subscribe();
+    let resets_at_start = shared.resets.load(Ordering::SeqCst);
+    let dropped = || {
+        shared.closing.load(Ordering::SeqCst)
+            || shared.resets.load(Ordering::SeqCst) != resets_at_start
+    };
     loop {
-        if *closing.borrow() {
+        // Register for the signal before checking, so a change in between is not missed.
+        let signal = shared.connection_signal.notified();
+        if dropped() {
             return;
         }
         let read = tokio::select! {
+            // `biased`: select! otherwise draws its branch order from a thread-local RNG
+            // the simulator does not seed.
+            biased;
             read = read_frame(&mut stream, shared.config.socket_request_max_bytes) => read,
-            _ = closing.changed() => return,
-            _ = resets.changed() => return,
+            _ = signal => return,
         };
         let frame = match read {
             Ok(Some(frame)) => frame,
@@ -251,7 +269,7 @@ async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) 
             }
         };
         let handled = handlers::handle(shared, &frame).await;
-        if resets.has_changed().unwrap_or(true) {
+        if dropped() {
             // Reset while the request was being handled: it may have taken effect, but
             // its answer is lost, as with a real connection reset.
             return;

@@ -1,0 +1,114 @@
+//! The lab end to end in the simulated build: a seed replays to the same trace, a
+//! negative scenario's expected anomaly is found, a broken broker is caught, and reports
+//! carry what a person needs.
+#![cfg(madsim)]
+
+use faultline_sim::history::Anomaly;
+use faultline_sim::outcome::Verdict;
+use faultline_sim::report;
+use faultline_sim::runner::run_seed;
+use faultline_sim::scenario::{self, Scenario};
+use std::path::Path;
+
+fn load(name: &str) -> Scenario {
+    scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/smoke")
+            .join(name),
+    )
+    .expect("valid scenario")
+}
+
+fn short(mut s: Scenario) -> Scenario {
+    // Keep test runs small: the behaviour is the same, the histories shorter.
+    s.duration = s.duration.min(std::time::Duration::from_secs(12));
+    s.faults.retain(|f| f.at.get_ref().0 < s.duration);
+    s
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace_and_another_seed_does_not() {
+    let s = short(load("nemesis-swarm.toml"));
+    let a = run_seed(&s, 11);
+    let b = run_seed(&s, 11);
+    assert_eq!(a.trace_hash, b.trace_hash, "seed 11 ran differently twice");
+    assert_eq!(a.history, b.history);
+    assert_eq!(a.events, b.events);
+    let c = run_seed(&s, 12);
+    assert_ne!(
+        a.trace_hash, c.trace_hash,
+        "seeds 11 and 12 gave the same trace"
+    );
+    assert!(
+        a.counters.records_acknowledged > 0 && a.counters.records_read > 0,
+        "{:?}",
+        a.counters
+    );
+}
+
+#[test]
+fn acks_with_kafkas_default_flush_policy_lose_records_on_power_loss() {
+    let s = load("unsynced-acks-lost.toml");
+    let outcome = run_seed(&s, 1);
+    assert_eq!(outcome.verdict, Verdict::Pass, "{:?}", outcome.failures);
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.anomaly == Anomaly::LostWrite),
+        "the expected loss was not found"
+    );
+}
+
+#[test]
+fn retries_without_idempotence_duplicate_and_with_it_do_not() {
+    let without = run_seed(&short(load("retries-without-idempotence.toml")), 2);
+    assert!(
+        without
+            .violations
+            .iter()
+            .any(|v| v.anomaly == Anomaly::Duplicate),
+        "no duplicate found"
+    );
+    let with = run_seed(&short(load("idempotent-retries.toml")), 2);
+    assert_eq!(with.verdict, Verdict::Pass, "{:?}", with.failures);
+    assert!(with.violations.is_empty(), "{:?}", with.violations.first());
+}
+
+#[test]
+fn an_expected_anomaly_that_does_not_happen_fails_the_run() {
+    // The synced, idempotent scenario cannot lose data: expecting a loss must fail.
+    let mut s = short(load("broker-kill.toml"));
+    s.expect
+        .insert(Anomaly::LostWrite, scenario::Expectation::Expected);
+    let outcome = run_seed(&s, 3);
+    assert_eq!(outcome.verdict, Verdict::Violation);
+    assert_eq!(
+        outcome.failures,
+        vec!["expected lost-write not found".to_string()]
+    );
+}
+
+#[test]
+fn reports_name_the_repro_command_and_the_violation() {
+    let s = load("unsynced-acks-lost.toml");
+    let outcome = run_seed(&s, 1);
+    let dir = std::env::temp_dir().join(format!("faultline-lab-test-{}", std::process::id()));
+    let written = report::write(&dir, &s, &outcome, "test").expect("report written");
+    let md = std::fs::read_to_string(written.join("report.md")).unwrap();
+    assert!(md.contains("cargo lab repro"), "{md}");
+    assert!(md.contains("### lost-write"), "{md}");
+    assert!(
+        md.contains("| 8.000s | fault-start | kill | broker-1 | scenario |"),
+        "{md}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["seed"], 1);
+    assert_eq!(summary["verdict"], "pass");
+    assert_eq!(summary["first_violation"]["anomaly"], "lost-write");
+    let history = std::fs::read_to_string(written.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), outcome.history.ops.len());
+    let _ = std::fs::remove_dir_all(dir);
+}
