@@ -6,7 +6,7 @@
 use crate::checker::{self, CheckOptions};
 use crate::history::{History, Op, OpKind, Phase};
 use crate::outcome::{Counters, Event, Outcome, Verdict};
-use crate::scenario::{fnv1a, AcksSpec, FaultKind, FaultSpec, Scenario};
+use crate::scenario::{fnv1a, AcksSpec, FaultKind, FaultSpec, Fnv1a, Scenario};
 use bytes::Bytes;
 use faultline::client::{
     Acks, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
@@ -552,10 +552,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             }
         }
         let simulated_ns = Instant::now().duration_since(start).as_nanos() as u64;
-        let r = rec.lock().unwrap();
+        let mut r = rec.lock().unwrap();
         (
-            r.history.clone(),
-            r.events.clone(),
+            std::mem::take(&mut r.history),
+            std::mem::take(&mut r.events),
             liveness_error,
             simulated_ns,
         )
@@ -584,9 +584,11 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     };
     let counters = count(&history, &events);
     let trace_hash = {
-        let mut bytes = serde_json::to_vec(&history).expect("history serializes");
-        bytes.extend(serde_json::to_vec(&events).expect("events serialize"));
-        fnv1a(&bytes)
+        // Streamed into the hash: no second copy of a large history in memory.
+        let mut hasher = Fnv1a::default();
+        serde_json::to_writer(&mut hasher, &history).expect("history serializes");
+        serde_json::to_writer(&mut hasher, &events).expect("events serialize");
+        hasher.finish()
     };
     Outcome {
         scenario: scenario.name.clone(),
@@ -1006,11 +1008,17 @@ async fn produce_loop(
         }
     };
     let mut sequence: u64 = 0;
+    let rate = *spec.rate.get_ref() as f64;
+    let producing_since = Instant::now();
     while !stop.load(Ordering::SeqCst) && Instant::now() < start + end {
         let round_start = Instant::now();
+        // Open loop: send what the rate says is due by now, so slow acknowledgements do
+        // not quietly lower the load; at most ten rounds' worth after a stall.
+        let due = (rate * round_start.duration_since(producing_since).as_secs_f64()) as u64;
+        let count = (due.saturating_sub(sequence) as usize).clamp(1, batch * 10);
         let mut groups: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         let mut failed_partitioning = false;
-        for _ in 0..batch {
+        for _ in 0..count {
             let value = format!("{name}-{sequence}");
             sequence += 1;
             let key = (spec.keys > 0)
@@ -1036,11 +1044,11 @@ async fn produce_loop(
             sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let mut invokes = BTreeMap::new();
+
         for (p, values) in &groups {
             let mut o = op(&name, OpKind::Send, Phase::Invoke, &topic, *p);
             o.values = values.clone();
-            invokes.insert(*p, record(&rec, o));
+            record(&rec, o);
         }
         let results = producer.flush().await;
         let mut answered = BTreeSet::new();
@@ -1077,7 +1085,7 @@ async fn produce_loop(
                 record(&rec, o);
             }
         }
-        let _ = invokes;
+
         let elapsed = Instant::now().duration_since(round_start);
         if elapsed < round {
             sleep(round - elapsed).await;

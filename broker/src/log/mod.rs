@@ -180,6 +180,8 @@ pub struct PartitionLog {
     /// Sorted by base offset, never empty; the last one is the active segment.
     segments: Vec<Segment>,
     recovery_point: i64,
+    /// The offset the `recovery-point` file holds: at or below `recovery_point`.
+    checkpoint_written: i64,
     last_flush_ms: i64,
     /// A segment file was created or deleted since the directory was last synced.
     dir_unsynced: bool,
@@ -344,6 +346,7 @@ impl PartitionLog {
             config,
             segments,
             recovery_point,
+            checkpoint_written: recovery_point,
             last_flush_ms: now_ms,
             dir_unsynced,
             failed: false,
@@ -679,7 +682,9 @@ impl PartitionLog {
             self.recovery_point = log_end_offset;
         }
         // Always rewritten (truncation is rare): the truncate-fully path moves it up.
-        write_recovery_point(&*self.storage, &self.dir, self.recovery_point, true)
+        write_recovery_point(&*self.storage, &self.dir, self.recovery_point, true)?;
+        self.checkpoint_written = self.recovery_point;
+        Ok(())
     }
 
     /// The explicit sync point: fsyncs every segment with unsynced data and the index
@@ -707,11 +712,16 @@ impl PartitionLog {
             self.dir_unsynced = false;
         }
         let log_end_offset = self.log_end_offset();
-        if log_end_offset != self.recovery_point {
-            // Losing this rename in a crash only brings back an older, lower recovery
-            // point, which is safe, so the directory is not synced for it.
+        self.recovery_point = log_end_offset;
+        // The checkpoint file only bounds how much recovery re-validates, and an older,
+        // lower one is always safe. Rewriting it on every sync tripled the fsyncs of
+        // flush.messages=1, so it is written once the synced point has left the segment
+        // the file points into (recovery then re-checks at most the active segment). A
+        // lost rename brings back an older value, so the directory is not synced for it.
+        let active_base = self.segments.last().map_or(0, |s| s.base_offset);
+        if self.checkpoint_written < active_base && log_end_offset > self.checkpoint_written {
             write_recovery_point(&*self.storage, &self.dir, log_end_offset, false)?;
-            self.recovery_point = log_end_offset;
+            self.checkpoint_written = log_end_offset;
         }
         Ok(())
     }

@@ -39,6 +39,10 @@ pub struct MemDiskStats {
 struct Inode {
     current: Vec<u8>,
     durable: Vec<u8>,
+    /// True while `durable` is a prefix of `current` (only appends since the last sync),
+    /// so a sync copies just the new tail instead of the whole file: the lab syncs after
+    /// every message, and whole-file copies made long runs quadratic.
+    durable_is_prefix: bool,
     /// Names pointing at this inode (0 or 1: there are no hard links).
     links: u32,
     /// Open handles of the current generation.
@@ -125,7 +129,7 @@ impl MemDisk {
             inode.handles = 0;
             let durable_len = inode.durable.len();
             let is_pure_append = inode.current.len() > durable_len
-                && inode.current[..durable_len] == inode.durable[..];
+                && (inode.durable_is_prefix || inode.current[..durable_len] == inode.durable[..]);
             if is_pure_append {
                 let unsynced = inode.current.len() - durable_len;
                 let kept = keep(path, unsynced).min(unsynced);
@@ -134,6 +138,7 @@ impl MemDisk {
             } else {
                 inode.current.clone_from(&inode.durable);
             }
+            inode.durable_is_prefix = true;
         }
     }
 
@@ -223,6 +228,7 @@ impl MemDisk {
                     ino,
                     Inode {
                         links: 1,
+                        durable_is_prefix: true,
                         ..Inode::default()
                     },
                 );
@@ -464,6 +470,9 @@ impl StorageFile for MemFile {
         let inode = disk.inode(self.ino, self.generation)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         // Like set_len: shrinking cuts, growing pads with zeros.
+        if len < inode.durable.len() {
+            inode.durable_is_prefix = false;
+        }
         inode.current.resize(len, 0);
         Ok(())
     }
@@ -471,7 +480,13 @@ impl StorageFile for MemFile {
     fn sync(&mut self) -> io::Result<()> {
         let mut disk = self.storage.lock();
         let inode = disk.inode(self.ino, self.generation)?;
-        inode.durable.clone_from(&inode.current);
+        if inode.durable_is_prefix && inode.current.len() >= inode.durable.len() {
+            let synced = inode.durable.len();
+            inode.durable.extend_from_slice(&inode.current[synced..]);
+        } else {
+            inode.durable.clone_from(&inode.current);
+        }
+        inode.durable_is_prefix = true;
         disk.stats.file_syncs += 1;
         Ok(())
     }
