@@ -1,5 +1,5 @@
 """Unmodified Kafka clients against a real faultline broker: kcat (librdkafka from
-Debian), confluent-kafka (bundled librdkafka 2.x) and kafka-python. Every record must
+Debian), confluent-kafka (bundled librdkafka 2.x), kafka-python and aiokafka. Every record must
 come back, in order per partition, with key, value, headers and timestamp intact,
 including after a restart."""
 
@@ -257,3 +257,46 @@ def test_malformed_requests_never_take_the_broker_down(broker):
     topic = topic_name("after-garbage")
     delivered = ck_produce(broker.addr, topic, [(None, b"k", b"still alive", None, 1_700_000_000_000)])
     assert len(delivered) == 1
+
+
+def test_aiokafka_round_trip(broker):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    topic = topic_name("aio")
+    create_topic(broker.addr, topic, 2)
+
+    async def run():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.addr, compression_type="gzip", enable_idempotence=True)
+        await producer.start()
+        metas = []
+        for i in range(120):
+            key = f"k{i % 7}".encode() if i % 4 else None
+            metas.append(
+                await producer.send_and_wait(
+                    topic, key=key, value=f"aio-{i}".encode(), headers=[("i", str(i).encode())], timestamp_ms=1_710_000_000_000 + i
+                )
+            )
+        await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.addr, enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        await consumer.seek_to_beginning()
+        got = []
+        deadline = time.time() + 60
+        while len(got) < 120 and time.time() < deadline:
+            for _, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                got.extend(msgs)
+        await consumer.stop()
+        return metas, got
+
+    metas, got = asyncio.run(run())
+    assert len(got) == 120
+    by_offset = {(m.partition, m.offset): m for m in got}
+    for i, meta in enumerate(metas):
+        m = by_offset[(meta.partition, meta.offset)]
+        assert m.value == f"aio-{i}".encode()
+        assert m.key == (f"k{i % 7}".encode() if i % 4 else None)
+        assert list(m.headers) == [("i", str(i).encode())]
+        assert m.timestamp == 1_710_000_000_000 + i
