@@ -246,7 +246,11 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 f.latency = Duration::from_millis(10 + rng.below(200));
                 f.jitter = Duration::from_millis(rng.below(100));
             }
-            FaultKind::Loss => f.rate = 0.05 + rng.unit() * 0.25,
+                        FaultKind::Loss => f.rate = 0.05 + rng.unit() * 0.25,
+            FaultKind::DiskSlowFsync => {
+                f.latency = Duration::from_millis(5 + rng.below(500));
+                f.node = Some(target);
+            }
             FaultKind::ClockSkew | FaultKind::ClockJump => {
                 if !target.starts_with("broker-") && !clients.contains(&target) {
                     continue;
@@ -649,6 +653,13 @@ enum Applied {
     Latency(String),
     DiskSpace(NodeId, String),
     Loss(String),
+    LinkLatency {
+        active: Arc<AtomicBool>,
+        a: NodeId,
+        b: NodeId,
+        what: String,
+    },
+    SlowFsync(NodeId, String),
     /// Put the node's clock offset back to `offset_ms`.
     Clock {
         name: String,
@@ -799,6 +810,56 @@ async fn apply(
             event(rec, "fault-start", f.kind.name(), &what, f.source);
             return Some(Applied::Unclog(links, what));
         }
+        FaultKind::Latency if f.from.is_some() => {
+                        // madsim has one latency for the whole network. A link of its own is slowed by
+            // shutting it for `latency` (+ up to `jitter`) and opening it for as long, over
+            // and over: a message sent while it is shut waits for a retry that lands while
+            // it is open (madsim retries with backoff), from a few to about twice `latency`
+            // milliseconds; one sent while it is open goes through as usual.
+            let (Some(a), Some(b)) = (
+                f.from.as_ref().and_then(|n| ids.get(n)),
+                f.to.as_ref().and_then(|n| ids.get(n)),
+            ) else {
+                return None;
+            };
+            let (a, b) = (*a, *b);
+            let active = Arc::new(AtomicBool::new(true));
+            let still = active.clone();
+            let (latency, jitter) = (f.latency, f.jitter);
+            let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64 ^ 0x1a7e);
+            madsim::task::spawn(async move {
+                let net = NetSim::current();
+                while still.load(Ordering::SeqCst) {
+                    net.clog_link(a, b);
+                    let hold =
+                        latency + Duration::from_micros(rng.below(jitter.as_micros() as u64 + 1));
+                    sleep(hold).await;
+                                        net.unclog_link(a, b);
+                    // Open as long as it was shut: madsim retries a clogged message with
+                    // exponential backoff, so a short opening would mostly be missed.
+                    sleep(hold).await;
+                }
+            });
+            let what = format!(
+                "{} -> {}: +{:?} (+ up to {:?})",
+                f.from.as_deref().unwrap_or_default(),
+                f.to.as_deref().unwrap_or_default(),
+                f.latency,
+                f.jitter
+            );
+            event(rec, "fault-start", f.kind.name(), &what, f.source);
+            return Some(Applied::LinkLatency { active, a, b, what });
+        }
+        FaultKind::DiskSlowFsync => {
+            let (name, id) = node?;
+            let latency = f.latency;
+            madsim::plugin::simulator::<SimDisk>()
+                .disk(id)
+                .with_disk(|d| d.set_sync_delay(latency));
+            let what = format!("{name}: every fsync takes {latency:?}");
+            event(rec, "fault-start", f.kind.name(), &what, f.source);
+            return Some(Applied::SlowFsync(id, name));
+        }
         FaultKind::Latency => {
             let (low, high) = (f.latency, f.latency + f.jitter + Duration::from_micros(1));
             net.update_config(|c| c.send_latency = low..high);
@@ -922,6 +983,17 @@ fn heal(applied: &Applied, rec: &Shared, clocks: &Clocks, controls: &Controls, d
         Applied::Latency(what) => {
             net.update_config(|c| c.send_latency = madsim::net::Config::default().send_latency);
             event(rec, "fault-end", "latency", what, "heal");
+        }
+        Applied::LinkLatency { active, a, b, what } => {
+            active.store(false, Ordering::SeqCst);
+            net.unclog_link(*a, *b);
+            event(rec, "fault-end", "latency", what, "heal");
+        }
+        Applied::SlowFsync(id, name) => {
+            madsim::plugin::simulator::<SimDisk>()
+                .disk(*id)
+                .with_disk(|d| d.set_sync_delay(Duration::ZERO));
+            event(rec, "fault-end", "disk-slow-fsync", name, "heal");
         }
         Applied::DiskSpace(id, name) => {
             madsim::plugin::simulator::<SimDisk>()

@@ -139,6 +139,8 @@ pub enum FaultKind {
     DiskCorrupt,
     /// The node's disk refuses further writes (ENOSPC).
     DiskFull,
+    /// Every fsync of the node's disk takes `latency`.
+    DiskSlowFsync,
     /// Every message on the network is lost with probability `rate` (TCP retransmits it
     /// after a backoff, so streams slow down; new connections may be refused).
     Loss,
@@ -150,7 +152,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -161,6 +163,7 @@ impl FaultKind {
         FaultKind::DiskTornWrite,
         FaultKind::DiskCorrupt,
         FaultKind::DiskFull,
+        FaultKind::DiskSlowFsync,
         FaultKind::Loss,
         FaultKind::ClockSkew,
         FaultKind::ClockJump,
@@ -178,6 +181,7 @@ impl FaultKind {
             FaultKind::DiskTornWrite => "disk-torn-write",
             FaultKind::DiskCorrupt => "disk-corrupt",
             FaultKind::DiskFull => "disk-full",
+            FaultKind::DiskSlowFsync => "disk-slow-fsync",
             FaultKind::Loss => "loss",
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ClockJump => "clock-jump",
@@ -195,6 +199,7 @@ impl FaultKind {
                 | FaultKind::DiskTornWrite
                 | FaultKind::DiskCorrupt
                 | FaultKind::DiskFull
+                | FaultKind::DiskSlowFsync
                 | FaultKind::ClockSkew
                 | FaultKind::ClockJump
         )
@@ -784,22 +789,33 @@ fn validate(
             kind == FaultKind::Partition,
             f.groups.as_ref().map_or(0..0, |g| g.span()),
         )?;
+        // A latency fault acts on one link when it names `from` and `to`, else on the
+        // whole network; a clog always names its link.
+        if kind == FaultKind::Latency && f.from.is_some() != f.to.is_some() {
+            let span = f.from.as_ref().or(f.to.as_ref()).map_or(0..0, |n| n.span());
+            return Err(err(
+                span,
+                format!("{what}.from"),
+                "a latency fault on one link names both from and to".into(),
+            ));
+        }
+        let link = kind == FaultKind::Clog || (kind == FaultKind::Latency && f.from.is_some());
         field_present(
             "from",
             f.from.is_some(),
-            kind == FaultKind::Clog,
+            link,
             f.from.as_ref().map_or(0..0, |g| g.span()),
         )?;
         field_present(
             "to",
             f.to.is_some(),
-            kind == FaultKind::Clog,
+            link,
             f.to.as_ref().map_or(0..0, |g| g.span()),
         )?;
         field_present(
             "latency",
             f.latency.is_some(),
-            kind == FaultKind::Latency,
+            matches!(kind, FaultKind::Latency | FaultKind::DiskSlowFsync),
             f.latency.as_ref().map_or(0..0, |g| g.span()),
         )?;
         field_present(
@@ -1061,7 +1077,7 @@ duplicate = "allowed"
 
     #[test]
     fn errors_name_file_line_and_field() {
-        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `loss`, `clock-skew`, `clock-jump`");
+        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `disk-slow-fsync`, `loss`, `clock-skew`, `clock-jump`");
         check_error(
             "rate = 500",
             "rate = 0",

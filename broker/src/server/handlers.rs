@@ -65,6 +65,8 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let req = decode!(ProduceRequest);
             let acks = req.acks;
             let resp = produce(shared, req);
+            // Acknowledged only after the fsyncs it caused, however long they take.
+            shared.wait_for_sync_cost().await;
             if acks == 0 {
                 return Ok(None);
             }

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     /// thread-local RNG the simulator does not seed, which made wake-up order differ
     /// between runs of one seed.
     connection_signal: Notify,
+    /// The disk, to learn what its syncs cost in simulated time (`take_sync_delay`).
+    storage: Arc<dyn Storage>,
     /// Added to the runtime's clock: the lab's clock skew and jump faults. Zero otherwise.
     clock_offset_ms: AtomicI64,
 }
@@ -59,6 +61,15 @@ impl Shared {
     /// This node's wall clock in milliseconds: the runtime's clock plus any injected skew.
     fn now_ms(&self) -> i64 {
         now_ms() + self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Wait out the simulated time the disk's recent syncs cost (zero on a real disk,
+    /// where `sync` itself took it).
+    async fn wait_for_sync_cost(&self) {
+        let delay = self.storage.take_sync_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     fn reset_connections(&self) {
@@ -108,7 +119,7 @@ impl Broker {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ ((config.node_id as u64) << 32);
-        let state = BrokerState::open(storage, config.clone(), now_ms(), seed)?;
+        let state = BrokerState::open(storage.clone(), config.clone(), now_ms(), seed)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -125,6 +136,7 @@ impl Broker {
             closing: AtomicBool::new(false),
             resets: AtomicU64::new(0),
             connection_signal: Notify::new(),
+            storage,
             clock_offset_ms: AtomicI64::new(0),
             state: Mutex::new(state),
             appended: Notify::new(),
@@ -297,5 +309,6 @@ async fn flush_loop(shared: Arc<Shared>) {
         if let Err(e) = shared.state().flush_due(shared.now_ms()) {
             tracing::error!(error = %e, "scheduled flush failed");
         }
+        shared.wait_for_sync_cost().await;
     }
 }

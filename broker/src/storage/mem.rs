@@ -59,6 +59,10 @@ pub struct MemDisk {
     /// Bumped by every crash; handles from an older generation are dead.
     generation: u64,
     capacity_bytes: Option<u64>,
+    /// What every file or directory sync costs (the slow-fsync fault); zero by default.
+    sync_delay: std::time::Duration,
+    /// Accumulated by syncs, taken by `take_sync_delay`.
+    sync_delay_owed: std::time::Duration,
     stats: MemDiskStats,
 }
 
@@ -76,6 +80,16 @@ fn is_root(dir: &Path) -> bool {
 impl MemDisk {
     pub fn new() -> MemDisk {
         MemDisk::default()
+    }
+
+    /// Make every later sync cost `delay` of simulated time (see `Storage::take_sync_delay`).
+    pub fn set_sync_delay(&mut self, delay: std::time::Duration) {
+        self.sync_delay = delay;
+    }
+
+    /// The simulated time owed by syncs since the last call.
+    pub fn take_sync_delay(&mut self) -> std::time::Duration {
+        std::mem::take(&mut self.sync_delay_owed)
     }
 
     /// Appends fail with `StorageFull` once the files' current bytes would exceed this.
@@ -329,6 +343,7 @@ impl MemDisk {
             return Err(not_found(dir));
         }
         self.stats.dir_syncs += 1;
+        self.sync_delay_owed += self.sync_delay;
         Ok(())
     }
 
@@ -433,6 +448,10 @@ impl Storage for MemStorage {
         self.lock().exists(path)
     }
 
+    fn take_sync_delay(&self) -> std::time::Duration {
+        self.lock().take_sync_delay()
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.lock().sync_dir(dir)
     }
@@ -488,6 +507,8 @@ impl StorageFile for MemFile {
         }
         inode.durable_is_prefix = true;
         disk.stats.file_syncs += 1;
+        let delay = disk.sync_delay;
+        disk.sync_delay_owed += delay;
         Ok(())
     }
 }

@@ -37,6 +37,14 @@ pub trait Storage: Send + Sync + 'static {
     fn exists(&self, path: &Path) -> bool;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Simulated time owed by the syncs made since the last call. A real disk spends that
+    /// time inside `sync` itself (zero here); the simulated disk's syncs return at once and
+    /// report what they would have cost, and the async shell waits it out before it
+    /// acknowledges, so a slow-fsync fault shows up where a producer feels it.
+    fn take_sync_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// One open file. Writes only ever append (or truncate); reads are positional so a

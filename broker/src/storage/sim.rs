@@ -66,6 +66,9 @@ impl SimStorage {
 }
 
 impl Storage for SimStorage {
+    fn take_sync_delay(&self) -> std::time::Duration {
+        self.disk().take_sync_delay()
+    }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         self.disk().create_dir_all(dir)
     }
