@@ -8,7 +8,7 @@
 
 use crate::history::{Anomaly, History, Violation};
 
-use super::index::{Index, Send};
+use super::index::{Index, Send, ValueId};
 use super::{key_name, list, sort_violations, time, violation};
 
 /// Values read at more than one (partition, offset), and values sent more than once. One
@@ -31,8 +31,10 @@ pub fn inconsistent_offsets(history: &History) -> Vec<Violation> {
 pub(crate) fn duplicates_in(index: &Index<'_>) -> Vec<Violation> {
     let mut violations = Vec::new();
 
-    // Read at several positions. `positions` is sorted by value, so each value is a run.
-    for run in index.positions.chunk_by(|a, b| a.value == b.value) {
+    // Read at several positions. The order of values does not matter: the caller sorts
+    // the violations, and that order is total.
+    for (id, value) in index.values.iter().enumerate() {
+        let run = index.positions_of_id(id as ValueId);
         if run.len() < 2 {
             continue;
         }
@@ -40,7 +42,7 @@ pub(crate) fn duplicates_in(index: &Index<'_>) -> Vec<Violation> {
         by_time.sort_by_key(|p| p.read.index);
         let message = format!(
             "record {} was read at {} positions: {}",
-            run[0].value,
+            value,
             run.len(),
             list(by_time.iter().map(|p| format!(
                 "{} offset {} ({} at {})",
@@ -54,12 +56,25 @@ pub(crate) fn duplicates_in(index: &Index<'_>) -> Vec<Violation> {
         violations.push(violation(Anomaly::Duplicate, by_time[0].key, message, ops));
     }
 
-    // Sent several times: every (value, send) pair, sorted by value then send order.
-    let mut sent: Vec<(&str, usize)> = index
+    // Sent several times: every (value, send) pair of a value sent more than once, sorted
+    // by value id then send order.
+    let mut times = vec![0u32; index.values.len()];
+    for send in &index.sends {
+        for &id in index.ids_of(send) {
+            times[id as usize] += 1;
+        }
+    }
+    let mut sent: Vec<(ValueId, usize)> = index
         .sends
         .iter()
         .enumerate()
-        .flat_map(|(at, send)| send.values().iter().map(move |v| (v.as_str(), at)))
+        .flat_map(|(at, send)| {
+            index
+                .ids_of(send)
+                .iter()
+                .filter(|&&id| times[id as usize] > 1)
+                .map(move |&id| (id, at))
+        })
         .collect();
     sent.sort_unstable();
     for run in sent.chunk_by(|a, b| a.0 == b.0) {
@@ -69,7 +84,7 @@ pub(crate) fn duplicates_in(index: &Index<'_>) -> Vec<Violation> {
         let sends: Vec<&Send<'_>> = run.iter().map(|&(_, at)| &index.sends[at]).collect();
         let message = format!(
             "value {} was sent {} times: {}; each produced record needs a unique value",
-            run[0].0,
+            index.values[run[0].0 as usize],
             run.len(),
             list(sends.iter().map(|send| format!(
                 "by {} to {} at {}",

@@ -2,8 +2,17 @@
 //! completion, and what the reads saw, per partition and per value, sorted so that every
 //! question is a binary search. Building it is O(n log n); it borrows every string from
 //! the history.
+//!
+//! Every value string is interned once into a dense id, in order of first appearance
+//! (sends first), so the hot paths compare and sort integers, not strings. Sent values
+//! are told apart by 64-bit hashes (strings are compared only where hashes may collide);
+//! a read value is first checked against the value acknowledged at its offset, which is
+//! what a read almost always returns. No hash map is ever iterated, and where the order
+//! of values reaches output (several values read at one offset) it is still the
+//! strings' order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::history::{History, Op, OpKind, Phase};
 
@@ -14,18 +23,28 @@ pub(crate) fn key_of(op: &Op) -> Key<'_> {
     (op.topic.as_str(), op.partition)
 }
 
+/// A dense id for a value string of the history: an index into [`Index::values`].
+pub(crate) type ValueId = u32;
+
 /// Everything the checkers share.
 #[derive(Debug)]
 pub(crate) struct Index<'a> {
-    pub history: &'a History,
     /// Every send, in invoke order (completion order for a completion without invoke).
     pub sends: Vec<Send<'a>>,
+    /// The (process, partition) of each send, ok poll and completed seek.
+    pub lanes: Lanes<'a>,
     /// What the reads of each partition saw; partitions no read returned a record of are
     /// absent.
     pub reads: BTreeMap<Key<'a>, PartitionReads<'a>>,
-    /// Every distinct (value, partition, offset) a read returned, sorted by value, then
-    /// partition, then offset, with the first read that returned it.
-    pub positions: Vec<Position<'a>>,
+    /// Every distinct value sent or read, by id.
+    pub values: Vec<&'a str>,
+    /// The ids of every send's values, each send's a run starting at `Send::ids_at`.
+    send_ids: Vec<ValueId>,
+    /// Every distinct (value, partition, offset) a read returned, grouped by value id,
+    /// each group sorted by partition then offset, with the first read that returned it.
+    positions: Vec<Position<'a>>,
+    /// Where each value id's group starts in `positions`; one more entry than `values`.
+    position_starts: Vec<u32>,
 }
 
 /// One send: its invoke and its completion. Either may be missing: a history cut short
@@ -34,6 +53,15 @@ pub(crate) struct Index<'a> {
 pub(crate) struct Send<'a> {
     pub invoke: Option<&'a Op>,
     pub completion: Option<&'a Op>,
+    /// Its (process, partition): see [`Lanes`].
+    pub lane: u32,
+    /// Whether the completion is ok (the broker acknowledged the send), and the offset
+    /// the acknowledgement gave.
+    acked: bool,
+    acked_offset: Option<i64>,
+    /// Where the ids of [`Send::values`] start in the index's send ids, and how many.
+    ids_at: u32,
+    ids_len: u32,
 }
 
 /// What the reads of one partition saw.
@@ -54,49 +82,444 @@ pub(crate) struct PartitionReads<'a> {
 pub(crate) struct Seen<'a> {
     pub offset: i64,
     pub value: &'a str,
+    pub id: ValueId,
     pub read: &'a Op,
 }
 
 /// Where a value was read, and the first read that returned it there.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Position<'a> {
-    pub value: &'a str,
     pub key: Key<'a>,
     pub offset: i64,
     pub read: &'a Op,
 }
 
+/// A small, fast hasher for the checkers' lookup-only maps (never iterated, so their
+/// order cannot reach output) and for interning. Multiply-rotate over 8-byte words, then
+/// a final mix so both the low and the high bits depend on every input bit.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WordHasher(u64);
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl WordHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(MIX);
+    }
+}
+
+impl Hasher for WordHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let (head, tail) = short_words(rest);
+            self.add(head ^ (tail << 32) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.add(u64::from(i as u32));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let h = self.0 ^ (self.0 >> 32);
+        let h = h.wrapping_mul(MIX);
+        h ^ (h >> 29)
+    }
+}
+
+/// A map for lookups only: see [`WordHasher`]. Never iterate one into output.
+pub(crate) type LookupMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
+
+/// A string's hash for interning (not [`WordHasher`]'s `Hash` of a `str`).
+#[inline]
+fn hash_str(value: &str) -> u64 {
+    let bytes = value.as_bytes();
+    let mut hasher = WordHasher::default();
+    if bytes.len() <= INLINE_MAX {
+        let (head, tail) = short_words(bytes);
+        hasher.add(head);
+        hasher.add(tail ^ ((bytes.len() as u64) << 56));
+    } else {
+        hasher.write(bytes);
+    }
+    hasher.finish()
+}
+
+/// At most 16 bytes as two words, read without a copy loop: with the length, they
+/// determine the bytes (8 to 16 bytes: the first and the last eight, overlapping; 4 to 7:
+/// the first and the last four; fewer: each byte).
+#[inline]
+fn short_words(bytes: &[u8]) -> (u64, u64) {
+    let len = bytes.len();
+    debug_assert!(len <= INLINE_MAX);
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[at..at + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    match len {
+        8.. => (word(0), word(len - 8)),
+        4..=7 => (half(0), half(len - 4)),
+        1..=3 => (
+            u64::from(bytes[0]) | u64::from(bytes[len / 2]) << 8 | u64::from(bytes[len - 1]) << 16,
+            0,
+        ),
+        0 => (0, 0),
+    }
+}
+
+/// Values up to this many bytes are kept inline in an [`Inline`], so checking a read
+/// against a sent value touches no other memory.
+const INLINE_MAX: usize = 16;
+
+/// A value's length, and when it fits ([`INLINE_MAX`]) its bytes as [`short_words`].
+#[derive(Debug, Clone, Copy)]
+struct Inline {
+    len: u32,
+    words: (u64, u64),
+}
+
+impl Inline {
+    #[inline]
+    fn new(value: &str) -> Self {
+        let bytes = value.as_bytes();
+        Inline {
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            words: if bytes.len() <= INLINE_MAX {
+                short_words(bytes)
+            } else {
+                (0, 0)
+            },
+        }
+    }
+
+    /// Whether `value` is this value, `stored` (the value itself) deciding long ones.
+    #[inline]
+    fn holds(&self, value: &str, stored: &str) -> bool {
+        let bytes = value.as_bytes();
+        if bytes.len() != self.len as usize {
+            false
+        } else if bytes.len() <= INLINE_MAX {
+            short_words(bytes) == self.words
+        } else {
+            stored == value
+        }
+    }
+}
+
+/// A set of hashes that may answer yes wrongly (rarely) but never no wrongly: one bit per
+/// hash, indexed by its top bits, about 16 bits per expected member.
+struct HashBits {
+    words: Vec<u64>,
+    shift: u32,
+}
+
+impl HashBits {
+    fn for_count(count: usize) -> Self {
+        let bits = (count.saturating_mul(16)).next_power_of_two().max(1024);
+        HashBits {
+            words: vec![0; bits / 64],
+            shift: 64 - bits.trailing_zeros(),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, hash: u64) -> (usize, u64) {
+        let bit = (hash >> self.shift) as usize;
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    /// Adds `hash`; false if its bit was already set.
+    #[inline]
+    fn insert(&mut self, hash: u64) -> bool {
+        let (word, mask) = self.slot(hash);
+        let fresh = self.words[word] & mask == 0;
+        self.words[word] |= mask;
+        fresh
+    }
+
+    #[inline]
+    fn may_hold(&self, hash: u64) -> bool {
+        let (word, mask) = self.slot(hash);
+        self.words[word] & mask != 0
+    }
+}
+
+/// The value acknowledged at one offset of a partition.
+#[derive(Debug, Clone, Copy)]
+struct Hint {
+    offset: i64,
+    id: ValueId,
+}
+
+/// Each operation's lane: the (process, partition) it belongs to, for the operations the
+/// checkers follow per process and partition (sends, ok polls, completed seeks).
+#[derive(Debug)]
+pub(crate) struct Lanes<'a> {
+    /// Per operation (by position in the history): its lane, or [`Lanes::NONE`].
+    pub of_op: Vec<u32>,
+    /// Per lane: the process and partition.
+    pub lanes: Vec<(&'a str, Key<'a>)>,
+}
+
+impl<'a> Lanes<'a> {
+    pub const NONE: u32 = u32::MAX;
+
+    pub fn new(history: &'a History) -> Self {
+        // Looked up only, never iterated.
+        let mut ids: LookupMap<(&str, &str, i32), u32> = LookupMap::default();
+        let mut lanes = Vec::new();
+        let of_op = history
+            .ops
+            .iter()
+            .map(|op| {
+                let followed = match op.kind {
+                    OpKind::Send => true,
+                    OpKind::Poll => op.phase == Phase::Ok,
+                    OpKind::Seek => op.phase != Phase::Invoke,
+                };
+                if !followed {
+                    return Self::NONE;
+                }
+                let slot = (op.process.as_str(), op.topic.as_str(), op.partition);
+                *ids.entry(slot).or_insert_with(|| {
+                    lanes.push((op.process.as_str(), key_of(op)));
+                    u32::try_from(lanes.len() - 1).expect("fewer than 2^32 lanes")
+                })
+            })
+            .collect();
+        Lanes { of_op, lanes }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The operations of `history` (the one these lanes are of) with their lanes.
+    pub fn ops<'s>(&'s self, history: &'a History) -> impl Iterator<Item = (&'a Op, usize)> + 's
+    where
+        'a: 's,
+    {
+        debug_assert_eq!(history.ops.len(), self.of_op.len());
+        history
+            .ops
+            .iter()
+            .zip(self.of_op.iter().map(|&lane| lane as usize))
+    }
+}
+
+/// One partition while the index is built.
+struct Part<'a> {
+    key: Key<'a>,
+    /// Whether a read of it completed ok (only those partitions are in [`Index::reads`]).
+    read: bool,
+    seen: Vec<Seen<'a>>,
+    reach: Vec<(&'a Op, i64)>,
+    /// The values acknowledged at each offset, sorted by offset (an offset may repeat).
+    hints: Vec<Hint>,
+    /// How many records its reads returned.
+    read_count: usize,
+}
+
+impl<'a> Part<'a> {
+    fn new(key: Key<'a>) -> Self {
+        Part {
+            key,
+            read: false,
+            seen: Vec::new(),
+            reach: Vec::new(),
+            hints: Vec::new(),
+            read_count: 0,
+        }
+    }
+}
+
+/// A read value that was not the one acknowledged at its offset, looked up once all reads
+/// are in.
+struct Unresolved {
+    part: u32,
+    at: u32,
+}
+
 impl<'a> Index<'a> {
     pub fn new(history: &'a History) -> Self {
-        let sends = pair_sends(history);
+        let lanes = Lanes::new(history);
+        let mut sends = pair_sends(history, &lanes);
 
-        let mut seen_by_key: BTreeMap<Key<'a>, Vec<Seen<'a>>> = BTreeMap::new();
-        let mut reach_by_key: BTreeMap<Key<'a>, Vec<(&'a Op, i64)>> = BTreeMap::new();
-        for read in history.ops.iter().filter(|op| is_read(op)) {
-            let key = key_of(read);
-            let seen = seen_by_key.entry(key).or_default();
-            seen.extend(read.records.iter().map(|(offset, value)| Seen {
-                offset: *offset,
-                value: value.as_str(),
-                read,
+        // Every sent value, flat, in send order.
+        let sent_count = sends.iter().map(|send| send.values().len()).sum();
+        let mut sent: Vec<&'a str> = Vec::with_capacity(sent_count);
+        for send in &mut sends {
+            let values = send.values();
+            send.ids_at = u32::try_from(sent.len()).expect("fewer than 2^32 sent values");
+            send.ids_len = u32::try_from(values.len()).expect("fewer than 2^32 sent values");
+            sent.extend(values.iter().map(String::as_str));
+        }
+        let Interned {
+            ids: send_ids,
+            hashes: send_hashes,
+            mut values,
+            inline,
+        } = intern_sent(sent);
+
+        // Per partition, in order of first appearance; each lane's partition.
+        let mut slots: LookupMap<Key<'a>, usize> = LookupMap::default();
+        let mut parts: Vec<Part<'a>> = Vec::new();
+        let mut lane_parts: Vec<Option<usize>> = vec![None; lanes.len()];
+        let mut part_of = |lane: usize, parts: &mut Vec<Part<'a>>| -> usize {
+            *lane_parts[lane].get_or_insert_with(|| {
+                let key = lanes.lanes[lane].1;
+                *slots.entry(key).or_insert_with(|| {
+                    parts.push(Part::new(key));
+                    parts.len() - 1
+                })
+            })
+        };
+        for send in &sends {
+            let Some(first) = send.acked_offset() else {
+                continue;
+            };
+            let slot = part_of(send.lane as usize, &mut parts);
+            let at = send.ids_at as usize;
+            let ids = &send_ids[at..at + send.ids_len as usize];
+            let hints = &mut parts[slot].hints;
+            hints.extend(ids.iter().enumerate().map(|(position, &id)| Hint {
+                offset: first + position as i64,
+                id,
             }));
+        }
+        for part in &mut parts {
+            part.hints.sort_by_key(|hint| hint.offset);
+        }
+
+        let reads_in_order = || lanes.ops(history).filter(|(op, _)| is_read(op));
+        for (read, lane) in reads_in_order() {
+            let slot = part_of(lane, &mut parts);
+            parts[slot].read = true;
+            parts[slot].read_count += read.records.len();
+        }
+        for part in &mut parts {
+            part.seen.reserve_exact(part.read_count);
+        }
+
+        let mut unresolved: Vec<Unresolved> = Vec::new();
+        for (read, lane) in reads_in_order() {
+            let slot = part_of(lane, &mut parts);
+            let part = &mut parts[slot];
+            let mut cursor = 0;
+            for (offset, value) in &read.records {
+                // Most reads return what was acknowledged at that offset: check that value
+                // first, and look the string up later only when it is something else.
+                let id = match hint_at(&part.hints, &mut cursor, *offset) {
+                    Some(hint)
+                        if inline[hint.id as usize].holds(value, values[hint.id as usize]) =>
+                    {
+                        hint.id
+                    }
+                    _ => {
+                        unresolved.push(Unresolved {
+                            part: slot as u32,
+                            at: part.seen.len() as u32,
+                        });
+                        ValueId::MAX
+                    }
+                };
+                part.seen.push(Seen {
+                    offset: *offset,
+                    value: value.as_str(),
+                    id,
+                    read,
+                });
+            }
             if let Some(highest) = read.records.iter().map(|(offset, _)| *offset).max() {
-                let reach = reach_by_key.entry(key).or_default();
-                if reach.last().is_none_or(|&(_, before)| highest > before) {
-                    reach.push((read, highest));
+                if part
+                    .reach
+                    .last()
+                    .is_none_or(|&(_, before)| highest > before)
+                {
+                    part.reach.push((read, highest));
                 }
             }
         }
+        drop(inline);
+
+        resolve(&mut parts, unresolved, &send_hashes, &send_ids, &mut values);
+
+        let mut parts: Vec<Part<'a>> = parts.into_iter().filter(|part| part.read).collect();
+        parts.sort_unstable_by(|a, b| a.key.cmp(&b.key));
 
         let mut reads = BTreeMap::new();
-        let mut positions = Vec::new();
-        for (key, mut seen) in seen_by_key {
-            seen.sort_by(|a, b| {
-                (a.offset, a.value, a.read.index).cmp(&(b.offset, b.value, b.read.index))
-            });
-            // Sorted by read index within an (offset, value), so the first kept is the
-            // first read that returned it.
-            seen.dedup_by(|later, kept| later.offset == kept.offset && later.value == kept.value);
+        // How many positions each value id has, then where its group starts.
+        let mut position_starts = vec![0u32; values.len() + 1];
+        for part in &mut parts {
+            let seen = &mut part.seen;
+            // Pushed in history order, so a stable sort keeps the first read first within
+            // an (offset, value).
+            seen.sort_by_key(|s| (s.offset, s.id));
+            seen.dedup_by(|later, kept| later.offset == kept.offset && later.id == kept.id);
+            // Ids are not in string order; where several values share an offset, put
+            // them in string order (distinct ids, so distinct strings).
+            for run in seen.chunk_by_mut(|a, b| a.offset == b.offset) {
+                if run.len() > 1 {
+                    run.sort_unstable_by(|a, b| a.value.cmp(b.value));
+                }
+            }
+            for s in seen.iter() {
+                position_starts[s.id as usize + 1] += 1;
+            }
+        }
+        for at in 1..position_starts.len() {
+            position_starts[at] += position_starts[at - 1];
+        }
+
+        // Group the positions by value id, keeping the (partition, offset) order within
+        // each group: every slot is written once below.
+        let mut positions = match parts.iter().find_map(|part| part.seen.first()) {
+            Some(any) => vec![
+                Position {
+                    key: ("", 0),
+                    offset: 0,
+                    read: any.read,
+                };
+                position_starts[values.len()] as usize
+            ],
+            None => Vec::new(),
+        };
+        let mut next: Vec<u32> = position_starts[..values.len()].to_vec();
+        for Part {
+            key, seen, reach, ..
+        } in parts
+        {
             let mut offsets: Vec<(i64, &Op)> = Vec::new();
             for s in &seen {
                 match offsets.last_mut() {
@@ -107,14 +530,14 @@ impl<'a> Index<'a> {
                     }
                     _ => offsets.push((s.offset, s.read)),
                 }
+                let slot = &mut next[s.id as usize];
+                positions[*slot as usize] = Position {
+                    key,
+                    offset: s.offset,
+                    read: s.read,
+                };
+                *slot += 1;
             }
-            positions.extend(seen.iter().map(|s| Position {
-                value: s.value,
-                key,
-                offset: s.offset,
-                read: s.read,
-            }));
-            let reach = reach_by_key.remove(&key).unwrap_or_default();
             reads.insert(
                 key,
                 PartitionReads {
@@ -124,21 +547,232 @@ impl<'a> Index<'a> {
                 },
             );
         }
-        positions.sort_by(|a, b| (a.value, a.key, a.offset).cmp(&(b.value, b.key, b.offset)));
 
         Index {
-            history,
             sends,
+            lanes,
             reads,
+            values,
+            send_ids,
             positions,
+            position_starts,
         }
     }
 
+    /// Where the value `id` was read, by partition then offset; empty if no read returned
+    /// it.
+    #[inline]
+    pub fn positions_of_id(&self, id: ValueId) -> &[Position<'a>] {
+        let at = id as usize;
+        &self.positions[self.position_starts[at] as usize..self.position_starts[at + 1] as usize]
+    }
+
     /// Where `value` was read, by partition then offset; empty if no read returned it.
+    #[cfg(test)]
     pub fn positions_of(&self, value: &str) -> &[Position<'a>] {
-        let start = self.positions.partition_point(|p| p.value < value);
-        let end = start + self.positions[start..].partition_point(|p| p.value == value);
-        &self.positions[start..end]
+        match self.values.iter().position(|v| *v == value) {
+            Some(id) => self.positions_of_id(id as ValueId),
+            None => &[],
+        }
+    }
+
+    /// The ids of `send`'s values, in batch order.
+    #[inline]
+    pub fn ids_of(&self, send: &Send<'a>) -> &[ValueId] {
+        let at = send.ids_at as usize;
+        &self.send_ids[at..at + send.ids_len as usize]
+    }
+}
+
+/// Gives the [`Unresolved`] read values their ids: a value sent elsewhere (or never
+/// acknowledged), or a new id for a value never sent. These are few, so one pass over the
+/// sent values' hashes picks the candidates.
+fn resolve<'a>(
+    parts: &mut [Part<'a>],
+    unresolved: Vec<Unresolved>,
+    send_hashes: &[u64],
+    send_ids: &[ValueId],
+    values: &mut Vec<&'a str>,
+) {
+    if unresolved.is_empty() {
+        return;
+    }
+    let hashed: Vec<u64> = unresolved
+        .iter()
+        .map(|u| hash_str(parts[u.part as usize].seen[u.at as usize].value))
+        .collect();
+    let mut wanted = HashBits::for_count(hashed.len());
+    for &hash in &hashed {
+        wanted.insert(hash);
+    }
+    let mut sorted = hashed.clone();
+    sorted.sort_unstable();
+    let mut candidates: Vec<(u64, ValueId)> = send_hashes
+        .iter()
+        .zip(send_ids)
+        .filter(|&(&hash, _)| wanted.may_hold(hash) && sorted.binary_search(&hash).is_ok())
+        .map(|(&hash, &id)| (hash, id))
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    // Looked up only, never iterated.
+    let mut unsent: LookupMap<&'a str, ValueId> = LookupMap::default();
+    for (Unresolved { part, at }, hash) in unresolved.into_iter().zip(hashed) {
+        let seen = &mut parts[part as usize].seen[at as usize];
+        let value = seen.value;
+        let start = candidates.partition_point(|&(h, _)| h < hash);
+        let found = candidates[start..]
+            .iter()
+            .take_while(|&&(h, _)| h == hash)
+            .map(|&(_, id)| id)
+            .find(|&id| values[id as usize] == value);
+        seen.id = found.unwrap_or_else(|| {
+            let next = ValueId::try_from(values.len()).expect("fewer than 2^32 values");
+            *unsent.entry(value).or_insert_with(|| {
+                values.push(value);
+                next
+            })
+        });
+    }
+}
+
+/// What [`intern_sent`] finds.
+struct Interned<'a> {
+    /// Per sent value (flat, in send order): its id.
+    ids: Vec<ValueId>,
+    /// Per sent value: its hash ([`hash_str`]).
+    hashes: Vec<u64>,
+    /// Per id: the value.
+    values: Vec<&'a str>,
+    /// Per id: the value, inline.
+    inline: Vec<Inline>,
+}
+
+/// Ids for the sent values (flat, in send order): equal strings get one id, ids go in
+/// order of first appearance. Values are meant to be unique, so equal ones are found
+/// among the few whose hashes share a bit of a [`HashBits`], sorted by hash.
+fn intern_sent(sent: Vec<&str>) -> Interned<'_> {
+    let count = u32::try_from(sent.len()).expect("fewer than 2^32 sent values");
+    let mut hashes: Vec<u64> = Vec::with_capacity(sent.len());
+    let mut inline_at: Vec<Inline> = Vec::with_capacity(sent.len());
+    for value in &sent {
+        hashes.push(hash_str(value));
+        inline_at.push(Inline::new(value));
+    }
+    let mut once = HashBits::for_count(sent.len());
+    let mut twice = HashBits::for_count(sent.len());
+    for &hash in &hashes {
+        if !once.insert(hash) {
+            twice.insert(hash);
+        }
+    }
+    drop(once);
+    let mut shared: Vec<(u64, u32)> = hashes
+        .iter()
+        .zip(0..count)
+        .filter(|&(&hash, _)| twice.may_hold(hash))
+        .map(|(&hash, at)| (hash, at))
+        .collect();
+    shared.sort_unstable();
+    // Each later position holding the same string as an earlier one, with the first.
+    let mut repeats: Vec<(u32, u32)> = Vec::new();
+    let mut kept: Vec<u32> = Vec::new();
+    for run in shared.chunk_by(|a, b| a.0 == b.0) {
+        if run.len() < 2 {
+            continue;
+        }
+        // Positions ascend within a run: the first of each distinct string is kept.
+        kept.clear();
+        for &(_, at) in run {
+            let value = sent[at as usize];
+            match kept.iter().find(|&&k| sent[k as usize] == value) {
+                Some(&k) => repeats.push((at, k)),
+                None => kept.push(at),
+            }
+        }
+    }
+    if repeats.is_empty() {
+        return Interned {
+            ids: (0..count).collect(),
+            hashes,
+            values: sent,
+            inline: inline_at,
+        };
+    }
+    repeats.sort_unstable();
+    let mut repeats = repeats.into_iter().peekable();
+    let mut ids: Vec<ValueId> = Vec::with_capacity(sent.len());
+    let mut values = Vec::with_capacity(sent.len());
+    let mut inline: Vec<Inline> = Vec::with_capacity(sent.len());
+    for (at, &value) in (0..count).zip(&sent) {
+        match repeats.next_if(|&(repeat, _)| repeat == at) {
+            Some((_, first)) => ids.push(ids[first as usize]),
+            None => {
+                ids.push(values.len() as ValueId);
+                values.push(value);
+                inline.push(inline_at[at as usize]);
+            }
+        }
+    }
+    Interned {
+        ids,
+        hashes,
+        values,
+        inline,
+    }
+}
+
+/// The first value acknowledged at `offset`, if any. `cursor` is where the previous
+/// look-up ended: a read's offsets mostly go up by one, so the answer is usually there.
+#[inline]
+fn hint_at<'h>(hints: &'h [Hint], cursor: &mut usize, offset: i64) -> Option<&'h Hint> {
+    let at = lower_bound_near(hints, *cursor, offset, |hint| hint.offset);
+    match hints.get(at) {
+        Some(hint) if hint.offset == offset => {
+            *cursor = at + 1;
+            Some(hint)
+        }
+        _ => {
+            *cursor = at;
+            None
+        }
+    }
+}
+
+/// The first position in `items` (sorted by `offset_of`) whose offset is at least
+/// `offset`, searched outwards from `guess`: cheap when the answer is near it.
+#[inline]
+pub(crate) fn lower_bound_near<T>(
+    items: &[T],
+    guess: usize,
+    offset: i64,
+    offset_of: impl Fn(&T) -> i64,
+) -> usize {
+    let len = items.len();
+    let guess = guess.min(len);
+    if guess < len && offset_of(&items[guess]) < offset {
+        // The answer is after `guess`: gallop right. Invariant: items[low - 1] < offset.
+        let mut low = guess + 1;
+        let mut step = 1;
+        while low + step <= len && offset_of(&items[low + step - 1]) < offset {
+            low += step;
+            step *= 2;
+        }
+        let high = (low + step).min(len);
+        low + items[low..high].partition_point(|item| offset_of(item) < offset)
+    } else if guess > 0 && offset_of(&items[guess - 1]) >= offset {
+        // The answer is at or before `guess - 1`: gallop left. Invariant:
+        // items[high] >= offset.
+        let mut high = guess - 1;
+        let mut step = 1;
+        while high >= step && offset_of(&items[high - step]) >= offset {
+            high -= step;
+            step *= 2;
+        }
+        let low = if high >= step { high - step + 1 } else { 0 };
+        low + items[low..high].partition_point(|item| offset_of(item) < offset)
+    } else {
+        guess
     }
 }
 
@@ -168,12 +802,12 @@ impl<'a> Send<'a> {
 
     /// The completion, if the broker acknowledged the send.
     pub fn ack(&self) -> Option<&'a Op> {
-        self.completion.filter(|op| op.phase == Phase::Ok)
+        self.completion.filter(|_| self.acked)
     }
 
     /// The acknowledged offset of the batch's first record.
     pub fn acked_offset(&self) -> Option<i64> {
-        self.ack().and_then(|op| op.offset)
+        self.acked_offset
     }
 
     /// The send's operations, most telling first: completion, then invoke.
@@ -188,9 +822,24 @@ impl<'a> Send<'a> {
 
 impl<'a> PartitionReads<'a> {
     /// The distinct values read at `offset`, each with the first read that returned it.
+    #[cfg(test)]
     pub fn at(&self, offset: i64) -> &[Seen<'a>] {
         let start = self.seen.partition_point(|s| s.offset < offset);
         let end = start + self.seen[start..].partition_point(|s| s.offset == offset);
+        &self.seen[start..end]
+    }
+
+    /// [`PartitionReads::at`], searching from `cursor` (where the previous look-up ended)
+    /// and moving it past the answer: cheap for offsets that mostly go up.
+    #[inline]
+    pub fn at_near(&self, offset: i64, cursor: &mut usize) -> &[Seen<'a>] {
+        let start = lower_bound_near(&self.seen, *cursor, offset, |s| s.offset);
+        let end = start
+            + self.seen[start..]
+                .iter()
+                .take_while(|s| s.offset == offset)
+                .count();
+        *cursor = end;
         &self.seen[start..end]
     }
 
@@ -220,31 +869,45 @@ pub(crate) fn is_read(op: &Op) -> bool {
 /// partition. A producer has at most one send outstanding per partition (one round sends
 /// one batch to each of several partitions at once); a second invoke before a completion
 /// closes the first as unfinished.
-fn pair_sends(history: &History) -> Vec<Send<'_>> {
-    let mut outstanding: BTreeMap<(&str, &str, i32), &Op> = BTreeMap::new();
+///
+/// Sends are placed when their first operation is seen, so they come out in the order of
+/// their first operation without a sort.
+fn pair_sends<'a>(history: &'a History, lanes: &Lanes<'a>) -> Vec<Send<'a>> {
+    // Per lane: the position in `sends` of its outstanding invoke.
+    let mut outstanding: Vec<Option<usize>> = vec![None; lanes.len()];
     let mut sends = Vec::new();
-    for op in history.ops.iter().filter(|op| op.kind == OpKind::Send) {
+    for (op, lane) in lanes.ops(history).filter(|(op, _)| op.kind == OpKind::Send) {
+        let waiting = &mut outstanding[lane];
+        let acked = op.phase == Phase::Ok;
+        let acked_offset = op.offset.filter(|_| acked);
         if op.phase == Phase::Invoke {
-            if let Some(unfinished) =
-                outstanding.insert((op.process.as_str(), op.topic.as_str(), op.partition), op)
-            {
-                sends.push(Send {
-                    invoke: Some(unfinished),
-                    completion: None,
-                });
-            }
+            // A previous invoke still waiting stays, unfinished, where it was placed.
+            *waiting = Some(sends.len());
+            sends.push(Send {
+                invoke: Some(op),
+                completion: None,
+                lane: lane as u32,
+                acked: false,
+                acked_offset: None,
+                ids_at: 0,
+                ids_len: 0,
+            });
+        } else if let Some(at) = waiting.take() {
+            sends[at].completion = Some(op);
+            sends[at].acked = acked;
+            sends[at].acked_offset = acked_offset;
         } else {
             sends.push(Send {
-                invoke: outstanding.remove(&(op.process.as_str(), op.topic.as_str(), op.partition)),
+                invoke: None,
                 completion: Some(op),
+                lane: lane as u32,
+                acked,
+                acked_offset,
+                ids_at: 0,
+                ids_len: 0,
             });
         }
     }
-    sends.extend(outstanding.into_values().map(|invoke| Send {
-        invoke: Some(invoke),
-        completion: None,
-    }));
-    sends.sort_by_key(|send| send.first().index);
     sends
 }
 

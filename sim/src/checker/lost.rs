@@ -8,7 +8,7 @@
 
 use crate::history::{Anomaly, History, Op, Violation};
 
-use super::index::{key_of, Index, Seen};
+use super::index::{key_of, Index, PartitionReads, Seen, ValueId};
 use super::{key_name, list, sort_violations, time, violation};
 
 /// Acknowledged records that are gone: another record at their offset, or reads past it
@@ -36,6 +36,8 @@ pub(crate) struct Missing<'a> {
     /// Position of its send in [`Index::sends`].
     pub send: usize,
     pub value: &'a str,
+    /// The value's id in the index.
+    pub id: ValueId,
     /// The acknowledged offset, when the ack carried one.
     pub offset: Option<i64>,
     pub fate: Fate<'a>,
@@ -61,39 +63,47 @@ impl Fate<'_> {
 /// Every acknowledged record that is lost or unseen, in send order then batch order.
 pub(crate) fn missing_records<'a>(index: &Index<'a>) -> Vec<Missing<'a>> {
     let mut missing = Vec::new();
+    // Per lane (a process's sends to one partition): that partition's reads, once looked
+    // up, and where the last search in them ended.
+    let mut lanes: Vec<Option<(Option<&PartitionReads<'a>>, usize)>> =
+        vec![None; index.lanes.len()];
     for (send_at, send) in index.sends.iter().enumerate() {
         if send.ack().is_none() {
             continue;
         }
-        let reads = index.reads.get(&send.key());
+        let (reads, cursor) = lanes[send.lane as usize]
+            .get_or_insert_with(|| (index.reads.get(&index.lanes.lanes[send.lane as usize].1), 0));
         let first_offset = send.acked_offset();
-        for (position, value) in send.values().iter().enumerate() {
-            let value = value.as_str();
+        for (position, &id) in index.ids_of(send).iter().enumerate() {
             let offset = first_offset.map(|first| first + position as i64);
-            let fate = match (offset, reads) {
+            let mut read_here = false;
+            let fate = match (offset, *reads) {
                 (Some(offset), Some(reads)) => {
-                    let here = reads.at(offset);
-                    let read_here = here.iter().any(|s| s.value == value);
+                    let here = reads.at_near(offset, cursor);
+                    read_here = here.iter().any(|s| s.id == id);
                     let other = here
                         .iter()
-                        .filter(|s| s.value != value)
+                        .filter(|s| s.id != id)
                         .min_by_key(|s| s.read.index);
-                    match (other, reads.first_read_past(offset)) {
-                        (Some(by), _) => Some(Fate::Overwritten { by: *by }),
-                        (None, Some((read, past))) if !read_here => {
-                            Some(Fate::Passed { read, offset: past })
-                        }
-                        _ => None,
+                    match other {
+                        Some(by) => Some(Fate::Overwritten { by: *by }),
+                        None if !read_here => reads
+                            .first_read_past(offset)
+                            .map(|(read, past)| Fate::Passed { read, offset: past }),
+                        None => None,
                     }
                 }
                 _ => None,
             };
-            let fate =
-                fate.or_else(|| index.positions_of(value).is_empty().then_some(Fate::Unseen));
+            // A record read where it was acknowledged was read somewhere.
+            let fate = fate.or_else(|| {
+                (!read_here && index.positions_of_id(id).is_empty()).then_some(Fate::Unseen)
+            });
             if let Some(fate) = fate {
                 missing.push(Missing {
                     send: send_at,
-                    value,
+                    value: index.values[id as usize],
+                    id,
                     offset,
                     fate,
                 });
@@ -198,7 +208,7 @@ fn explain_loss(index: &Index<'_>, record: &Missing<'_>) -> String {
                 time(by.read.time_ns)
             );
             let here = index
-                .positions_of(record.value)
+                .positions_of_id(record.id)
                 .iter()
                 .find(|p| p.offset == offset && p.key == key_of(by.read));
             if let Some(here) = here {
@@ -217,7 +227,7 @@ fn explain_loss(index: &Index<'_>, record: &Missing<'_>) -> String {
                 read.process,
                 time(read.time_ns)
             );
-            if let Some(elsewhere) = index.positions_of(record.value).first() {
+            if let Some(elsewhere) = index.positions_of_id(record.id).first() {
                 why += &format!(
                     "; it was read at {} offset {} instead ({} at {})",
                     key_name(elsewhere.key),

@@ -61,8 +61,9 @@ pub fn check(history: &History, options: &CheckOptions) -> Vec<Violation> {
         &index,
         &options.producers_ordered,
     ));
-    violations.extend(nonmonotonic_polls(history));
-    violations.extend(order::poll_skips_in(&index));
+    let steps = order::consecutive_polls(history, &index.lanes);
+    violations.extend(order::nonmonotonic_polls_in(history, &steps));
+    violations.extend(order::poll_skips_in(&index, &steps));
     // No transactions yet, so nothing has aborted.
     violations.extend(aborted_reads(history, &BTreeSet::new()));
     sort_violations(&mut violations);

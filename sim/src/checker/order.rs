@@ -8,11 +8,11 @@
 //! must not skip an offset that some read returned. Offsets no read returned are not
 //! skips: compaction and transaction markers leave real gaps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::history::{Anomaly, History, Op, OpKind, Phase, Violation};
 
-use super::index::{is_read, key_of, Index, Key};
+use super::index::{is_read, key_of, Index, Lanes};
 use super::{key_name, list, sort_violations, time, violation};
 
 /// For each process in `producers_ordered` and each partition: an acknowledged send whose
@@ -32,6 +32,14 @@ pub fn nonmonotonic_sends(
 /// offset where the same process's previous non-empty poll of that partition ended, with
 /// no seek between. Ops: the poll, then the previous poll.
 pub fn nonmonotonic_polls(history: &History) -> Vec<Violation> {
+    let steps = consecutive_polls(history, &Lanes::new(history));
+    let mut violations = nonmonotonic_polls_in(history, &steps);
+    sort_violations(&mut violations);
+    violations
+}
+
+/// [`nonmonotonic_polls`], unsorted, with the [`consecutive_polls`] of `history`.
+pub(crate) fn nonmonotonic_polls_in(history: &History, steps: &[PollStep<'_>]) -> Vec<Violation> {
     let mut violations = Vec::new();
     for poll in history.ops.iter().filter(|op| is_read(op)) {
         let backwards = poll.records.windows(2).find(|pair| pair[1].0 <= pair[0].0);
@@ -50,7 +58,7 @@ pub fn nonmonotonic_polls(history: &History) -> Vec<Violation> {
             ));
         }
     }
-    for step in consecutive_polls(history) {
+    for step in steps {
         if step.next_first > step.previous_last {
             continue;
         }
@@ -68,7 +76,6 @@ pub fn nonmonotonic_polls(history: &History) -> Vec<Violation> {
             vec![step.next.index, step.previous.index],
         ));
     }
-    sort_violations(&mut violations);
     violations
 }
 
@@ -76,7 +83,8 @@ pub fn nonmonotonic_polls(history: &History) -> Vec<Violation> {
 /// offset after the previous ended and some read returned an offset between them. Ops:
 /// the poll, the previous poll, and the first read of the first skipped offset.
 pub fn poll_skips(history: &History) -> Vec<Violation> {
-    let mut violations = poll_skips_in(&Index::new(history));
+    let index = Index::new(history);
+    let mut violations = poll_skips_in(&index, &consecutive_polls(history, &index.lanes));
     sort_violations(&mut violations);
     violations
 }
@@ -86,24 +94,29 @@ pub(crate) fn nonmonotonic_sends_in(
     producers_ordered: &BTreeSet<String>,
 ) -> Vec<Violation> {
     let mut violations = Vec::new();
-    // Per (process, partition): the highest offset acknowledged so far, and its send.
-    let mut highest: BTreeMap<(&str, Key<'_>), (i64, usize)> = BTreeMap::new();
+    // Per lane (process and partition): whether the process promises order, once looked
+    // up, and the highest offset acknowledged so far, with its send.
+    let mut ordered: Vec<Option<bool>> = vec![None; index.lanes.len()];
+    let mut highest: Vec<Option<(i64, usize)>> = vec![None; index.lanes.len()];
     for (at, send) in index.sends.iter().enumerate() {
         let (Some(first), Some(ack)) = (send.acked_offset(), send.ack()) else {
             continue;
         };
         let values = send.values();
-        if values.is_empty() || !producers_ordered.contains(send.process()) {
+        let lane = send.lane as usize;
+        let promises = *ordered[lane]
+            .get_or_insert_with(|| producers_ordered.contains(index.lanes.lanes[lane].0));
+        if values.is_empty() || !promises {
             continue;
         }
         let last = first + values.len() as i64 - 1;
-        let slot = (send.process(), send.key());
-        let Some(&(before, earlier_at)) = highest.get(&slot) else {
-            highest.insert(slot, (last, at));
+        let slot = &mut highest[lane];
+        let Some((before, earlier_at)) = *slot else {
+            *slot = Some((last, at));
             continue;
         };
         if last > before {
-            highest.insert(slot, (last, at));
+            *slot = Some((last, at));
         }
         if first > before {
             continue;
@@ -140,9 +153,9 @@ pub(crate) fn nonmonotonic_sends_in(
     violations
 }
 
-pub(crate) fn poll_skips_in(index: &Index<'_>) -> Vec<Violation> {
+pub(crate) fn poll_skips_in(index: &Index<'_>, steps: &[PollStep<'_>]) -> Vec<Violation> {
     let mut violations = Vec::new();
-    for step in consecutive_polls(index.history) {
+    for step in steps {
         if step.next_first <= step.previous_last + 1 {
             continue;
         }
@@ -176,7 +189,7 @@ pub(crate) fn poll_skips_in(index: &Index<'_>) -> Vec<Violation> {
 
 /// A non-empty poll and the same process's previous non-empty poll of the same partition,
 /// with no seek of that partition by that process between them.
-struct PollStep<'a> {
+pub(crate) struct PollStep<'a> {
     previous: &'a Op,
     /// The last offset the previous poll returned.
     previous_last: i64,
@@ -200,14 +213,14 @@ impl PollStep<'_> {
 /// Every [`PollStep`], in history order. A seek (of any outcome: a failed one may still
 /// have moved the client) ends the comparison; polls that returned nothing, failed or
 /// timed out do not.
-fn consecutive_polls(history: &History) -> Vec<PollStep<'_>> {
-    let mut previous: BTreeMap<(&str, Key<'_>), (&Op, i64)> = BTreeMap::new();
+pub(crate) fn consecutive_polls<'a>(history: &'a History, lanes: &Lanes<'a>) -> Vec<PollStep<'a>> {
+    // Per lane (process and partition): its previous non-empty poll, and where it ended.
+    let mut previous: Vec<Option<(&Op, i64)>> = vec![None; lanes.len()];
     let mut steps = Vec::new();
-    for op in &history.ops {
-        let slot = (op.process.as_str(), key_of(op));
+    for (op, lane) in lanes.ops(history) {
         match (op.kind, op.phase) {
             (OpKind::Seek, phase) if phase != Phase::Invoke => {
-                previous.remove(&slot);
+                previous[lane] = None;
             }
             (OpKind::Poll, Phase::Ok) => {
                 let (Some(&(next_first, _)), Some(&(next_last, _))) =
@@ -215,7 +228,7 @@ fn consecutive_polls(history: &History) -> Vec<PollStep<'_>> {
                 else {
                     continue;
                 };
-                if let Some((previous, previous_last)) = previous.insert(slot, (op, next_last)) {
+                if let Some((previous, previous_last)) = previous[lane].replace((op, next_last)) {
                     steps.push(PollStep {
                         previous,
                         previous_last,
