@@ -206,59 +206,49 @@ async fn idempotent_retries_are_answered_with_the_original_offset() {
         )
         .freeze()
     };
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(0, 0, 3)).await,
-        (0, 0)
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(3, 0, 2)).await,
-        (0, 3)
-    );
-    // A retry of either of the last batches: its original offset, nothing appended.
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(0, 0, 3)).await,
-        (0, 0)
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(3, 0, 2)).await,
-        (0, 3)
-    );
-    // A gap, and a fenced epoch.
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(9, 0, 1)).await.0,
-        ResponseError::OutOfOrderSequenceNumber.code()
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(5, 0, 1)).await,
-        (0, 5)
-    );
+    const OUT_OF_ORDER: i16 = ResponseError::OutOfOrderSequenceNumber.code();
+    const FENCED: i16 = ResponseError::InvalidProducerEpoch.code();
+    // (base sequence, epoch, records) -> (error code, base offset)
+    let before_restart = [
+        ((0, 0, 3), (0, 0)),
+        ((3, 0, 2), (0, 3)),
+        // A retry of either of the last batches: its original offset, nothing appended.
+        ((0, 0, 3), (0, 0)),
+        ((3, 0, 2), (0, 3)),
+        // A gap is refused; the next in-sequence batch is fine.
+        ((9, 0, 1), (OUT_OF_ORDER, -1)),
+        ((5, 0, 1), (0, 5)),
+    ];
+    for ((seq, epoch, n), want) in before_restart {
+        assert_eq!(
+            produce_raw(&mut conn, "idem", batch_at(seq, epoch, n)).await,
+            want,
+            "seq {seq} epoch {epoch}"
+        );
+    }
     assert_eq!(read_all(&addr, "idem", 1).await.len(), 6);
 
     // Producer state is rebuilt from the log after a restart.
     broker.shutdown().await.unwrap();
     let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(5, 0, 1)).await,
-        (0, 5)
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(6, 0, 1)).await,
-        (0, 6)
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(7, 1, 1)).await.0,
-        ResponseError::OutOfOrderSequenceNumber.code()
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(0, 1, 1)).await,
-        (0, 7)
-    );
-    assert_eq!(
-        produce_raw(&mut conn, "idem", batch_at(7, 0, 1)).await.0,
-        ResponseError::InvalidProducerEpoch.code()
-    );
+    let mut conn = Connection::connect(&broker.local_addr().to_string(), "raw", TIMEOUT)
+        .await
+        .unwrap();
+    let after_restart = [
+        ((5, 0, 1), (0, 5)),
+        ((6, 0, 1), (0, 6)),
+        // A new epoch starts at sequence 0; the old epoch is fenced from then on.
+        ((7, 1, 1), (OUT_OF_ORDER, -1)),
+        ((0, 1, 1), (0, 7)),
+        ((7, 0, 1), (FENCED, -1)),
+    ];
+    for ((seq, epoch, n), want) in after_restart {
+        assert_eq!(
+            produce_raw(&mut conn, "idem", batch_at(seq, epoch, n)).await,
+            want,
+            "after restart: seq {seq} epoch {epoch}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -246,7 +246,7 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 f.latency = Duration::from_millis(10 + rng.below(200));
                 f.jitter = Duration::from_millis(rng.below(100));
             }
-                        FaultKind::Loss => f.rate = 0.05 + rng.unit() * 0.25,
+            FaultKind::Loss => f.rate = 0.05 + rng.unit() * 0.25,
             FaultKind::DiskSlowFsync => {
                 f.latency = Duration::from_millis(5 + rng.below(500));
                 f.node = Some(target);
@@ -811,7 +811,7 @@ async fn apply(
             return Some(Applied::Unclog(links, what));
         }
         FaultKind::Latency if f.from.is_some() => {
-                        // madsim has one latency for the whole network. A link of its own is slowed by
+            // madsim has one latency for the whole network. A link of its own is slowed by
             // shutting it for `latency` (+ up to `jitter`) and opening it for as long, over
             // and over: a message sent while it is shut waits for a retry that lands while
             // it is open (madsim retries with backoff), from a few to about twice `latency`
@@ -834,7 +834,7 @@ async fn apply(
                     let hold =
                         latency + Duration::from_micros(rng.below(jitter.as_micros() as u64 + 1));
                     sleep(hold).await;
-                                        net.unclog_link(a, b);
+                    net.unclog_link(a, b);
                     // Open as long as it was shut: madsim retries a clogged message with
                     // exponential backoff, so a short opening would mostly be missed.
                     sleep(hold).await;
