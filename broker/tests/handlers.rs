@@ -34,6 +34,19 @@ async fn start(storage: &MemStorage, tweak: impl FnOnce(&mut BrokerConfig)) -> B
         .expect("broker starts")
 }
 
+/// A fresh broker on an in-memory disk with one topic: (its disk, the broker, its address).
+async fn with_topic(
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> (MemStorage, Broker, String) {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, topic, partitions, configs).await.unwrap();
+    (storage, broker, addr)
+}
+
 fn record(i: usize) -> NewRecord {
     NewRecord {
         timestamp: 1_000 + i as i64,
@@ -188,10 +201,7 @@ async fn produce_and_consume_round_trip_for_every_acks_and_codec() {
 
 #[tokio::test]
 async fn idempotent_retries_are_answered_with_the_original_offset() {
-    let storage = MemStorage::default();
-    let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    create(&addr, "idem", 1, &[]).await.unwrap();
+    let (storage, broker, addr) = with_topic("idem", 1, &[]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
     let batch_at = |seq: i32, epoch: i16, n: usize| {
         let records: Vec<NewRecord> = (0..n).map(record).collect();
@@ -355,10 +365,7 @@ async fn min_insync_replicas_above_the_isr_refuses_acks_all_only() {
 
 #[tokio::test]
 async fn list_offsets_earliest_latest_and_by_timestamp() {
-    let storage = MemStorage::default();
-    let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    create(&addr, "lo", 1, &[]).await.unwrap();
+    let (_storage, _broker, addr) = with_topic("lo", 1, &[]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
     // Two batches: timestamps 1000..1004 and 2000..2004.
     for base in [1000, 2000] {
@@ -397,10 +404,7 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
 
 #[tokio::test]
 async fn a_parked_fetch_wakes_up_when_data_arrives() {
-    let storage = MemStorage::default();
-    let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    create(&addr, "lp", 1, &[]).await.unwrap();
+    let (_storage, _broker, addr) = with_topic("lp", 1, &[]).await;
     let mut consumer = Consumer::new(
         Client::new(&addr, "lp", TIMEOUT),
         ConsumerConfig {
@@ -429,10 +433,7 @@ async fn a_parked_fetch_wakes_up_when_data_arrives() {
 
 #[tokio::test]
 async fn fetch_returns_a_whole_first_batch_even_above_max_bytes() {
-    let storage = MemStorage::default();
-    let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    create(&addr, "kip74", 1, &[]).await.unwrap();
+    let (_storage, _broker, addr) = with_topic("kip74", 1, &[]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
     let records: Vec<NewRecord> = (0..50).map(record).collect();
     produce_raw(

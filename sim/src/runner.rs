@@ -89,6 +89,11 @@ fn client_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, i as u8))
 }
 
+/// A simulated machine for one producer or consumer, reachable by its scenario name.
+fn client_node(handle: &Handle, name: &str, index: usize) -> NodeHandle {
+    handle.create_node().name(name).ip(client_ip(index)).build()
+}
+
 /// A fault planned on the timeline, from the scenario or drawn by the nemesis.
 #[derive(Debug, Clone)]
 struct PlannedFault {
@@ -429,11 +434,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         for (i, p) in scenario.producers.iter().enumerate() {
             client_index += 1;
             let name = scenario.producer_name(i);
-            let node = handle
-                .create_node()
-                .name(name.clone())
-                .ip(client_ip(client_index))
-                .build();
+            let node = client_node(&handle, &name, client_index);
             let spec = p.clone();
             let (rec, stop, bootstrap) = (rec.clone(), stop.clone(), bootstrap.clone());
             let run_duration = scenario.duration;
@@ -447,11 +448,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         for (i, c) in scenario.consumers.iter().enumerate() {
             client_index += 1;
             let name = scenario.consumer_name(i);
-            let node = handle
-                .create_node()
-                .name(name.clone())
-                .ip(client_ip(client_index))
-                .build();
+            let node = client_node(&handle, &name, client_index);
             let partitions: Vec<i32> = match &c.partitions {
                 Some(ps) => ps.get_ref().clone(),
                 None => {
