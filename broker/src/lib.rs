@@ -8,6 +8,9 @@
 //! - [`state`]: the broker's deciding state (topics, partitions, produce, read).
 //! - [`server`]: the async shell (sockets, clock, request handlers).
 //! - [`client`]: the project's Kafka client (admin, producer, consumer).
+//! - [`raft`]: the consensus core for the coming controller quorum (pure, not wired yet).
+//! - [`replica`]: leader epoch cache and leader-side ISR / high watermark state (pure, not
+//!   wired yet).
 //! - [`config`], [`topic_config`]: settings by Kafka's names, defaults and limits.
 
 pub mod client;
@@ -15,7 +18,9 @@ pub mod config;
 pub mod log;
 pub mod producer_state;
 pub mod protocol;
+pub mod raft;
 pub mod record;
+pub mod replica;
 pub mod server;
 pub mod state;
 pub mod storage;
