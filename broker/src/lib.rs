@@ -13,6 +13,7 @@
 //!   wired yet).
 //! - [`config`], [`topic_config`]: settings by Kafka's names, defaults and limits.
 
+mod alloc;
 pub mod client;
 pub mod config;
 pub mod log;

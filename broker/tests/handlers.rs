@@ -643,3 +643,138 @@ async fn unsynced_records_vanish_on_crash_and_synced_ones_stay() {
     );
     let _ = batch::BATCH_HEADER_BYTES;
 }
+
+/// Every served API and version, encoded validly, then mutated at random (flipped bytes,
+/// 2^31 written over a 4-byte field, truncation): whatever comes of each, the broker must
+/// still answer the next client.
+#[tokio::test]
+async fn mutated_requests_never_take_the_broker_down() {
+    use kafka_protocol::protocol::{Encodable, HeaderVersion};
+    let storage = MemStorage::default();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    create(&addr, "m", 2, &[]).await.unwrap();
+    let batch = encode_batch(&[record(1)], &BatchOptions::default()).freeze();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, body: &R) -> Vec<u8> {
+        let mut buf = bytes::BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(9)
+            .with_client_id(Some(StrBytes::from_static_str("fuzz")))
+            .encode(&mut buf, R::header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+    let topic = || TopicName(StrBytes::from_static_str("m"));
+    for (key, min, max) in faultline::protocol::SUPPORTED_APIS {
+        for v in *min..=*max {
+            frames.push(match key {
+                ApiKey::Produce => frame(*key, v, &produce_request("m", 0, 1, batch.clone())),
+                ApiKey::Fetch => frame(
+                    *key,
+                    v,
+                    &FetchRequest::default()
+                        .with_max_wait_ms(1)
+                        .with_topics(vec![fetch_request::FetchTopic::default()
+                            .with_topic(topic())
+                            .with_partitions(vec![fetch_request::FetchPartition::default()
+                                .with_partition_max_bytes(1000)])]),
+                ),
+                ApiKey::ListOffsets => frame(
+                    *key,
+                    v,
+                    &ListOffsetsRequest::default().with_topics(vec![
+                        list_offsets_request::ListOffsetsTopic::default()
+                            .with_name(topic())
+                            .with_partitions(vec![
+                                list_offsets_request::ListOffsetsPartition::default()
+                                    .with_timestamp(-1),
+                            ]),
+                    ]),
+                ),
+                ApiKey::Metadata => frame(
+                    *key,
+                    v,
+                    &MetadataRequest::default().with_topics(Some(vec![
+                        metadata_request::MetadataRequestTopic::default().with_name(Some(topic())),
+                    ])),
+                ),
+                ApiKey::ApiVersions => frame(*key, v, &ApiVersionsRequest::default()),
+                ApiKey::CreateTopics => frame(
+                    *key,
+                    v,
+                    &CreateTopicsRequest::default().with_topics(vec![
+                        create_topics_request::CreatableTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("n")))
+                            .with_num_partitions(1)
+                            .with_replication_factor(1),
+                    ]),
+                ),
+                ApiKey::DeleteTopics if v >= 6 => frame(
+                    *key,
+                    v,
+                    &DeleteTopicsRequest::default()
+                        .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(TopicName(StrBytes::from_static_str("x"))))]),
+                ),
+                ApiKey::DeleteTopics => frame(
+                    *key,
+                    v,
+                    &DeleteTopicsRequest::default()
+                        .with_topic_names(vec![TopicName(StrBytes::from_static_str("x"))]),
+                ),
+                ApiKey::InitProducerId => frame(
+                    *key,
+                    v,
+                    &InitProducerIdRequest::default().with_transactional_id(None),
+                ),
+                other => panic!("no sample request for {other:?}"),
+            });
+        }
+    }
+    // splitmix64: the mutations are the same on every run.
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut sent = 0;
+    for original in &frames {
+        for _ in 0..12 {
+            let mut f = original.clone();
+            match next() % 3 {
+                0 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = (next() as usize) % f.len();
+                        f[i] ^= 1 << (next() % 8);
+                    }
+                }
+                1 if f.len() > 12 => {
+                    let i = 8 + (next() as usize) % (f.len() - 11);
+                    f[i..i + 4].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+                }
+                _ => f.truncate((next() as usize) % f.len()),
+            }
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            s.write_all(&(f.len() as i32).to_be_bytes()).await.unwrap();
+            s.write_all(&f).await.unwrap();
+            s.flush().await.unwrap();
+            let mut buf = [0u8; 4096];
+            // Whatever the broker answers, or however it closes, is fine: it must not die.
+            let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+            sent += 1;
+        }
+    }
+    assert!(sent > 500, "only {sent} mutated requests");
+    let mut client = Client::new(&addr, "after", TIMEOUT);
+    client
+        .refresh_metadata(None, false)
+        .await
+        .expect("the broker still answers");
+}

@@ -234,6 +234,9 @@ def test_malformed_requests_never_take_the_broker_down(broker):
         struct.pack(">ihhi", 8, 0, 99, 1),  # unsupported Produce version
         struct.pack(">i", 30) + struct.pack(">hhi", 3, 9, 7) + os.urandom(22),  # garbage Metadata body
         struct.pack(">i", 100) + b"\x00" * 10,  # truncated frame, then close
+        # Array lengths that claim 2^31 elements (an allocation bomb for the codec).
+        struct.pack(">ihhihi", 14, 3, 1, 1, -1, 0x7FFFFFFF),
+        struct.pack(">ihhih", 15, 3, 9, 1, -1) + b"\x00" + bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),
     ]
     for payload in payloads:
         with socket.create_connection((host, port), timeout=5) as s:
