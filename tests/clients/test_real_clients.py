@@ -303,3 +303,48 @@ def test_aiokafka_round_trip(broker):
         assert m.key == (f"k{i % 7}".encode() if i % 4 else None)
         assert list(m.headers) == [("i", str(i).encode())]
         assert m.timestamp == 1_710_000_000_000 + i
+
+
+def test_console_tools(broker):
+    """faultline topics / produce / consume, as a user at a terminal would run them."""
+    from conftest import BIN
+
+    def run(*args, stdin=None):
+        return subprocess.run([BIN, *args], input=stdin, capture_output=True, timeout=60)
+
+    topic = topic_name("console")
+    out = run("topics", "--bootstrap-server", broker.addr, "create", "--topic", topic, "--partitions", "3", "--config", "min.insync.replicas=1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().strip() == f"Created topic {topic}."
+    again = run("topics", "--bootstrap-server", broker.addr, "create", "--topic", topic)
+    assert again.returncode == 1 and b"TopicAlreadyExists" in again.stderr, again
+    assert topic in run("topics", "--bootstrap-server", broker.addr, "list").stdout.decode().split()
+    described = run("topics", "--bootstrap-server", broker.addr, "describe", "--topic", topic).stdout.decode()
+    assert f"Topic: {topic}\tTopicId: " in described and "PartitionCount: 3\tReplicationFactor: 1" in described
+    assert described.count("\tLeader: 1\t") == 3
+
+    lines = "".join(f"k{i}:line {i}\n" for i in range(30)).encode()
+    out = run("produce", "--bootstrap-server", broker.addr, "--topic", topic, "--key-separator", ":", "--compression", "zstd", stdin=lines)
+    assert out.returncode == 0, out.stderr
+    out = run("consume", "--bootstrap-server", broker.addr, "--topic", topic, "--from-beginning", "--print-key", "--max-messages", "30")
+    assert out.returncode == 0, out.stderr
+    got = sorted(out.stdout.decode().splitlines(), key=lambda l: int(l.split()[-1]))
+    assert got == [f"k{i}\tline {i}" for i in range(30)]
+
+    bad = run("produce", "--bootstrap-server", broker.addr, "--topic", topic, "--acks", "2", stdin=b"x\n")
+    assert bad.returncode == 2 and b"--acks" in bad.stderr, bad
+    out = run("topics", "--bootstrap-server", broker.addr, "delete", "--topic", topic)
+    assert out.returncode == 0 and out.stdout.decode().strip() == f"Deleted topic {topic}."
+    assert topic not in run("topics", "--bootstrap-server", broker.addr, "list").stdout.decode().split()
+
+
+def test_bad_broker_settings_are_refused_with_file_line_and_field(tmp_path):
+    from conftest import BIN
+
+    props = tmp_path / "server.properties"
+    props.write_text("node.id=1\n# comment\nlog.flush.interval.messages=sometimes\n")
+    out = subprocess.run([BIN, "broker", "--config", str(props), "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=30)
+    assert out.returncode == 2, out
+    assert f"{props}:3: log.flush.interval.messages: expected a whole number".encode() in out.stderr, out.stderr
+    out = subprocess.run([BIN, "broker", "--override", "num.partitions=0", "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=30)
+    assert out.returncode == 2 and b"--override num.partitions: 0 is out of range" in out.stderr, out.stderr
