@@ -272,16 +272,33 @@ fn compress(compression: Compression, data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Largest decompressed batch body accepted: a bound so that a small hostile batch (a
+/// "zip bomb") cannot make the reader allocate without limit. Far above anything a
+/// producer sends (batches are bounded by `message.max.bytes`, 1 MiB by default).
+pub const DECOMPRESSED_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 fn decompress(compression: Compression, data: &[u8]) -> Result<Vec<u8>, CodecError> {
     let err = |e: std::io::Error| CodecError::Decompress(format!("{compression:?}: {e}"));
+    let too_large = || {
+        CodecError::Decompress(format!(
+            "{compression:?}: decompresses to more than {DECOMPRESSED_BYTES_MAX} bytes"
+        ))
+    };
+    // Read at most one byte past the bound, so exceeding it is detected, not truncated.
+    let bounded = |reader: &mut dyn Read, out: &mut Vec<u8>| -> Result<(), CodecError> {
+        reader
+            .take(DECOMPRESSED_BYTES_MAX as u64 + 1)
+            .read_to_end(out)
+            .map_err(err)?;
+        if out.len() > DECOMPRESSED_BYTES_MAX {
+            return Err(too_large());
+        }
+        Ok(())
+    };
     let mut out = Vec::new();
     match compression {
         Compression::None => out.extend_from_slice(data),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(err)?;
-        }
+        Compression::Gzip => bounded(&mut flate2::read::GzDecoder::new(data), &mut out)?,
         Compression::Snappy => {
             if data.len() >= 16 && &data[..8] == SNAPPY_XERIAL_MAGIC {
                 let mut rest = &data[16..];
@@ -292,6 +309,11 @@ fn decompress(compression: Compression, data: &[u8]) -> Result<Vec<u8>, CodecErr
                     if len > rest.len() {
                         return Err(CodecError::Decompress("snappy block truncated".into()));
                     }
+                    let claimed = snap::raw::decompress_len(&rest[..len])
+                        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+                    if out.len() + claimed > DECOMPRESSED_BYTES_MAX {
+                        return Err(too_large());
+                    }
                     let block = decoder
                         .decompress_vec(&rest[..len])
                         .map_err(|e| CodecError::Decompress(e.to_string()))?;
@@ -299,22 +321,21 @@ fn decompress(compression: Compression, data: &[u8]) -> Result<Vec<u8>, CodecErr
                     rest = &rest[len..];
                 }
             } else {
+                let claimed = snap::raw::decompress_len(data)
+                    .map_err(|e| CodecError::Decompress(e.to_string()))?;
+                if claimed > DECOMPRESSED_BYTES_MAX {
+                    return Err(too_large());
+                }
                 out = snap::raw::Decoder::new()
                     .decompress_vec(data)
                     .map_err(|e| CodecError::Decompress(e.to_string()))?;
             }
         }
-        Compression::Lz4 => {
-            lz4_flex::frame::FrameDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(err)?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(data)
-                .map_err(err)?
-                .read_to_end(&mut out)
-                .map_err(err)?;
-        }
+        Compression::Lz4 => bounded(&mut lz4_flex::frame::FrameDecoder::new(data), &mut out)?,
+        Compression::Zstd => bounded(
+            &mut zstd::stream::read::Decoder::new(data).map_err(err)?,
+            &mut out,
+        )?,
     }
     Ok(out)
 }
@@ -453,6 +474,32 @@ mod tests {
         fn decoding_garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode_batches(&data);
         }
+    }
+
+    #[test]
+    fn a_batch_that_decompresses_beyond_the_bound_is_refused() {
+        // 300 MiB of zeros compresses to a few hundred KiB: a zip bomb for a reader.
+        let zeros = vec![0u8; DECOMPRESSED_BYTES_MAX + 1024];
+        for compression in [
+            Compression::Gzip,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Snappy,
+        ] {
+            let packed = compress(compression, &zeros);
+            assert!(
+                packed.len() < zeros.len() / 20,
+                "{compression:?} packed to {}",
+                packed.len()
+            );
+            let e = decompress(compression, &packed).unwrap_err().to_string();
+            assert!(
+                e.contains("decompresses to more than"),
+                "{compression:?}: {e}"
+            );
+        }
+        let fine = compress(Compression::Zstd, &zeros[..1 << 20]);
+        assert_eq!(decompress(Compression::Zstd, &fine).unwrap().len(), 1 << 20);
     }
 
     #[test]
