@@ -24,6 +24,18 @@ pub fn write(
     outcome: &Outcome,
     commit: &str,
 ) -> std::io::Result<PathBuf> {
+    write_with(root, scenario, outcome, commit, true)
+}
+
+/// As `write`; without `with_history` the seed's `history.jsonl` is left out (large sweeps
+/// keep histories of failing seeds only; `cargo lab repro` brings any one back exactly).
+pub fn write_with(
+    root: &Path,
+    scenario: &Scenario,
+    outcome: &Outcome,
+    commit: &str,
+    with_history: bool,
+) -> std::io::Result<PathBuf> {
     let dir = root
         .join("runs")
         .join(&scenario.name)
@@ -49,12 +61,18 @@ pub fn write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary).expect("json") + "\n",
     )?;
-    let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
-    for op in &outcome.history.ops {
-        serde_json::to_writer(&mut history, op).expect("op serializes");
-        history.write_all(b"\n")?;
+    let history_path = dir.join("history.jsonl");
+    if with_history {
+        let mut history = std::io::BufWriter::new(std::fs::File::create(&history_path)?);
+        for op in &outcome.history.ops {
+            serde_json::to_writer(&mut history, op).expect("op serializes");
+            history.write_all(b"\n")?;
+        }
+        history.flush()?;
+    } else if history_path.exists() {
+        // An older run's history must not pass for this one's.
+        std::fs::remove_file(&history_path)?;
     }
-    history.flush()?;
     let mut events = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
     for e in &outcome.events {
         serde_json::to_writer(&mut events, e).expect("event serializes");

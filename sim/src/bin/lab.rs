@@ -49,6 +49,10 @@ mod lab {
             /// Where run reports go.
             #[arg(long, default_value = "reports")]
             reports: PathBuf,
+            /// Write history.jsonl for every seed (`all`) or only for failing seeds
+            /// (`failing`: a standard-scenario history is ~16 MB; `repro` rewrites any).
+            #[arg(long, value_enum, default_value = "all")]
+            histories: Histories,
         },
         /// Replay one seed exactly, print its first violation and write its full trace.
         Repro {
@@ -70,6 +74,12 @@ mod lab {
         },
     }
 
+    #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum Histories {
+        All,
+        Failing,
+    }
+
     fn default_jobs() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
@@ -89,7 +99,8 @@ mod lab {
                 seeds,
                 check_determinism,
                 reports,
-            } => run(paths, seeds, check_determinism, &reports),
+                histories,
+            } => run(paths, seeds, check_determinism, &reports, histories),
             Command::Repro {
                 file,
                 seed,
@@ -215,7 +226,13 @@ mod lab {
         Ok(scenarios)
     }
 
-    fn run(paths: Vec<PathBuf>, seeds: SeedArgs, check_determinism: bool, reports: &Path) -> i32 {
+    fn run(
+        paths: Vec<PathBuf>,
+        seeds: SeedArgs,
+        check_determinism: bool,
+        reports: &Path,
+        histories: Histories,
+    ) -> i32 {
         let paths = if paths.is_empty() {
             vec![PathBuf::from("scenarios/smoke")]
         } else {
@@ -259,7 +276,9 @@ mod lab {
                     ));
                 }
             }
-            if let Err(e) = report::write(reports, s, outcome, &commit) {
+            let failed = !reasons.is_empty() || outcome.verdict != Verdict::Pass;
+            let with_history = histories == Histories::All || failed;
+            if let Err(e) = report::write_with(reports, s, outcome, &commit, with_history) {
                 eprintln!(
                     "warning: could not write the report of {} seed {}: {e}",
                     s.name, outcome.seed
