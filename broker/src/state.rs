@@ -12,6 +12,7 @@ use crate::log::{LogError, PartitionLog};
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::record::batch::{self, BatchError};
 use crate::record::codec;
+use crate::replica::epoch_cache::{EpochEndOffset, LeaderEpochCache};
 use crate::storage::{write_file_atomic, Storage};
 use crate::topic_config::TopicConfig;
 use bytes::{Bytes, BytesMut};
@@ -50,7 +51,11 @@ pub enum StateError {
 pub struct Partition {
     pub log: PartitionLog,
     pub producers: ProducerStateTable,
+    /// This broker's current leader epoch for the partition, stamped on every batch it
+    /// appends.
     pub leader_epoch: i32,
+    /// Where each leader epoch began (KIP-101/279), persisted in `leader-epoch-checkpoint`.
+    pub epochs: LeaderEpochCache,
 }
 
 impl Partition {
@@ -101,6 +106,8 @@ struct MetadataFile {
 const META_DIR: &str = "meta";
 const TOPICS_FILE: &str = "topics.json";
 const PRODUCER_ID_FILE: &str = "producer-id-block";
+/// Kafka's name for the per-partition epoch cache checkpoint.
+const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 
 pub struct BrokerState {
     storage: Arc<dyn Storage>,
@@ -385,6 +392,8 @@ impl BrokerState {
             let high_watermark_before = p.high_watermark();
             let log_end_before = p.log.log_end_offset();
             let mut owned = BytesMut::from(bytes);
+            // The leader stamps its epoch on what it appends; the field is outside the CRC.
+            batch::set_partition_leader_epoch(&mut owned, p.leader_epoch);
             let info = p.log.append(&mut owned, now_ms).map_err(|e| {
                 storage_refusal(StateError::Log {
                     dir: PathBuf::from(format!("{topic}-{partition}")),
@@ -585,11 +594,16 @@ impl BrokerState {
             })?;
             let mut producers = ProducerStateTable::default();
             log.scan_headers(log.log_start_offset(), &mut |h| producers.record(h))
-                .map_err(|source| StateError::Log { dir, source })?;
+                .map_err(|source| StateError::Log {
+                    dir: dir.clone(),
+                    source,
+                })?;
+            let (leader_epoch, epochs) = self.become_leader(&dir, log.log_end_offset())?;
             opened.push(Partition {
                 log,
                 producers,
-                leader_epoch: 0,
+                leader_epoch,
+                epochs,
             });
         }
         Ok(Topic {
@@ -599,6 +613,49 @@ impl BrokerState {
             config,
             partitions: opened,
         })
+    }
+
+    /// Take leadership of a partition at start: one broker is always the one elected, and
+    /// each election is a new leader epoch, one past the last the cache knows, recorded at
+    /// the log end (KIP-279). The checkpoint may run ahead of a log that lost its unsynced
+    /// tail in a crash, so it is cut back to the log first (the KIP-101 divergence case).
+    fn become_leader(
+        &self,
+        dir: &Path,
+        log_end_offset: i64,
+    ) -> Result<(i32, LeaderEpochCache), StateError> {
+        let path = dir.join(EPOCH_CHECKPOINT_FILE);
+        let mut epochs = match read_whole(self.storage.as_ref(), &path)? {
+            Some(bytes) => LeaderEpochCache::decode(&bytes).map_err(|e| StateError::Metadata {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            None => LeaderEpochCache::new(),
+        };
+        epochs.truncate_from_end(log_end_offset);
+        let leader_epoch = epochs.latest_epoch().map_or(0, |e| e + 1);
+        epochs
+            .assign(leader_epoch, log_end_offset)
+            .map_err(|e| StateError::Metadata {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        write_file_atomic(self.storage.as_ref(), &path, &epochs.encode(), true)?;
+        Ok((leader_epoch, epochs))
+    }
+
+    /// OffsetForLeaderEpoch: where `epoch` ends in this partition's log (KIP-101/279), as
+    /// (epoch, end offset); (-1, -1) when the log has no such history.
+    pub fn end_offset_for_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), Refusal> {
+        let p = self.partition(topic, partition)?;
+        Ok(EpochEndOffset::to_wire(
+            p.epochs.end_offset_for(epoch, p.log.log_end_offset()),
+        ))
     }
 
     fn next_topic_id(&mut self) -> u128 {

@@ -731,6 +731,20 @@ async fn mutated_requests_never_take_the_broker_down() {
                     v,
                     &InitProducerIdRequest::default().with_transactional_id(None),
                 ),
+                ApiKey::OffsetForLeaderEpoch => frame(
+                    *key,
+                    v,
+                    &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                            .with_topic(topic())
+                            .with_partitions(vec![
+                                offset_for_leader_epoch_request::OffsetForLeaderPartition::default(
+                                )
+                                .with_current_leader_epoch(-1)
+                                .with_leader_epoch(0),
+                            ]),
+                    ]),
+                ),
                 other => panic!("no sample request for {other:?}"),
             });
         }
@@ -777,4 +791,83 @@ async fn mutated_requests_never_take_the_broker_down() {
         .refresh_metadata(None, false)
         .await
         .expect("the broker still answers");
+}
+
+/// Each start of the broker is a new leader epoch, stamped on every batch it appends;
+/// OffsetForLeaderEpoch tells where each epoch ended; a client still on an older epoch
+/// is fenced (KIP-101, KIP-279, KIP-320).
+#[tokio::test]
+async fn leader_epochs_advance_per_start_and_answer_offset_for_leader_epoch() {
+    let (storage, broker, addr) = with_topic("ep", 1, &[]).await;
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    for i in 0..3 {
+        produce_raw(
+            &mut conn,
+            "ep",
+            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
+        )
+        .await;
+    }
+    broker.shutdown().await.unwrap();
+    let broker = start(&storage, |_| {}).await;
+    let addr = broker.local_addr().to_string();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    for i in 3..5 {
+        produce_raw(
+            &mut conn,
+            "ep",
+            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
+        )
+        .await;
+    }
+    let mut client = Client::new(&addr, "ep", TIMEOUT);
+    let info = client.topic("ep").await.unwrap();
+    assert_eq!(
+        info.partitions[0].leader_epoch, 1,
+        "the second start is epoch 1"
+    );
+
+    // Batches carry the epoch of the leader that wrote them.
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("ep")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_current_leader_epoch(1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp = conn.request(&fetch).await.unwrap();
+    let records = resp.responses[0].partitions[0].records.clone().unwrap();
+    let epochs: Vec<i32> = batch::split_batches(&records)
+        .map(|b| b.unwrap().0.partition_leader_epoch)
+        .collect();
+    assert_eq!(epochs, vec![0, 0, 0, 1, 1]);
+
+    // Epoch 0 ended at offset 3, epoch 1 is the current one (ends at the log end).
+    for (asked, want) in [(0, (0, 3)), (1, (1, 5)), (7, (-1, -1))] {
+        let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("ep")))
+                .with_partitions(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_current_leader_epoch(1)
+                        .with_leader_epoch(asked),
+                ]),
+        ]);
+        let resp = conn.request(&req).await.unwrap();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            (0, want.0, want.1),
+            "epoch {asked}"
+        );
+    }
+
+    // A consumer that still believes in epoch 0 is fenced and must refresh its metadata.
+    let mut stale = fetch.clone();
+    stale.topics[0].partitions[0].current_leader_epoch = 0;
+    let resp = conn.request(&stale).await.unwrap();
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code,
+        ResponseError::FencedLeaderEpoch.code()
+    );
 }

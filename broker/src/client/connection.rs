@@ -31,6 +31,7 @@ const CLIENT_MAX_VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::CreateTopics, 7),
     (ApiKey::DeleteTopics, 6),
     (ApiKey::InitProducerId, 4),
+    (ApiKey::OffsetForLeaderEpoch, 4),
 ];
 
 pub struct Connection {

@@ -1,9 +1,10 @@
-//! Kafka record batch (magic v2) header: parsing, validation and the one rewrite the
-//! broker makes (the base offset).
+//! Kafka record batch (magic v2) header: parsing, validation and the two rewrites the
+//! broker makes (the base offset and the partition leader epoch).
 //!
-//! The broker stores batches exactly as producers sent them. The only field it assigns
-//! is `base_offset`, which the batch CRC deliberately does not cover, so rewriting it
-//! keeps the batch valid. Compressed batches are never opened here.
+//! The broker stores batches exactly as producers sent them. The only fields it assigns
+//! are `base_offset` and `partition_leader_epoch`, which the batch CRC deliberately does
+//! not cover, so rewriting them keeps the batch valid. Compressed batches are never opened
+//! here.
 
 use bytes::{Buf, BufMut};
 

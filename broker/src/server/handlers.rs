@@ -97,6 +97,11 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let resp = init_producer_id(shared, &req);
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = decode!(OffsetForLeaderEpochRequest);
+            let resp = offset_for_leader_epoch(shared, &req);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
         other => Err(format!("{other:?} is not served by this broker")),
     }
 }
@@ -530,4 +535,47 @@ fn init_producer_id(shared: &Shared, req: &InitProducerIdRequest) -> InitProduce
             .with_producer_epoch(epoch),
         Err(refusal) => resp.with_error_code(refusal.error.code()),
     }
+}
+
+/// OffsetForLeaderEpoch (KIP-101/279/320): where a leader epoch ends in the log, so that a
+/// client or follower that saw an older epoch can tell whether the log was truncated
+/// under it.
+fn offset_for_leader_epoch(
+    shared: &Shared,
+    req: &OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let state = shared.state();
+    let topics = req
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.topic.0.as_str();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|part| {
+                    let mut resp = offset_for_leader_epoch_response::EpochEndOffset::default()
+                        .with_partition(part.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let result = state.partition(name, part.partition).and_then(|p| {
+                        check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
+                        state.end_offset_for_epoch(name, part.partition, part.leader_epoch)
+                    });
+                    match result {
+                        Ok((epoch, end_offset)) => {
+                            resp.leader_epoch = epoch;
+                            resp.end_offset = end_offset;
+                        }
+                        Err(refusal) => resp.error_code = refusal.error.code(),
+                    }
+                    resp
+                })
+                .collect();
+            offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
 }
