@@ -283,12 +283,7 @@ async fn producer_ids_are_never_reused_across_restarts() {
 
 #[tokio::test]
 async fn corrupt_batches_and_bad_acks_are_refused_without_appending() {
-    let storage = MemStorage::default();
-    let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    create(&addr, "bad", 1, &[("max.message.bytes", "2000")])
-        .await
-        .unwrap();
+    let (_storage, _broker, addr) = with_topic("bad", 1, &[("max.message.bytes", "2000")]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
     let good = encode_batch(&[record(1)], &BatchOptions::default());
     let mut corrupt = good.to_vec();
@@ -340,12 +335,7 @@ async fn corrupt_batches_and_bad_acks_are_refused_without_appending() {
 
 #[tokio::test]
 async fn min_insync_replicas_above_the_isr_refuses_acks_all_only() {
-    let storage = MemStorage::default();
-    let broker = start(&storage, |_| {}).await;
-    let addr = broker.local_addr().to_string();
-    create(&addr, "misr", 1, &[("min.insync.replicas", "2")])
-        .await
-        .unwrap();
+    let (_storage, _broker, addr) = with_topic("misr", 1, &[("min.insync.replicas", "2")]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
     let b = encode_batch(&[record(0)], &BatchOptions::default()).freeze();
     let resp = conn
