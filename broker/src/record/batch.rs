@@ -17,8 +17,6 @@ pub const MAGIC_V2: i8 = 2;
 
 const OFFSET_BATCH_LENGTH: usize = 8;
 const OFFSET_PARTITION_LEADER_EPOCH: usize = 12;
-const OFFSET_MAGIC: usize = 16;
-const OFFSET_CRC: usize = 17;
 const OFFSET_ATTRIBUTES: usize = 21;
 
 /// Attribute bits of a v2 batch.
@@ -217,8 +215,3 @@ pub fn peek_total_bytes(bytes: &[u8]) -> Option<usize> {
     }
     Some(BATCH_LOG_OVERHEAD_BYTES + len as usize)
 }
-
-#[allow(dead_code)]
-pub(crate) const MAGIC_OFFSET: usize = OFFSET_MAGIC;
-#[allow(dead_code)]
-pub(crate) const CRC_OFFSET: usize = OFFSET_CRC;
