@@ -106,6 +106,18 @@ async fn produce_raw(conn: &mut Connection, topic: &str, batch: Bytes) -> (i16, 
     (p.error_code, p.base_offset)
 }
 
+/// Produce `record(i)` for each `i`, one batch each, without idempotence.
+async fn produce_records(conn: &mut Connection, topic: &str, records: std::ops::Range<usize>) {
+    for i in records {
+        produce_raw(
+            conn,
+            topic,
+            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
+        )
+        .await;
+    }
+}
+
 async fn read_all(
     addr: &str,
     topic: &str,
@@ -595,14 +607,7 @@ async fn unsynced_records_vanish_on_crash_and_synced_ones_stay() {
     let addr = broker.local_addr().to_string();
     create(&addr, "synced", 1, &[]).await.unwrap();
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
-    for i in 0..5 {
-        produce_raw(
-            &mut conn,
-            "synced",
-            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
-        )
-        .await;
-    }
+    produce_records(&mut conn, "synced", 0..5).await;
     broker.kill().await; // no clean shutdown
     storage.crash();
     let broker = start(&storage, |_| {}).await;
@@ -614,14 +619,7 @@ async fn unsynced_records_vanish_on_crash_and_synced_ones_stay() {
     );
     create(&addr, "unsynced", 1, &[]).await.unwrap();
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
-    for i in 0..5 {
-        produce_raw(
-            &mut conn,
-            "unsynced",
-            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
-        )
-        .await;
-    }
+    produce_records(&mut conn, "unsynced", 0..5).await;
     broker.kill().await;
     storage.crash();
     let broker = start(&storage, |_| {}).await;
@@ -790,26 +788,12 @@ async fn mutated_requests_never_take_the_broker_down() {
 async fn leader_epochs_advance_per_start_and_answer_offset_for_leader_epoch() {
     let (storage, broker, addr) = with_topic("ep", 1, &[]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
-    for i in 0..3 {
-        produce_raw(
-            &mut conn,
-            "ep",
-            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
-        )
-        .await;
-    }
+    produce_records(&mut conn, "ep", 0..3).await;
     broker.shutdown().await.unwrap();
     let broker = start(&storage, |_| {}).await;
     let addr = broker.local_addr().to_string();
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
-    for i in 3..5 {
-        produce_raw(
-            &mut conn,
-            "ep",
-            encode_batch(&[record(i)], &BatchOptions::default()).freeze(),
-        )
-        .await;
-    }
+    produce_records(&mut conn, "ep", 3..5).await;
     let mut client = Client::new(&addr, "ep", TIMEOUT);
     let info = client.topic("ep").await.unwrap();
     assert_eq!(

@@ -8,7 +8,7 @@
 
 use crate::history::{Anomaly, History, Op, Violation};
 
-use super::index::{key_of, Index, PartitionReads, Seen, ValueId};
+use super::index::{key_of, Index, PartitionReads, Seen, Send as IndexedSend, ValueId};
 use super::{key_name, list, sort_violations, time, violation};
 
 /// Acknowledged records that are gone: another record at their offset, or reads past it
@@ -120,24 +120,7 @@ pub(crate) fn lost_writes_in(index: &Index<'_>, missing: &[Missing<'_>]) -> Vec<
             let send = &index.sends[records[0].send];
             let ack = send.ack().expect("only acknowledged sends are missing");
             let first = &records[0];
-            let what = match records.as_slice() {
-                [one] => format!(
-                    "record {} acknowledged to {} at {} {} ({}) is gone",
-                    one.value,
-                    send.process(),
-                    key_name(send.key()),
-                    offset_phrase(one.offset),
-                    time(ack.time_ns)
-                ),
-                many => format!(
-                    "{} records acknowledged to {} at {} ({}) are gone: {}",
-                    many.len(),
-                    send.process(),
-                    key_name(send.key()),
-                    time(ack.time_ns),
-                    record_list(many)
-                ),
-            };
+            let what = acknowledged_records(send, ack, records, "is gone", "are gone");
             let why = explain_loss(index, first);
             let message = match records.as_slice() {
                 [_] => format!("{what}: {why}"),
@@ -160,27 +143,45 @@ pub(crate) fn unseen_in(index: &Index<'_>, missing: &[Missing<'_>]) -> Vec<Viola
         .map(|records| {
             let send = &index.sends[records[0].send];
             let ack = send.ack().expect("only acknowledged sends are missing");
-            let message = match records.as_slice() {
-                [one] => format!(
-                    "record {} acknowledged to {} at {} {} ({}) was never read by anyone",
-                    one.value,
-                    send.process(),
-                    key_name(send.key()),
-                    offset_phrase(one.offset),
-                    time(ack.time_ns)
-                ),
-                many => format!(
-                    "{} records acknowledged to {} at {} ({}) were never read by anyone: {}",
-                    many.len(),
-                    send.process(),
-                    key_name(send.key()),
-                    time(ack.time_ns),
-                    record_list(many)
-                ),
-            };
+            let message = acknowledged_records(
+                send,
+                ack,
+                records,
+                "was never read by anyone",
+                "were never read by anyone",
+            );
             violation(Anomaly::Unseen, send.key(), message, send.ops())
         })
         .collect()
+}
+
+/// "record v at t/0 offset 5 (t=1.2s) is gone", or for several records of one send
+/// "3 records acknowledged to ... are gone: v1 at offset 5, ...".
+fn acknowledged_records(
+    send: &IndexedSend<'_>,
+    ack: &Op,
+    records: &[Missing<'_>],
+    one_verb: &str,
+    many_verb: &str,
+) -> String {
+    match records {
+        [one] => format!(
+            "record {} acknowledged to {} at {} {} ({}) {one_verb}",
+            one.value,
+            send.process(),
+            key_name(send.key()),
+            offset_phrase(one.offset),
+            time(ack.time_ns)
+        ),
+        many => format!(
+            "{} records acknowledged to {} at {} ({}) {many_verb}: {}",
+            many.len(),
+            send.process(),
+            key_name(send.key()),
+            time(ack.time_ns),
+            record_list(many)
+        ),
+    }
 }
 
 /// The missing records that pass `keep`, in runs of one send each.
