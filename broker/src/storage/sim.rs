@@ -8,7 +8,7 @@ use madsim::rand::GlobalRng;
 use madsim::task::NodeId;
 use madsim::time::TimeHandle;
 use madsim::Config;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 /// creating nodes.
 pub struct SimDisk {
     disks: Mutex<BTreeMap<NodeId, MemStorage>>,
+    /// Nodes whose next kill is a process crash: the operating system survives, so its
+    /// page cache (every unsynced write) does too.
+    process_crash: Mutex<BTreeSet<NodeId>>,
 }
 
 impl SimDisk {
@@ -25,12 +28,20 @@ impl SimDisk {
         let mut disks = self.disks.lock().unwrap_or_else(|e| e.into_inner());
         disks.entry(node).or_default().clone()
     }
+
+    /// Make the next kill of `node` a process crash (kill -9) rather than a power loss:
+    /// its disk keeps unsynced writes.
+    pub fn keep_page_cache_on_next_kill(&self, node: NodeId) {
+        let mut nodes = self.process_crash.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.insert(node);
+    }
 }
 
 impl Simulator for SimDisk {
     fn new(_rand: &GlobalRng, _time: &TimeHandle, _config: &Config) -> Self {
         SimDisk {
             disks: Mutex::new(BTreeMap::new()),
+            process_crash: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -40,8 +51,15 @@ impl Simulator for SimDisk {
     }
 
     fn reset_node(&self, id: NodeId) {
-        // Called when the node is killed: power loss for its disk.
-        self.disk(id).crash();
+        // Called when the node is killed: power loss for its disk, unless only the
+        // process died.
+        let process_only = {
+            let mut nodes = self.process_crash.lock().unwrap_or_else(|e| e.into_inner());
+            nodes.remove(&id)
+        };
+        if !process_only {
+            self.disk(id).crash();
+        }
     }
 }
 
