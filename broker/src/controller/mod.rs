@@ -1,8 +1,20 @@
 //! The controller quorum (KRaft's role): controller nodes replicate the metadata log with
-//! the Raft core in `crate::raft`, the active one decides (broker sessions and fencing,
-//! leader election, ISR changes, topic creation) and every broker learns the outcome.
+//! the Raft core in `crate::raft`; the active one decides (broker sessions and fencing,
+//! leader election, ISR changes, topic creation and placement) in `logic`, and every broker
+//! learns the outcome as a metadata image through its heartbeats.
+//!
+//! - [`logic`]: pure: metadata records, the image they build, the active controller's
+//!   decisions.
+//! - [`node`]: the async shell of a controller node (Raft driver, persistence, sockets).
+//! - [`store`]: the node's durable term, vote and metadata log.
+//! - [`rpc`]: the frames controllers and brokers exchange.
+//! - [`client`]: how brokers and tools reach the active controller.
 
+pub mod client;
+pub mod logic;
 pub mod node;
 pub mod rpc;
+mod store;
 
+pub use client::ControllerClient;
 pub use node::{ControllerControl, ControllerNode, ControllerNodeConfig};

@@ -9,7 +9,8 @@
 use super::Shared;
 use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::protocol::{supported_range, RequestPrefix, SUPPORTED_APIS};
-use crate::state::{validate_topic_name, BrokerState, Refusal};
+use crate::replica::partition_replica::FollowerFetch;
+use crate::state::{validate_topic_name, BrokerState, ProduceWait, Refusal};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -58,15 +59,23 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         }
         ApiKey::Metadata => {
             let req = decode!(MetadataRequest);
-            let resp = metadata(shared, &req, version);
+            let resp = if shared.config.is_clustered() {
+                cluster_metadata(shared, &req, version).await
+            } else {
+                metadata(shared, &req, version)
+            };
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::Produce => {
             let req = decode!(ProduceRequest);
             let acks = req.acks;
-            let resp = produce(shared, req);
+            let timeout_ms = req.timeout_ms;
+            let (mut resp, waits) = produce(shared, req);
             // Acknowledged only after the fsyncs it caused, however long they take.
             shared.wait_for_sync_cost().await;
+            if !waits.is_empty() {
+                wait_for_replication(shared, &mut resp, waits, timeout_ms).await;
+            }
             if acks == 0 {
                 return Ok(None);
             }
@@ -84,12 +93,20 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         }
         ApiKey::CreateTopics => {
             let req = decode!(CreateTopicsRequest);
-            let resp = create_topics(shared, &req);
+            let resp = if shared.config.is_clustered() {
+                cluster_create_topics(shared, &req).await
+            } else {
+                create_topics(shared, &req)
+            };
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::DeleteTopics => {
             let req = decode!(DeleteTopicsRequest);
-            let resp = delete_topics(shared, &req);
+            let resp = if shared.config.is_clustered() {
+                cluster_delete_topics(shared, &req).await
+            } else {
+                delete_topics(shared, &req)
+            };
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::InitProducerId => {
@@ -225,8 +242,14 @@ fn describe_topic(
         .with_partitions(partitions)
 }
 
-fn produce(shared: &Shared, req: ProduceRequest) -> ProduceResponse {
+/// An acks=all produce appended by a leader, waiting for its ISR: (topic index, partition
+/// index in the response, topic, partition, leader epoch, last offset).
+type ReplicationWait = (usize, usize, String, i32, i32, i64);
+
+fn produce(shared: &Shared, req: ProduceRequest) -> (ProduceResponse, Vec<ReplicationWait>) {
     let now = shared.now_ms();
+    let clustered = shared.config.is_clustered();
+    let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
     {
@@ -264,6 +287,16 @@ fn produce(shared: &Shared, req: ProduceRequest) -> ProduceResponse {
                         appended_any = true;
                         resp.base_offset = appended.base_offset;
                         resp.log_start_offset = appended.log_start_offset;
+                        if clustered && req.acks == -1 {
+                            waits.push((
+                                responses.len(),
+                                partitions.len(),
+                                name.to_string(),
+                                part.index,
+                                appended.leader_epoch,
+                                appended.last_offset,
+                            ));
+                        }
                     }
                     Err(refusal) => {
                         tracing::debug!(topic = name, partition = part.index, error = ?refusal.error, message = %refusal.message, "produce refused");
@@ -282,7 +315,52 @@ fn produce(shared: &Shared, req: ProduceRequest) -> ProduceResponse {
     if appended_any {
         shared.appended.notify_waiters();
     }
-    ProduceResponse::default().with_responses(responses)
+    (ProduceResponse::default().with_responses(responses), waits)
+}
+
+/// acks=all on a leader: wait until the high watermark passes every appended record, the
+/// leader loses the partition, or the request's timeout passes (REQUEST_TIMED_OUT; the
+/// records may still commit later, as in Kafka).
+async fn wait_for_replication(
+    shared: &Shared,
+    resp: &mut ProduceResponse,
+    mut waits: Vec<ReplicationWait>,
+    timeout_ms: i32,
+) {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(timeout_ms.clamp(0, 300_000) as u64);
+    loop {
+        let changed = shared.appended.notified();
+        {
+            let state = shared.state();
+            waits.retain(|(ti, pi, topic, partition, epoch, last_offset)| {
+                match state.produce_status(topic, *partition, *epoch, *last_offset) {
+                    ProduceWait::Waiting => true,
+                    ProduceWait::Done(code) => {
+                        let part = &mut resp.responses[*ti].partition_responses[*pi];
+                        if code != 0 {
+                            part.error_code = code;
+                            part.base_offset = -1;
+                        }
+                        false
+                    }
+                }
+            });
+        }
+        let now = tokio::time::Instant::now();
+        if waits.is_empty() {
+            return;
+        }
+        if now >= deadline {
+            for (ti, pi, ..) in waits {
+                let part = &mut resp.responses[ti].partition_responses[pi];
+                part.error_code = ResponseError::RequestTimedOut.code();
+                part.base_offset = -1;
+            }
+            return;
+        }
+        let _ = tokio::time::timeout(deadline - now, changed).await;
+    }
 }
 
 /// Fetch with long poll: answer at once if `min_bytes` are available or an error is to
@@ -304,6 +382,9 @@ async fn fetch(shared: &Shared, req: &FetchRequest, version: i16) -> FetchRespon
 }
 
 fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    if req.replica_id.0 >= 0 && shared.config.is_clustered() {
+        return follower_fetch_once(shared, req, version);
+    }
     let state = shared.state();
     let mut budget = if req.max_bytes <= 0 || version < 3 {
         FETCH_RESPONSE_BYTES_MAX
@@ -373,6 +454,88 @@ fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespon
     )
 }
 
+/// A follower's fetch: served up to the log end, records the follower's position, may move
+/// the high watermark (which wakes waiting produces and consumer fetches).
+fn follower_fetch_once(
+    shared: &Shared,
+    req: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    let now = shared.now_ms();
+    let mut state = shared.state();
+    let mut budget = if req.max_bytes <= 0 {
+        FETCH_RESPONSE_BYTES_MAX
+    } else {
+        (req.max_bytes as usize).min(FETCH_RESPONSE_BYTES_MAX)
+    };
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut advanced = false;
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let name = topic.topic.0.as_str();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for part in &topic.partitions {
+            let mut resp = fetch_response::PartitionData::default()
+                .with_partition_index(part.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1));
+            let fetch = FollowerFetch {
+                replica_id: req.replica_id.0,
+                fetch_offset: part.fetch_offset,
+                current_leader_epoch: (part.current_leader_epoch >= 0)
+                    .then_some(part.current_leader_epoch),
+                last_fetched_epoch: (version >= 12 && part.last_fetched_epoch >= 0)
+                    .then_some(part.last_fetched_epoch),
+            };
+            let max_bytes = (part.partition_max_bytes.max(0) as usize)
+                .min(if total == 0 { usize::MAX } else { budget })
+                .max(if total == 0 { 1 } else { 0 });
+            match state.follower_fetch(name, part.partition, &fetch, max_bytes, now) {
+                Ok((read, hw_advanced)) => {
+                    advanced |= hw_advanced;
+                    resp.high_watermark = read.high_watermark;
+                    resp.last_stable_offset = read.high_watermark;
+                    resp.log_start_offset = read.log_start_offset;
+                    if let Some(end) = read.diverging {
+                        has_error = true; // answer at once
+                        resp.diverging_epoch = fetch_response::EpochEndOffset::default()
+                            .with_epoch(end.epoch)
+                            .with_end_offset(end.end_offset);
+                    }
+                    total += read.records.len();
+                    budget = budget.saturating_sub(read.records.len());
+                    resp.records = Some(read.records);
+                }
+                Err(refusal) => {
+                    has_error = true;
+                    resp.error_code = refusal.error.code();
+                    resp.records = Some(Bytes::new());
+                }
+            }
+            partitions.push(resp);
+        }
+        responses.push(
+            fetch_response::FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions),
+        );
+    }
+    drop(state);
+    if advanced {
+        shared.appended.notify_waiters();
+    }
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(responses),
+        total,
+        has_error,
+    )
+}
+
 /// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
 fn check_leader_epoch(requested: i32, current: i32) -> Result<(), Refusal> {
     if requested < 0 || requested == current {
@@ -408,6 +571,7 @@ fn list_offsets(shared: &Shared, req: &ListOffsetsRequest, version: i16) -> List
                         .with_leader_epoch(-1);
                     let result = state.partition(name, part.partition_index).and_then(|p| {
                         check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
+                        state.check_leads(name, part.partition_index)?;
                         let found =
                             state.list_offset(name, part.partition_index, part.timestamp)?;
                         Ok((found, p.leader_epoch))
@@ -560,6 +724,7 @@ fn offset_for_leader_epoch(
                         .with_end_offset(-1);
                     let result = state.partition(name, part.partition).and_then(|p| {
                         check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
+                        state.check_leads(name, part.partition)?;
                         state.end_offset_for_epoch(name, part.partition, part.leader_epoch)
                     });
                     match result {
@@ -578,4 +743,354 @@ fn offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// Metadata on a clustered broker: brokers, leaders, replicas and ISRs from the latest
+/// metadata image. Auto-creation asks the controller and answers LEADER_NOT_AVAILABLE
+/// until the topic's leaders are known here, as Kafka does.
+async fn cluster_metadata(
+    shared: &Shared,
+    req: &MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let requested: Option<Vec<String>> = match &req.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    let auto_create =
+        shared.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let image = shared.state().image().cloned().unwrap_or_default();
+    let mut created = BTreeMap::new();
+    if let (Some(names), true) = (&requested, auto_create) {
+        let missing: Vec<crate::controller::logic::NewTopic> = names
+            .iter()
+            .filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+            .map(|n| crate::controller::logic::NewTopic {
+                name: n.clone(),
+                partitions: shared.config.num_partitions,
+                replication_factor: shared.config.default_replication_factor,
+                configs: BTreeMap::new(),
+                assignment: None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            for (name, result) in
+                call_topics(shared, ControllerRequest::CreateTopics(missing)).await
+            {
+                let code = match result {
+                    Ok(()) => ResponseError::LeaderNotAvailable.code(),
+                    Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {
+                        ResponseError::LeaderNotAvailable.code()
+                    }
+                    Err((code, _)) => code,
+                };
+                created.insert(name, code);
+            }
+        }
+    }
+    let names = requested.unwrap_or_else(|| image.topics.keys().cloned().collect());
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(topic) = image.topics.get(&name) else {
+            let code = match validate_topic_name(&name) {
+                Err(r) => r.error.code(),
+                Ok(()) => created
+                    .get(&name)
+                    .copied()
+                    .unwrap_or(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            topics.push(
+                metadata_response::MetadataResponseTopic::default()
+                    .with_error_code(code)
+                    .with_name(Some(TopicName(str_bytes(&name)))),
+            );
+            continue;
+        };
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let error = if p.leader < 0 {
+                    ResponseError::LeaderNotAvailable.code()
+                } else {
+                    0
+                };
+                metadata_response::MetadataResponsePartition::default()
+                    .with_error_code(error)
+                    .with_partition_index(p.partition)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                    .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+            })
+            .collect();
+        topics.push(
+            metadata_response::MetadataResponseTopic::default()
+                .with_name(Some(TopicName(str_bytes(&name))))
+                .with_topic_id(uuid(topic.id))
+                .with_partitions(partitions),
+        );
+    }
+    let mut brokers: Vec<metadata_response::MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            metadata_response::MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
+    if brokers.is_empty() {
+        // Not registered yet: clients still need a node to talk to.
+        let (host, port) = shared.advertised.clone();
+        brokers.push(
+            metadata_response::MetadataResponseBroker::default()
+                .with_node_id(BrokerId(shared.config.node_id))
+                .with_host(str_bytes(&host))
+                .with_port(port as i32),
+        );
+    }
+    // KRaft tells clients a random live broker is the controller (they cannot reach the
+    // quorum); the lowest id keeps answers stable.
+    let controller = brokers.first().map_or(-1, |b| b.node_id.0);
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&shared.config.cluster_id)))
+        .with_controller_id(BrokerId(controller))
+        .with_topics(topics)
+}
+
+use crate::controller::rpc::{Request as ControllerRequest, Response as ControllerResponse};
+
+/// Forward topic creation or deletion to the active controller; one result per topic.
+async fn call_topics(
+    shared: &Shared,
+    request: ControllerRequest,
+) -> Vec<(String, Result<(), (i16, String)>)> {
+    let names: Vec<String> = match &request {
+        ControllerRequest::CreateTopics(topics) => topics.iter().map(|t| t.name.clone()).collect(),
+        ControllerRequest::DeleteTopics(names) => names.clone(),
+        _ => Vec::new(),
+    };
+    let mut client =
+        crate::controller::ControllerClient::new(shared.config.controller_quorum_voters.clone());
+    match client.call(&request, Duration::from_secs(10)).await {
+        Ok(ControllerResponse::Topics(results)) => results
+            .into_iter()
+            .map(|(name, r)| (name, r.map_err(|e| (e.code, e.message))))
+            .collect(),
+        _ => names
+            .into_iter()
+            .map(|name| {
+                (
+                    name,
+                    Err((
+                        ResponseError::RequestTimedOut.code(),
+                        "no active controller answered".to_string(),
+                    )),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Wait (briefly) until this broker's image shows the outcome, so that a client's next
+/// Metadata request here sees what it just created or deleted.
+async fn await_image(shared: &Shared, names: &[String], present: bool) {
+    for _ in 0..50 {
+        let done = {
+            let state = shared.state();
+            let image = state.image();
+            names
+                .iter()
+                .all(|n| image.is_some_and(|i| i.topics.contains_key(n) == present))
+        };
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn cluster_create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResponse {
+    let topics: Vec<crate::controller::logic::NewTopic> = req
+        .topics
+        .iter()
+        .map(|topic| {
+            let assignment = (!topic.assignments.is_empty()).then(|| {
+                let mut by_partition: Vec<_> = topic.assignments.iter().collect();
+                by_partition.sort_by_key(|a| a.partition_index);
+                by_partition
+                    .into_iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            });
+            let defaults = assignment.is_none();
+            crate::controller::logic::NewTopic {
+                name: topic.name.0.to_string(),
+                partitions: if topic.num_partitions == -1 && defaults {
+                    shared.config.num_partitions
+                } else {
+                    topic.num_partitions
+                },
+                replication_factor: if topic.replication_factor == -1 && defaults {
+                    shared.config.default_replication_factor
+                } else {
+                    topic.replication_factor
+                },
+                configs: topic
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect(),
+                assignment,
+            }
+        })
+        .collect();
+    // Topic settings are checked here, where their names and bounds are known.
+    let mut results: BTreeMap<String, Result<(), (i16, String)>> = BTreeMap::new();
+    let mut valid = Vec::new();
+    for topic in topics {
+        match crate::topic_config::TopicConfig::new(
+            &shared.config.log,
+            shared.config.message_max_bytes,
+            &topic.configs,
+        ) {
+            Err(message) => {
+                results.insert(
+                    topic.name.clone(),
+                    Err((ResponseError::InvalidConfig.code(), message)),
+                );
+            }
+            Ok(_) if req.validate_only => {
+                results.insert(topic.name.clone(), Ok(()));
+            }
+            Ok(_) => valid.push(topic),
+        }
+    }
+    if !valid.is_empty() {
+        let sizes: BTreeMap<String, (i32, i16)> = valid
+            .iter()
+            .map(|t| (t.name.clone(), (t.partitions, t.replication_factor)))
+            .collect();
+        let outcome = call_topics(shared, ControllerRequest::CreateTopics(valid)).await;
+        let created: Vec<String> = outcome
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n.clone())
+            .collect();
+        await_image(shared, &created, true).await;
+        for (name, result) in outcome {
+            results.insert(name, result);
+        }
+        let state = shared.state();
+        let image = state.image();
+        let topics = req
+            .topics
+            .iter()
+            .map(|topic| topic_result(topic, &results, image, &sizes))
+            .collect();
+        return CreateTopicsResponse::default().with_topics(topics);
+    }
+    let topics = req
+        .topics
+        .iter()
+        .map(|topic| topic_result(topic, &results, None, &BTreeMap::new()))
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn topic_result(
+    topic: &create_topics_request::CreatableTopic,
+    results: &BTreeMap<String, Result<(), (i16, String)>>,
+    image: Option<&crate::controller::logic::MetadataImage>,
+    sizes: &BTreeMap<String, (i32, i16)>,
+) -> create_topics_response::CreatableTopicResult {
+    let name = topic.name.0.to_string();
+    let mut resp = create_topics_response::CreatableTopicResult::default()
+        .with_name(topic.name.clone())
+        .with_num_partitions(-1)
+        .with_replication_factor(-1);
+    match results.get(&name) {
+        Some(Ok(())) => {
+            if let Some((partitions, replication_factor)) = sizes.get(&name) {
+                resp.num_partitions = *partitions;
+                resp.replication_factor = *replication_factor;
+            }
+            if let Some(t) = image.and_then(|i| i.topics.get(&name)) {
+                resp.topic_id = uuid(t.id);
+            }
+        }
+        Some(Err((code, message))) => {
+            resp.error_code = *code;
+            resp.error_message = Some(str_bytes(message));
+        }
+        None => resp.error_code = ResponseError::UnknownServerError.code(),
+    }
+    resp
+}
+
+async fn cluster_delete_topics(shared: &Shared, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let image = shared.state().image().cloned().unwrap_or_default();
+    let mut names: Vec<(Option<String>, u128)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), 0))
+        .collect();
+    for t in &req.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).or_else(|| {
+            image
+                .topics
+                .values()
+                .find(|topic| topic.id == t.topic_id.as_u128())
+                .map(|topic| topic.name.clone())
+        });
+        names.push((name, t.topic_id.as_u128()));
+    }
+    let known: Vec<String> = names.iter().filter_map(|(n, _)| n.clone()).collect();
+    let outcome: BTreeMap<String, Result<(), (i16, String)>> = if known.is_empty() {
+        BTreeMap::new()
+    } else {
+        call_topics(shared, ControllerRequest::DeleteTopics(known))
+            .await
+            .into_iter()
+            .collect()
+    };
+    let deleted: Vec<String> = outcome
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(n, _)| n.clone())
+        .collect();
+    await_image(shared, &deleted, false).await;
+    let responses = names
+        .into_iter()
+        .map(|(name, id)| {
+            let mut resp = delete_topics_response::DeletableTopicResult::default()
+                .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
+                .with_topic_id(uuid(id));
+            match name.as_ref().and_then(|n| outcome.get(n)) {
+                Some(Ok(())) => {}
+                Some(Err((code, message))) => {
+                    resp.error_code = *code;
+                    resp.error_message = Some(str_bytes(message));
+                }
+                None => resp.error_code = ResponseError::UnknownTopicId.code(),
+            }
+            resp
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
 }

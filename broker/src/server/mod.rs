@@ -5,6 +5,7 @@
 //! Runs unchanged on real tokio and under madsim (`--cfg madsim`): one task per
 //! connection, no threads, no `JoinSet`, no `into_split`, a flush after every write.
 
+mod cluster;
 mod frame;
 mod handlers;
 
@@ -55,6 +56,10 @@ pub(crate) struct Shared {
     storage: Arc<dyn Storage>,
     /// Added to the runtime's clock: the lab's clock skew and jump faults. Zero otherwise.
     clock_offset_ms: AtomicI64,
+    /// Wakes the task that sends ISR changes to the controller.
+    alter_signal: Notify,
+    /// Replica fetcher tasks by leader id, started as leaders appear.
+    fetchers: Mutex<Vec<(i32, JoinHandle<()>)>>,
 }
 
 impl Shared {
@@ -138,6 +143,8 @@ impl Broker {
             connection_signal: Notify::new(),
             storage,
             clock_offset_ms: AtomicI64::new(0),
+            alter_signal: Notify::new(),
+            fetchers: Mutex::new(Vec::new()),
             state: Mutex::new(state),
             appended: Notify::new(),
             connections: Arc::new(Semaphore::new(config.connections_max)),
@@ -145,10 +152,13 @@ impl Broker {
             config,
         });
         tracing::info!(node_id = shared.config.node_id, %local_addr, data_dir = %shared.config.data_dir.display(), "broker listening");
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), listener)),
             tokio::spawn(flush_loop(shared.clone())),
         ];
+        if shared.config.is_clustered() {
+            tasks.extend(cluster::spawn(&shared));
+        }
         Ok(Broker {
             shared,
             local_addr,
@@ -179,9 +189,17 @@ impl Broker {
         self.shared.state().sync_all()
     }
 
+    fn stop_fetchers(&self) {
+        let fetchers = std::mem::take(&mut *self.shared.fetchers.lock().expect("fetchers lock"));
+        for (_, task) in fetchers {
+            task.abort();
+        }
+    }
+
     /// Stop at once without syncing anything, as kill -9 would (for in-process tests).
     pub async fn kill(self) {
         self.shared.close_connections();
+        self.stop_fetchers();
         for task in &self.tasks {
             task.abort();
         }
@@ -193,6 +211,7 @@ impl Broker {
     /// Stop accepting, close every connection, and sync every log (clean shutdown).
     pub async fn shutdown(self) -> Result<(), StateError> {
         self.shared.close_connections();
+        self.stop_fetchers();
         for task in &self.tasks {
             task.abort();
         }
@@ -224,8 +243,8 @@ impl BrokerControl {
 
     /// This broker's replica of a partition, for comparing replicas; None when it holds
     /// none.
-    pub fn replica_digest(&self, _topic: &str, _partition: i32) -> Option<ReplicaDigest> {
-        None
+    pub fn replica_digest(&self, topic: &str, partition: i32) -> Option<ReplicaDigest> {
+        self.shared.state().replica_digest(topic, partition)
     }
 }
 

@@ -47,7 +47,11 @@ pub enum StateError {
     Io(#[from] std::io::Error),
 }
 
-/// One partition on this broker (the only replica, and so the leader, until replication).
+mod replication;
+
+pub use replication::{FetchTarget, FollowerRead, PartitionRole, ProduceWait};
+
+/// One partition on this broker: its local replica and the part it plays.
 pub struct Partition {
     pub log: PartitionLog,
     pub producers: ProducerStateTable,
@@ -56,13 +60,22 @@ pub struct Partition {
     pub leader_epoch: i32,
     /// Where each leader epoch began (KIP-101/279), persisted in `leader-epoch-checkpoint`.
     pub epochs: LeaderEpochCache,
+    /// Leader, follower, standalone (the only replica of a broker without controllers).
+    pub role: PartitionRole,
+    /// A follower's high watermark: the leader's, capped at the local log end. Also what a
+    /// new leader starts from.
+    pub follower_high_watermark: i64,
 }
 
 impl Partition {
-    /// On a single node the high watermark is the log end offset: the leader is the
-    /// whole ISR.
+    /// Standalone, the leader is the whole ISR, so the high watermark is the log end
+    /// offset. A leader's comes from its ISR; a follower's from its leader.
     pub fn high_watermark(&self) -> i64 {
-        self.log.log_end_offset()
+        match &self.role {
+            PartitionRole::Standalone => self.log.log_end_offset(),
+            PartitionRole::Leader(replica) => replica.high_watermark(),
+            _ => self.follower_high_watermark.min(self.log.log_end_offset()),
+        }
     }
 }
 
@@ -79,6 +92,10 @@ pub struct Topic {
 pub struct Appended {
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// The last offset now in the log (what an acks=all produce waits to see committed).
+    pub last_offset: i64,
+    /// The leader epoch the records were appended in.
+    pub leader_epoch: i32,
 }
 
 /// Result of reading one partition.
@@ -112,6 +129,8 @@ const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 pub struct BrokerState {
     storage: Arc<dyn Storage>,
     config: BrokerConfig,
+    /// Set when the broker belongs to a cluster run by a controller quorum.
+    cluster: Option<replication::ClusterView>,
     topics: BTreeMap<String, Topic>,
     producer_id_next: i64,
     producer_id_block_end: i64,
@@ -128,11 +147,20 @@ impl BrokerState {
         seed: u64,
     ) -> Result<BrokerState, StateError> {
         storage.create_dir_all(&config.data_dir.join(META_DIR))?;
-        let meta = read_metadata(storage.as_ref(), &config.data_dir)?;
+        // In a cluster, topics come from the controller's metadata image, not from disk.
+        let meta = if config.is_clustered() {
+            MetadataFile::default()
+        } else {
+            read_metadata(storage.as_ref(), &config.data_dir)?
+        };
         let producer_id_block_end = read_producer_id_block(storage.as_ref(), &config.data_dir)?;
+        let cluster = config
+            .is_clustered()
+            .then(|| replication::ClusterView::new(seed ^ 0x5eed));
         let mut state = BrokerState {
             storage,
             config,
+            cluster,
             topics: BTreeMap::new(),
             producer_id_next: producer_id_block_end,
             producer_id_block_end,
@@ -300,6 +328,7 @@ impl BrokerState {
         acks: i16,
         now_ms: i64,
     ) -> Result<Appended, Refusal> {
+        let node_id = self.config.node_id;
         let (p, config) = self.partition_mut(topic, partition)?;
         if records.len() > config.max_message_bytes {
             return Err(Refusal::new(
@@ -311,16 +340,26 @@ impl BrokerState {
                 ),
             ));
         }
-        // The ISR of a single-replica partition is the leader alone.
-        let isr_size = 1;
-        if acks == -1 && isr_size < config.min_insync_replicas {
-            return Err(Refusal::new(
-                ResponseError::NotEnoughReplicas,
-                format!(
-                    "ISR has {isr_size} replica, min.insync.replicas is {}",
-                    config.min_insync_replicas
-                ),
-            ));
+        match &p.role {
+            PartitionRole::Standalone => {
+                // The ISR of a single-replica partition is the leader alone.
+                let isr_size = 1;
+                if acks == -1 && isr_size < config.min_insync_replicas {
+                    return Err(Refusal::new(
+                        ResponseError::NotEnoughReplicas,
+                        format!(
+                            "ISR has {isr_size} replica, min.insync.replicas is {}",
+                            config.min_insync_replicas
+                        ),
+                    ));
+                }
+            }
+            PartitionRole::Leader(replica) => {
+                replica
+                    .can_append(acks)
+                    .map_err(|e| Refusal::new(ResponseError::NotEnoughReplicas, e.to_string()))?;
+            }
+            other => return Err(not_leader(topic, partition, other)),
         }
         let mut batches = Vec::new();
         for item in batch::split_batches(records) {
@@ -422,9 +461,19 @@ impl BrokerState {
             first_offset.get_or_insert(info.base_offset);
         }
         p.producers = producers;
+        let log_end_offset = p.log.log_end_offset();
+        let mut high_watermark_advanced = false;
+        if let PartitionRole::Leader(replica) = &mut p.role {
+            high_watermark_advanced = replica.on_leader_append(log_end_offset, now_ms);
+        }
+        if high_watermark_advanced {
+            p.report_high_watermark(node_id, topic, partition);
+        }
         Ok(Appended {
             base_offset: first_offset.expect("at least one batch"),
             log_start_offset: p.log.log_start_offset(),
+            last_offset: log_end_offset - 1,
+            leader_epoch: p.leader_epoch,
         })
     }
 
@@ -438,15 +487,22 @@ impl BrokerState {
         max_bytes: usize,
     ) -> Result<ReadResult, Refusal> {
         let p = self.partition(topic, partition)?;
+        if !matches!(p.role, PartitionRole::Standalone | PartitionRole::Leader(_)) {
+            return Err(not_leader(topic, partition, &p.role));
+        }
         let high_watermark = p.high_watermark();
         let log_start_offset = p.log.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
+        // Between the high watermark and the log end there is nothing to serve yet (a new
+        // leader's high watermark may lag what a consumer read from the previous one);
+        // beyond the log end the offset is out of range.
+        let log_end_offset = p.log.log_end_offset();
+        if offset < log_start_offset || offset > log_end_offset {
             return Err(Refusal::new(
                 ResponseError::OffsetOutOfRange,
-                format!("offset {offset} is outside {log_start_offset}..={high_watermark}"),
+                format!("offset {offset} is outside {log_start_offset}..={log_end_offset}"),
             ));
         }
-        let records = if offset == high_watermark || max_bytes == 0 {
+        let records = if offset >= high_watermark || max_bytes == 0 {
             Bytes::new()
         } else {
             p.log.read(offset, high_watermark, max_bytes).map_err(|e| {
@@ -537,8 +593,13 @@ impl BrokerState {
             .map_err(|e| storage_refusal(e.into()))?;
             self.producer_id_block_end = end;
         }
-        let id = self.producer_id_next;
+        let mut id = self.producer_id_next;
         self.producer_id_next += 1;
+        if self.cluster.is_some() {
+            // Every broker hands out ids: each owns a range of 2^40 (Kafka asks the
+            // controller for blocks; a range per broker is as unique and needs no round trip).
+            id += i64::from(self.config.node_id) << 40;
+        }
         Ok((id, 0))
     }
 
@@ -598,12 +659,22 @@ impl BrokerState {
                     dir: dir.clone(),
                     source,
                 })?;
-            let (leader_epoch, epochs) = self.become_leader(&dir, log.log_end_offset())?;
+            let (leader_epoch, epochs, role) = if self.cluster.is_some() {
+                // The controller decides who leads; until it says, this replica waits.
+                let epochs = self.load_epochs(&dir, log.log_end_offset())?;
+                let epoch = epochs.latest_epoch().unwrap_or(-1);
+                (epoch, epochs, PartitionRole::Offline)
+            } else {
+                let (epoch, epochs) = self.become_leader(&dir, log.log_end_offset())?;
+                (epoch, epochs, PartitionRole::Standalone)
+            };
             opened.push(Partition {
                 log,
                 producers,
                 leader_epoch,
                 epochs,
+                role,
+                follower_high_watermark: 0,
             });
         }
         Ok(Topic {
@@ -625,14 +696,7 @@ impl BrokerState {
         log_end_offset: i64,
     ) -> Result<(i32, LeaderEpochCache), StateError> {
         let path = dir.join(EPOCH_CHECKPOINT_FILE);
-        let mut epochs = match read_whole(self.storage.as_ref(), &path)? {
-            Some(bytes) => LeaderEpochCache::decode(&bytes).map_err(|e| StateError::Metadata {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
-            None => LeaderEpochCache::new(),
-        };
-        epochs.truncate_from_end(log_end_offset);
+        let mut epochs = self.load_epochs(dir, log_end_offset)?;
         let leader_epoch = epochs.latest_epoch().map_or(0, |e| e + 1);
         epochs
             .assign(leader_epoch, log_end_offset)
@@ -642,6 +706,21 @@ impl BrokerState {
             })?;
         write_file_atomic(self.storage.as_ref(), &path, &epochs.encode(), true)?;
         Ok((leader_epoch, epochs))
+    }
+
+    /// The partition's epoch cache from its checkpoint, cut back to the log: the
+    /// checkpoint may run ahead of a log that lost its unsynced tail in a crash.
+    fn load_epochs(&self, dir: &Path, log_end_offset: i64) -> Result<LeaderEpochCache, StateError> {
+        let path = dir.join(EPOCH_CHECKPOINT_FILE);
+        let mut epochs = match read_whole(self.storage.as_ref(), &path)? {
+            Some(bytes) => LeaderEpochCache::decode(&bytes).map_err(|e| StateError::Metadata {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            None => LeaderEpochCache::new(),
+        };
+        epochs.truncate_from_end(log_end_offset);
+        Ok(epochs)
     }
 
     /// OffsetForLeaderEpoch: where `epoch` ends in this partition's log (KIP-101/279), as
@@ -714,6 +793,13 @@ fn first_record_at_or_after(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, 
         .flat_map(|(_, records)| records.iter())
         .find(|r| r.timestamp >= timestamp)
         .map(|r| (r.offset, r.timestamp))
+}
+
+fn not_leader(topic: &str, partition: i32, role: &PartitionRole) -> Refusal {
+    Refusal::new(
+        ResponseError::NotLeaderOrFollower,
+        format!("this broker is not the leader of {topic}-{partition} ({role})"),
+    )
 }
 
 fn unknown_partition(topic: &str, partition: i32) -> Refusal {

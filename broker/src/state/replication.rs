@@ -1,0 +1,870 @@
+//! A clustered broker's replicas: what the controller's metadata image makes of each local
+//! partition (leader, follower, offline), the leader's side of follower fetches, the
+//! follower's appends and epoch-based truncation, ISR changes on their way to the
+//! controller, and `acks=all` completion.
+//!
+//! Pure like the rest of `state`: the shell brings the image, the requests and the time,
+//! and carries out the AlterPartition requests queued here.
+//!
+//! # Rules
+//! - A broker leads a partition only when the image names it leader *and* registers this
+//!   process (its incarnation) as unfenced: after a restart, the old registration's
+//!   leadership is never picked up by a process whose log may have lost its tail.
+//! - A new leader epoch means a new [`PartitionReplica`] (KIP-279: the epoch is recorded in
+//!   the cache at the log end before anything is written in it).
+//! - A follower truncates only by asking the leader where its own latest epoch ends
+//!   (OffsetForLeaderEpoch, KIP-101/279), never to its high watermark, and only while the
+//!   answer belongs to the leader epoch it is still following (KAFKA-18991): a late answer
+//!   from an older epoch is dropped.
+//! - Followers fetch with their current leader epoch (KIP-320) and last fetched epoch; a
+//!   leader of another epoch refuses with FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH.
+
+use super::{
+    not_leader, storage_refusal, unknown_partition, BrokerState, Partition, Refusal, StateError,
+    EPOCH_CHECKPOINT_FILE,
+};
+use crate::controller::logic::{ControllerError, MetadataImage, PartitionState, NO_LEADER};
+use crate::observe::{self, Observation};
+use crate::record::batch;
+use crate::replica::epoch_cache::EpochEndOffset;
+use crate::replica::partition_replica::{
+    AckStatus, AlterPartition, FetchDecision, FollowerFetch, LeaderAndIsr, LeaderLog,
+    PartitionReplica, ReplicaConfig,
+};
+use crate::server::ReplicaDigest;
+use crate::storage::write_file_atomic;
+use crate::topic_config::TopicConfig;
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The part this broker's replica plays in a partition.
+pub enum PartitionRole {
+    /// A broker without controllers: the only replica, always the leader.
+    Standalone,
+    Leader(Box<PartitionReplica>),
+    /// Replicates from `leader` in `Partition::leader_epoch`. `truncated` once the
+    /// OffsetForLeaderEpoch exchange for this epoch is done.
+    Follower {
+        leader: i32,
+        truncated: bool,
+    },
+    /// A replica with no leader to follow (offline partition, this broker fenced, or no
+    /// metadata yet).
+    Offline,
+    /// Not in the partition's assignment.
+    NotReplica,
+}
+
+impl fmt::Display for PartitionRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartitionRole::Standalone => write!(f, "standalone"),
+            PartitionRole::Leader(r) => write!(f, "leader in epoch {}", r.leader_epoch()),
+            PartitionRole::Follower { leader, .. } => write!(f, "follower of broker {leader}"),
+            PartitionRole::Offline => write!(f, "replica without a leader"),
+            PartitionRole::NotReplica => write!(f, "not a replica"),
+        }
+    }
+}
+
+/// What a clustered broker knows of the cluster.
+pub(crate) struct ClusterView {
+    /// Random per process start: tells the controller this is a new process.
+    pub incarnation: u64,
+    pub image: MetadataImage,
+    /// ISR changes waiting to be sent to the controller.
+    pub alter_queue: Vec<(String, i32, AlterPartition)>,
+}
+
+impl ClusterView {
+    pub(crate) fn new(seed: u64) -> ClusterView {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ClusterView {
+            incarnation: (z ^ (z >> 31)).max(1),
+            image: MetadataImage::default(),
+            alter_queue: Vec::new(),
+        }
+    }
+}
+
+/// The leader's answer to a follower's fetch of one partition.
+#[derive(Debug, Clone)]
+pub struct FollowerRead {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Set instead of records when the follower's log diverges from ours.
+    pub diverging: Option<EpochEndOffset>,
+}
+
+/// Where an `acks=all` produce stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProduceWait {
+    Waiting,
+    /// Complete with this error code (0: success).
+    Done(i16),
+}
+
+/// One partition a follower fetches, as the fetcher needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchTarget {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    /// None when the replica has no epoch yet.
+    pub last_fetched_epoch: Option<i32>,
+    pub truncated: bool,
+}
+
+impl BrokerState {
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// This process's registration id, when clustered.
+    pub fn incarnation(&self) -> Option<u64> {
+        self.cluster.as_ref().map(|c| c.incarnation)
+    }
+
+    /// The latest metadata image applied, when clustered.
+    pub fn image(&self) -> Option<&MetadataImage> {
+        self.cluster.as_ref().map(|c| &c.image)
+    }
+
+    /// The offset of the latest metadata image applied (0: none yet).
+    pub fn metadata_offset(&self) -> u64 {
+        self.cluster.as_ref().map_or(0, |c| c.image.offset)
+    }
+
+    /// Whether the image registers this process and has it unfenced.
+    fn eligible_to_lead(&self) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        cluster
+            .image
+            .brokers
+            .get(&self.config.node_id)
+            .is_some_and(|b| b.incarnation == cluster.incarnation && !b.fenced)
+    }
+
+    /// Apply a newer metadata image: open and delete local logs, and take up the role the
+    /// image gives each replica. Returns whether any role changed (wake fetchers and
+    /// waiting produces).
+    pub fn apply_image(&mut self, image: MetadataImage, now_ms: i64) -> Result<bool, StateError> {
+        let Some(cluster) = &mut self.cluster else {
+            return Ok(false);
+        };
+        if image.offset <= cluster.image.offset {
+            return Ok(false);
+        }
+        cluster.image = image;
+        let image = cluster.image.clone();
+        let node_id = self.config.node_id;
+        let mut changed = false;
+
+        // Topics gone from the image: delete their logs.
+        let gone: Vec<String> = self
+            .topics
+            .keys()
+            .filter(|name| !image.topics.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(topic) = self.topics.remove(&name) {
+                changed = true;
+                for (i, partition) in topic.partitions.into_iter().enumerate() {
+                    partition.log.delete().map_err(|source| StateError::Log {
+                        dir: PathBuf::from(format!("{name}-{i}")),
+                        source,
+                    })?;
+                }
+                tracing::info!(topic = name, "deleted topic (metadata)");
+            }
+        }
+        // New topics: open their logs (recovering what a previous process left).
+        for (name, topic) in &image.topics {
+            let known = self.topics.get(name).is_some_and(|t| t.id == topic.id);
+            if known {
+                continue;
+            }
+            let config =
+                TopicConfig::new(&self.config.log, self.config.message_max_bytes, &topic.configs)
+                    .unwrap_or_else(|e| {
+                        tracing::error!(topic = name, error = %e, "bad topic config in metadata; using defaults");
+                        TopicConfig::new(
+                            &self.config.log,
+                            self.config.message_max_bytes,
+                            &BTreeMap::new(),
+                        )
+                        .expect("defaults are valid")
+                    });
+            let replication_factor = topic
+                .partitions
+                .first()
+                .map_or(1, |p| p.replicas.len() as i16);
+            let opened = self.open_topic(
+                name.clone(),
+                topic.id,
+                topic.partitions.len() as i32,
+                replication_factor,
+                config,
+                now_ms,
+            )?;
+            self.topics.insert(name.clone(), opened);
+            changed = true;
+        }
+        let eligible = self.eligible_to_lead();
+        let lag_ms = self.config.replica_lag_time_max_ms;
+        for (name, topic_image) in &image.topics {
+            let Some(topic) = self.topics.get_mut(name) else {
+                continue;
+            };
+            let min_insync_replicas = topic.config.min_insync_replicas;
+            for state in &topic_image.partitions {
+                let Some(p) = usize::try_from(state.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get_mut(i))
+                else {
+                    continue;
+                };
+                let replica_config = ReplicaConfig {
+                    replica_lag_time_max_ms: lag_ms,
+                    min_insync_replicas,
+                };
+                changed |= take_role(
+                    p,
+                    node_id,
+                    name,
+                    state,
+                    eligible,
+                    replica_config,
+                    &image,
+                    now_ms,
+                    self.storage.as_ref(),
+                    &self.config.data_dir,
+                )?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The leader's side of a follower fetch for one partition: fence by epoch, detect
+    /// divergence, record the follower's position (which may move the high watermark and
+    /// queue an ISR expansion), then read up to the log end.
+    pub fn follower_fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        fetch: &FollowerFetch,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Result<(FollowerRead, bool), Refusal> {
+        let node_id = self.config.node_id;
+        let (p, _) = self.partition_mut(topic, partition)?;
+        let log = LeaderLog {
+            log_start_offset: p.log.log_start_offset(),
+            log_end_offset: p.log.log_end_offset(),
+        };
+        let PartitionRole::Leader(replica) = &mut p.role else {
+            let error = if fetch
+                .current_leader_epoch
+                .is_some_and(|e| e > p.leader_epoch)
+            {
+                ResponseError::UnknownLeaderEpoch
+            } else if fetch
+                .current_leader_epoch
+                .is_some_and(|e| e < p.leader_epoch)
+            {
+                ResponseError::FencedLeaderEpoch
+            } else {
+                ResponseError::NotLeaderOrFollower
+            };
+            return Err(Refusal::new(
+                error,
+                not_leader(topic, partition, &p.role).message,
+            ));
+        };
+        let decision = replica.on_follower_fetch(fetch, log, &p.epochs, now_ms);
+        let (high_watermark, advanced) = match decision {
+            FetchDecision::Read {
+                high_watermark,
+                high_watermark_advanced,
+            } => (high_watermark, high_watermark_advanced),
+            FetchDecision::Diverging(end) => {
+                return Ok((
+                    FollowerRead {
+                        records: Bytes::new(),
+                        high_watermark: replica.high_watermark(),
+                        log_start_offset: log.log_start_offset,
+                        diverging: Some(end),
+                    },
+                    false,
+                ))
+            }
+            FetchDecision::Refused(refusal) => {
+                let error = ResponseError::try_from_code(refusal.error_code())
+                    .unwrap_or(ResponseError::UnknownServerError);
+                return Err(Refusal::new(error, refusal.to_string()));
+            }
+        };
+        if let Some(expanded) = replica.maybe_expand_isr(fetch.replica_id) {
+            if let Ok(request) = replica.propose_isr(&expanded) {
+                tracing::info!(topic, partition, isr = ?request.new_isr, "proposing ISR expansion");
+                if let Some(cluster) = &mut self.cluster {
+                    cluster
+                        .alter_queue
+                        .push((topic.to_string(), partition, request));
+                }
+            }
+        }
+        let (p, _) = self.partition_mut(topic, partition)?;
+        if advanced {
+            p.report_high_watermark(node_id, topic, partition);
+        }
+        let records = if fetch.fetch_offset >= log.log_end_offset || max_bytes == 0 {
+            Bytes::new()
+        } else {
+            p.log
+                .read(fetch.fetch_offset, log.log_end_offset, max_bytes)
+                .map_err(|source| {
+                    storage_refusal(StateError::Log {
+                        dir: PathBuf::from(format!("{topic}-{partition}")),
+                        source,
+                    })
+                })?
+        };
+        Ok((
+            FollowerRead {
+                records,
+                high_watermark,
+                log_start_offset: log.log_start_offset,
+                diverging: None,
+            },
+            advanced,
+        ))
+    }
+
+    /// Partitions this broker follows, grouped by leader.
+    pub fn fetch_targets(&self) -> BTreeMap<i32, Vec<FetchTarget>> {
+        let mut targets: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
+        for topic in self.topics.values() {
+            for (i, p) in topic.partitions.iter().enumerate() {
+                if let PartitionRole::Follower { leader, truncated } = p.role {
+                    targets.entry(leader).or_default().push(FetchTarget {
+                        topic: topic.name.clone(),
+                        partition: i as i32,
+                        leader_epoch: p.leader_epoch,
+                        fetch_offset: p.log.log_end_offset(),
+                        last_fetched_epoch: p.epochs.latest_epoch(),
+                        truncated,
+                    });
+                }
+            }
+        }
+        targets
+    }
+
+    /// Whether the partition is still followed from `leader` in `leader_epoch`: anything
+    /// the fetcher learned under another epoch must be dropped (KAFKA-18991).
+    fn following(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+    ) -> Option<&mut Partition> {
+        let (p, _) = self.partition_mut(topic, partition).ok()?;
+        match p.role {
+            PartitionRole::Follower { leader: l, .. }
+                if l == leader && p.leader_epoch == leader_epoch =>
+            {
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+
+    /// Apply the leader's OffsetForLeaderEpoch answer (or a fetch's diverging epoch) for the
+    /// epoch this follower asked about. Returns whether truncation is complete; false means
+    /// ask again with the (now lower) latest epoch. Ignored (Ok(false)) when the partition
+    /// has moved to another leader epoch meanwhile.
+    pub fn follower_truncate(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        answer: Option<EpochEndOffset>,
+    ) -> Result<bool, Refusal> {
+        let node_id = self.config.node_id;
+        let storage = self.storage.clone();
+        let Some(p) = self.following(topic, partition, leader, leader_epoch) else {
+            return Ok(false);
+        };
+        let log_end_offset = p.log.log_end_offset();
+        let (offset, complete) = match answer {
+            Some(end) => {
+                let truncation = p.epochs.follower_truncation(end, log_end_offset);
+                (truncation.offset, truncation.complete)
+            }
+            // The leader has no history to compare with (an empty cache): keep what is
+            // below our high watermark, as Kafka does when the epoch is undefined.
+            None => (p.high_watermark().min(log_end_offset), true),
+        };
+        if offset < log_end_offset {
+            let dir = p.log.dir().to_path_buf();
+            p.log.truncate_to(offset).map_err(|source| {
+                storage_refusal(StateError::Log {
+                    dir: dir.clone(),
+                    source,
+                })
+            })?;
+            let new_end = p.log.log_end_offset();
+            p.epochs.truncate_from_end(new_end);
+            write_file_atomic(
+                storage.as_ref(),
+                &dir.join(EPOCH_CHECKPOINT_FILE),
+                &p.epochs.encode(),
+                true,
+            )
+            .map_err(|e| storage_refusal(e.into()))?;
+            // Producer state must describe exactly what is left.
+            p.producers.clear();
+            let producers = &mut p.producers;
+            p.log
+                .scan_headers(p.log.log_start_offset(), &mut |h| producers.record(h))
+                .map_err(|source| storage_refusal(StateError::Log { dir, source }))?;
+            p.follower_high_watermark = p.follower_high_watermark.min(new_end);
+            tracing::info!(
+                topic,
+                partition,
+                from = log_end_offset,
+                to = new_end,
+                leader_epoch,
+                "follower truncated"
+            );
+            observe::report(Observation::Truncated {
+                broker: node_id,
+                topic: topic.to_string(),
+                partition,
+                offset: new_end,
+            });
+        }
+        if complete {
+            if let PartitionRole::Follower { truncated, .. } = &mut p.role {
+                *truncated = true;
+            }
+        }
+        Ok(complete)
+    }
+
+    /// Append what the leader sent (already offset-assigned batches) and take its high
+    /// watermark. Ignored when the partition moved to another leader epoch meanwhile.
+    pub fn follower_append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        let node_id = self.config.node_id;
+        let storage = self.storage.clone();
+        let Some(p) = self.following(topic, partition, leader, leader_epoch) else {
+            return Ok(());
+        };
+        let dir = p.log.dir().to_path_buf();
+        let log_refusal = |source| {
+            storage_refusal(StateError::Log {
+                dir: dir.clone(),
+                source,
+            })
+        };
+        // Keep whole batches that continue our log; anything before our end was sent again.
+        let mut start = 0usize;
+        let mut epochs_changed = false;
+        let mut headers = Vec::new();
+        for item in batch::split_batches(records) {
+            let Ok((header, bytes)) = item else {
+                break; // a partial batch at the end of a size-limited read
+            };
+            if header.last_offset() < p.log.log_end_offset() {
+                start += bytes.len();
+                continue;
+            }
+            headers.push(header);
+        }
+        let end = start + headers.iter().map(|h| h.total_bytes()).sum::<usize>();
+        if headers.is_empty() {
+            p.follower_high_watermark = leader_high_watermark.min(p.log.log_end_offset());
+            return Ok(());
+        }
+        for header in &headers {
+            if header.partition_leader_epoch >= 0
+                && p.epochs
+                    .latest_epoch()
+                    .is_none_or(|e| header.partition_leader_epoch > e)
+            {
+                p.epochs
+                    .assign(header.partition_leader_epoch, header.base_offset)
+                    .map_err(|e| Refusal::new(ResponseError::CorruptMessage, e.to_string()))?;
+                epochs_changed = true;
+            }
+        }
+        p.log
+            .append_replicated(&records[start..end], now_ms)
+            .map_err(log_refusal)?;
+        if epochs_changed {
+            write_file_atomic(
+                storage.as_ref(),
+                &dir.join(EPOCH_CHECKPOINT_FILE),
+                &p.epochs.encode(),
+                true,
+            )
+            .map_err(|e| storage_refusal(e.into()))?;
+        }
+        for header in &headers {
+            p.producers.record(header);
+            if observe::active() {
+                observe::report(Observation::Batch {
+                    broker: node_id,
+                    topic: topic.to_string(),
+                    partition,
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                    crc: header.crc,
+                    leader_epoch: header.partition_leader_epoch,
+                });
+            }
+        }
+        p.follower_high_watermark = leader_high_watermark.min(p.log.log_end_offset());
+        Ok(())
+    }
+
+    /// Where an `acks=all` produce appended in `leader_epoch` up to `last_offset` stands.
+    pub fn produce_status(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        last_offset: i64,
+    ) -> ProduceWait {
+        let Ok(p) = self.partition(topic, partition) else {
+            return ProduceWait::Done(ResponseError::UnknownTopicOrPartition.code());
+        };
+        match &p.role {
+            PartitionRole::Standalone => ProduceWait::Done(0),
+            PartitionRole::Leader(replica) if replica.leader_epoch() == leader_epoch => {
+                match replica.ack_status(last_offset) {
+                    AckStatus::Waiting => ProduceWait::Waiting,
+                    status => ProduceWait::Done(status.error_code().unwrap_or(0)),
+                }
+            }
+            _ => ProduceWait::Done(ResponseError::NotLeaderOrFollower.code()),
+        }
+    }
+
+    /// Kafka's ISR expiration: propose removing members that stopped catching up.
+    pub fn shrink_isrs(&mut self, now_ms: i64) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        for topic in self.topics.values_mut() {
+            for (i, p) in topic.partitions.iter_mut().enumerate() {
+                let PartitionRole::Leader(replica) = &mut p.role else {
+                    continue;
+                };
+                if let Some(shrunk) = replica.maybe_shrink_isr(now_ms) {
+                    if let Ok(request) = replica.propose_isr(&shrunk) {
+                        tracing::info!(topic = topic.name, partition = i, isr = ?request.new_isr, "proposing ISR shrink");
+                        cluster
+                            .alter_queue
+                            .push((topic.name.clone(), i as i32, request));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Put back an ISR change that could not reach the controller, if the leader still
+    /// waits for it.
+    pub fn requeue_alter(&mut self, topic: &str, partition: i32, request: AlterPartition) {
+        let still_wanted = self
+            .partition(topic, partition)
+            .is_ok_and(|p| match &p.role {
+                PartitionRole::Leader(r) => {
+                    r.leader_epoch() == request.leader_epoch
+                        && r.partition_epoch() == request.partition_epoch
+                        && r.pending_isr().as_deref() == Some(&request.new_isr[..])
+                }
+                _ => false,
+            });
+        if let (true, Some(cluster)) = (still_wanted, &mut self.cluster) {
+            cluster
+                .alter_queue
+                .push((topic.to_string(), partition, request));
+        }
+    }
+
+    /// Go through epoch-based truncation again (the leader refused our fetch offset).
+    pub fn restart_truncation(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+    ) {
+        if let Some(p) = self.following(topic, partition, leader, leader_epoch) {
+            if let PartitionRole::Follower { truncated, .. } = &mut p.role {
+                *truncated = false;
+            }
+        }
+    }
+
+    /// ISR changes to send to the controller.
+    pub fn take_alter_requests(&mut self) -> Vec<(String, i32, AlterPartition)> {
+        self.cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.alter_queue))
+            .unwrap_or_default()
+    }
+
+    /// The controller's answer to an AlterPartition request. Returns whether the high
+    /// watermark advanced.
+    pub fn alter_partition_done(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        request: &AlterPartition,
+        result: Result<PartitionState, ControllerError>,
+        now_ms: i64,
+    ) -> bool {
+        let node_id = self.config.node_id;
+        let Ok((p, _)) = self.partition_mut(topic, partition) else {
+            return false;
+        };
+        let PartitionRole::Leader(replica) = &mut p.role else {
+            return false;
+        };
+        if replica.leader_epoch() != request.leader_epoch {
+            return false;
+        }
+        let advanced = match result {
+            Ok(state) if state.leader_epoch == replica.leader_epoch() => {
+                matches!(
+                    replica.on_isr_committed(&state.isr, state.partition_epoch, now_ms),
+                    Ok(crate::replica::partition_replica::IsrUpdate::Applied {
+                        high_watermark_advanced: true
+                    })
+                )
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::info!(topic, partition, code = e.code, error = %e.message, "AlterPartition refused");
+                // Refusals that say nothing was applied free the pending change; others
+                // wait for the metadata image to settle it (as Kafka).
+                const OPERATION_NOT_ATTEMPTED: i16 = 55;
+                const INELIGIBLE_REPLICA: i16 = 107;
+                if matches!(e.code, OPERATION_NOT_ATTEMPTED | INELIGIBLE_REPLICA) {
+                    replica.on_alter_partition_rejected(request);
+                }
+                false
+            }
+        };
+        if advanced {
+            p.report_high_watermark(node_id, topic, partition);
+        }
+        advanced
+    }
+
+    /// This broker's replica of a partition, for comparing replicas.
+    pub fn replica_digest(&self, topic: &str, partition: i32) -> Option<ReplicaDigest> {
+        let p = self.partition(topic, partition).ok()?;
+        if matches!(p.role, PartitionRole::NotReplica) {
+            return None;
+        }
+        let mut batches = Vec::new();
+        p.log
+            .scan_headers(p.log.log_start_offset(), &mut |h| {
+                batches.push((h.base_offset, h.last_offset(), h.crc))
+            })
+            .ok()?;
+        let (is_leader, isr) = match &p.role {
+            PartitionRole::Leader(r) => (true, r.isr()),
+            PartitionRole::Standalone => (true, vec![self.config.node_id]),
+            _ => (false, Vec::new()),
+        };
+        Some(ReplicaDigest {
+            leader_epoch: p.leader_epoch,
+            is_leader,
+            high_watermark: p.high_watermark(),
+            log_end_offset: p.log.log_end_offset(),
+            isr,
+            batches,
+        })
+    }
+
+    /// OffsetForLeaderEpoch on a clustered broker is answered by the leader only.
+    pub fn check_leads(&self, topic: &str, partition: i32) -> Result<(), Refusal> {
+        let p = self.partition(topic, partition)?;
+        match p.role {
+            PartitionRole::Standalone | PartitionRole::Leader(_) => Ok(()),
+            ref other => Err(not_leader(topic, partition, other)),
+        }
+    }
+
+    /// Whether the partition exists in the image (a clustered broker may hold no replica).
+    pub fn known_partition(&self, topic: &str, partition: i32) -> Result<(), Refusal> {
+        match &self.cluster {
+            Some(c) if c.image.partition(topic, partition).is_some() => Ok(()),
+            _ => Err(unknown_partition(topic, partition)),
+        }
+    }
+}
+
+impl Partition {
+    pub(crate) fn report_high_watermark(&self, broker: i32, topic: &str, partition: i32) {
+        if observe::active() {
+            observe::report(Observation::HighWatermark {
+                broker,
+                topic: topic.to_string(),
+                partition,
+                leader_epoch: self.leader_epoch,
+                high_watermark: self.high_watermark(),
+            });
+        }
+    }
+}
+
+/// Take up the role the image gives this replica. Returns whether the role changed.
+#[allow(clippy::too_many_arguments)]
+fn take_role(
+    p: &mut Partition,
+    node_id: i32,
+    topic: &str,
+    state: &PartitionState,
+    eligible: bool,
+    config: ReplicaConfig,
+    image: &MetadataImage,
+    now_ms: i64,
+    storage: &dyn crate::storage::Storage,
+    data_dir: &std::path::Path,
+) -> Result<bool, StateError> {
+    if !state.replicas.contains(&node_id) {
+        let changed = !matches!(p.role, PartitionRole::NotReplica);
+        p.role = PartitionRole::NotReplica;
+        return Ok(changed);
+    }
+    if state.leader == node_id && eligible {
+        if let PartitionRole::Leader(replica) = &mut p.role {
+            if replica.leader_epoch() == state.leader_epoch {
+                // Same epoch: the ISR may have changed (ours or the controller's doing).
+                let advanced = matches!(
+                    replica.on_isr_committed(&state.isr, state.partition_epoch, now_ms),
+                    Ok(crate::replica::partition_replica::IsrUpdate::Applied {
+                        high_watermark_advanced: true
+                    })
+                );
+                for follower in state.replicas.iter().filter(|r| **r != node_id) {
+                    let unfenced = image.brokers.get(follower).is_some_and(|b| !b.fenced);
+                    replica.set_isr_eligible(*follower, unfenced);
+                }
+                if advanced {
+                    p.report_high_watermark(node_id, topic, state.partition);
+                }
+                return Ok(advanced);
+            }
+        }
+        if p.leader_epoch > state.leader_epoch {
+            // An image older than what this replica already took part in: not for us.
+            return Ok(false);
+        }
+        let leader_and_isr = LeaderAndIsr {
+            leader: node_id,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+        };
+        let log = LeaderLog {
+            log_start_offset: p.log.log_start_offset(),
+            log_end_offset: p.log.log_end_offset(),
+        };
+        let high_watermark = p.high_watermark().min(log.log_end_offset);
+        match PartitionReplica::become_leader(
+            config,
+            &leader_and_isr,
+            log,
+            high_watermark,
+            &mut p.epochs,
+            now_ms,
+        ) {
+            Ok((mut replica, assigned)) => {
+                if assigned.changed() {
+                    let path = p.log.dir().join(EPOCH_CHECKPOINT_FILE);
+                    write_file_atomic(storage, &path, &p.epochs.encode(), true)?;
+                }
+                for follower in state.replicas.iter().filter(|r| **r != node_id) {
+                    let unfenced = image.brokers.get(follower).is_some_and(|b| !b.fenced);
+                    replica.set_isr_eligible(*follower, unfenced);
+                }
+                p.leader_epoch = state.leader_epoch;
+                p.role = PartitionRole::Leader(Box::new(replica));
+                tracing::info!(topic, partition = state.partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "became leader");
+                observe::report(Observation::BecameLeader {
+                    broker: node_id,
+                    topic: topic.to_string(),
+                    partition: state.partition,
+                    leader_epoch: state.leader_epoch,
+                });
+                p.report_high_watermark(node_id, topic, state.partition);
+            }
+            Err(e) => {
+                tracing::error!(topic, partition = state.partition, error = %e, dir = %data_dir.display(), "cannot lead");
+                p.role = PartitionRole::Offline;
+            }
+        }
+        return Ok(true);
+    }
+    if state.leader == NO_LEADER || state.leader == node_id {
+        // Offline, or ours to lead once this process is registered and unfenced.
+        let changed =
+            !matches!(p.role, PartitionRole::Offline) || p.leader_epoch != state.leader_epoch;
+        if matches!(p.role, PartitionRole::Leader(_)) {
+            p.follower_high_watermark = p.high_watermark();
+        }
+        p.role = PartitionRole::Offline;
+        p.leader_epoch = p.leader_epoch.max(state.leader_epoch);
+        return Ok(changed);
+    }
+    let same = matches!(p.role, PartitionRole::Follower { leader, .. } if leader == state.leader)
+        && p.leader_epoch == state.leader_epoch;
+    if same {
+        return Ok(false);
+    }
+    if matches!(p.role, PartitionRole::Leader(_)) {
+        p.follower_high_watermark = p.high_watermark();
+    }
+    p.leader_epoch = state.leader_epoch;
+    p.role = PartitionRole::Follower {
+        leader: state.leader,
+        truncated: false,
+    };
+    tracing::info!(
+        topic,
+        partition = state.partition,
+        leader = state.leader,
+        leader_epoch = state.leader_epoch,
+        "following"
+    );
+    Ok(true)
+}

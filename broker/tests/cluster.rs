@@ -1,0 +1,232 @@
+//! A real cluster in one process: 3 controllers and 3 brokers on loopback, each with its own
+//! in-memory disk (so killing a node can drop its unsynced writes, as power loss does).
+#![cfg(not(madsim))]
+
+use bytes::Bytes;
+use faultline::client::{
+    Acks, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+};
+use faultline::config::BrokerConfig;
+use faultline::controller::{ControllerNode, ControllerNodeConfig};
+use faultline::record::codec::NewRecord;
+use faultline::server::Broker;
+use faultline::storage::MemStorage;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    voters: Vec<(i32, SocketAddr)>,
+    controllers: Vec<Option<ControllerNode>>,
+    brokers: Vec<Option<Broker>>,
+    broker_disks: Vec<MemStorage>,
+    broker_addrs: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let voters: Vec<(i32, SocketAddr)> = (0..3)
+            .map(|i| (1001 + i, format!("127.0.0.1:{}", free_port()).parse().unwrap()))
+            .collect();
+        let mut controllers = Vec::new();
+        for (id, addr) in &voters {
+            let mut config = ControllerNodeConfig::new(*id, *addr, voters.clone(), "/meta".into());
+            config.controller.session_timeout_ms = 3_000;
+            config.election_timeout_ms = 500;
+            let node = ControllerNode::start(config, Arc::new(MemStorage::default()))
+                .await
+                .expect("controller starts");
+            controllers.push(Some(node));
+        }
+        let mut cluster = Cluster {
+            voters,
+            controllers,
+            brokers: Vec::new(),
+            broker_disks: Vec::new(),
+            broker_addrs: Vec::new(),
+        };
+        for i in 0..3 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            cluster.broker_addrs.push(addr);
+            cluster.broker_disks.push(MemStorage::default());
+            cluster.brokers.push(None);
+            cluster.start_broker(i).await;
+        }
+        cluster
+    }
+
+    async fn start_broker(&mut self, i: usize) {
+        let config = BrokerConfig {
+            node_id: i as i32 + 1,
+            listen: self.broker_addrs[i],
+            data_dir: "/data".into(),
+            controller_quorum_voters: self.voters.clone(),
+            broker_heartbeat_interval_ms: 300,
+            replica_lag_time_max_ms: 2_000,
+            replica_fetch_wait_max_ms: 100,
+            ..Default::default()
+        };
+        let broker = Broker::start(config, Arc::new(self.broker_disks[i].clone()))
+            .await
+            .expect("broker starts");
+        self.brokers[i] = Some(broker);
+    }
+
+    /// Power loss: the process stops and its disk drops unsynced writes.
+    async fn power_off_broker(&mut self, i: usize) {
+        if let Some(b) = self.brokers[i].take() {
+            b.kill().await;
+        }
+        self.broker_disks[i].crash();
+    }
+
+    fn bootstrap(&self) -> String {
+        self.broker_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn value(i: usize) -> NewRecord {
+    NewRecord {
+        timestamp: 1_000 + i as i64,
+        key: None,
+        value: Some(Bytes::from(format!("v{i}"))),
+        headers: Vec::new(),
+    }
+}
+
+async fn wait_for_leader(bootstrap: &str, topic: &str) -> i32 {
+    for _ in 0..200 {
+        let mut client = Client::new(bootstrap, "probe", TIMEOUT);
+        if let Ok(topics) = client.refresh_metadata(Some(&[topic]), false).await {
+            if let Some(p) = topics.first().and_then(|t| t.partitions.first()) {
+                if p.leader >= 0 && p.isr.len() == p.replicas.len() {
+                    return p.leader;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader with a full ISR for {topic}");
+}
+
+async fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) -> usize {
+    let mut producer = Producer::new(
+        Client::new(bootstrap, "producer", TIMEOUT),
+        ProducerConfig {
+            acks: Acks::All,
+            idempotence: true,
+            retries: 50,
+            retry_backoff: Duration::from_millis(100),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("producer");
+    let mut acked = 0;
+    for i in range {
+        producer.send(topic, Some(0), value(i)).await.unwrap();
+        for r in producer.flush().await.unwrap() {
+            assert!(r.error.is_none(), "record {i} not acknowledged: {:?}", r.error);
+            acked += r.record_count;
+        }
+    }
+    acked
+}
+
+async fn read_values(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
+    let mut consumer = Consumer::new(
+        Client::new(bootstrap, "reader", TIMEOUT),
+        ConsumerConfig {
+            fetch_wait_max: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    consumer.assign(topic, 0, Some(0));
+    let mut values = Vec::new();
+    for _ in 0..400 {
+        match consumer.poll().await {
+            Ok(records) => values.extend(
+                records
+                    .into_iter()
+                    .map(|r| String::from_utf8_lossy(r.record.value.as_deref().unwrap_or(b"")).to_string()),
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+        if values.len() >= expected {
+            break;
+        }
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_survives_leader_power_loss_and_the_replica_rejoins() {
+    let mut cluster = Cluster::start().await;
+    let bootstrap = cluster.bootstrap();
+    let mut admin = Client::new(&bootstrap, "admin", TIMEOUT);
+    let mut created = false;
+    for _ in 0..100 {
+        let topic = NewTopic {
+            name: "orders".into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
+        };
+        if let Ok(mut results) = admin.create_topics(&[topic]).await {
+            if results.remove(0).1.is_ok() {
+                created = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "the cluster never created the topic");
+    let leader = wait_for_leader(&bootstrap, "orders").await;
+    assert_eq!(produce(&bootstrap, "orders", 0..50).await, 50);
+
+    // The leader loses power: whatever it had not synced is gone from its disk.
+    cluster.power_off_broker(leader as usize - 1).await;
+    assert_eq!(produce(&bootstrap, "orders", 50..100).await, 50);
+
+    // It comes back, truncates to what the new leader has, catches up and rejoins the ISR.
+    cluster.start_broker(leader as usize - 1).await;
+    let new_leader = wait_for_leader(&bootstrap, "orders").await;
+    assert_ne!(new_leader, 0);
+    let values = read_values(&bootstrap, "orders", 100).await;
+    let expected: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "every acknowledged record, once, in order");
+
+    // Every replica holds the same batches below the high watermark.
+    let digests: Vec<_> = cluster
+        .brokers
+        .iter()
+        .map(|b| b.as_ref().unwrap().control().replica_digest("orders", 0).unwrap())
+        .collect();
+    let leader_digest = digests.iter().find(|d| d.is_leader).expect("a leader");
+    let committed: BTreeSet<_> = leader_digest
+        .batches
+        .iter()
+        .filter(|(_, last, _)| *last < leader_digest.high_watermark)
+        .collect();
+    assert_eq!(committed.len(), 100);
+    for d in &digests {
+        let held: BTreeSet<_> = d.batches.iter().collect();
+        assert!(committed.is_subset(&held), "a replica lacks committed batches: {d:?}");
+    }
+    let _ = &cluster.controllers;
+}
