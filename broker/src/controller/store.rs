@@ -183,7 +183,7 @@ mod tests {
         store
             .persist(&PersistRequest {
                 hard_state: Some(HardState {
-                    term: 2,
+                    term: 3,
                     voted_for: Some(1),
                 }),
                 log_write: Some(LogWrite {
