@@ -238,7 +238,7 @@ pub fn parse_voters(value: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
     Ok(voters)
 }
 
-pub(crate) fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> {
+pub fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> {
     let n: i64 = value
         .parse()
         .map_err(|_| format!("expected a whole number, got {value:?}"))?;
@@ -248,7 +248,7 @@ pub(crate) fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> 
     Ok(n)
 }
 
-pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
+pub fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Exit codes: 0 success, 1 failure, 2 bad usage.
 
 mod bench;
+mod cluster;
 mod console;
 
 use clap::{Parser, Subcommand};
@@ -23,8 +24,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a broker node.
+    /// Run a broker node (with --controller-quorum-voters: part of a cluster).
     Broker(BrokerArgs),
+    /// Run a controller node of the metadata quorum.
+    Controller(cluster::ControllerArgs),
+    /// Run a local cluster (controllers and brokers as child processes) until Ctrl-C.
+    Cluster(cluster::ClusterArgs),
+    /// Show each controller's view of the quorum and the registered brokers.
+    MetadataQuorum(cluster::MetadataQuorumArgs),
     /// Create, list, describe and delete topics.
     Topics(console::TopicsArgs),
     /// Produce lines from standard input as records.
@@ -46,6 +53,13 @@ struct BrokerArgs {
     /// This node's id (Kafka's `node.id`).
     #[arg(long, default_value_t = 1)]
     node_id: i32,
+    /// Kafka's `controller.quorum.voters` (ID@HOST:PORT,...): join that cluster. Without
+    /// it the broker runs alone and is the only replica of everything.
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
+    /// Kafka's `broker.rack`, for rack-aware replica placement.
+    #[arg(long)]
+    rack: Option<String>,
     /// A Kafka-style server.properties file; flags given here win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -66,6 +80,9 @@ pub async fn run() -> i32 {
     init_tracing();
     let result = match cli.command {
         Command::Broker(args) => run_broker(args).await,
+        Command::Controller(args) => cluster::run_controller(args).await,
+        Command::Cluster(args) => cluster::run_cluster(args).await,
+        Command::MetadataQuorum(args) => cluster::metadata_quorum(args).await,
         Command::Topics(args) => console::topics(args).await,
         Command::Produce(args) => console::produce(args).await,
         Command::Consume(args) => console::consume(args).await,
@@ -110,6 +127,14 @@ fn broker_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
         .map_err(|e| UsageError(format!("--listen: {e}")))?;
     config.data_dir = args.data_dir.clone();
     config.node_id = args.node_id;
+    if let Some(voters) = &args.controller_quorum_voters {
+        config
+            .apply_one("controller.quorum.voters", voters)
+            .map_err(|e| UsageError(format!("--controller-quorum-voters: {e}")))?;
+    }
+    if let Some(rack) = &args.rack {
+        config.rack = Some(rack.clone());
+    }
     for item in &args.overrides {
         let (key, value) = item
             .split_once('=')
@@ -132,7 +157,7 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {
