@@ -1,0 +1,192 @@
+"""Unmodified clients against a real local cluster started with `faultline cluster`
+(3 controllers and 3 brokers, each its own process): replication factor 3, acks=all and
+min.insync.replicas=2 while the partition leader and the active controller are killed
+with SIGKILL, then restarted with the command the cluster printed for them."""
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Producer as CKProducer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import BIN
+
+
+def ports_free(ports):
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+class LocalCluster:
+    def __init__(self, data_dir):
+        self.data_dir = str(data_dir)
+        for _ in range(50):
+            base = random.randint(20000, 40000)
+            if ports_free([base + i for i in range(3)] + [base + 100 + i for i in range(3)]):
+                break
+        self.base = base
+        self.bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+        self.voters = ",".join(f"{1001 + i}@127.0.0.1:{base + 100 + i}" for i in range(3))
+        self.log = open(os.path.join(self.data_dir, "cluster.log"), "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "cluster", "--base-port", str(base), "--data-dir", self.data_dir,
+             "--override", "replica.lag.time.max.ms=5000",
+             "--controller-override", "broker.session.timeout.ms=4000"],
+            stdout=self.log, stderr=self.log)
+        self.restarted = []
+
+    def nodes(self):
+        """name -> (pid, command) from nodes.txt."""
+        path = os.path.join(self.data_dir, "nodes.txt")
+        out = {}
+        with open(path) as f:
+            for line in f:
+                name, pid, command = line.rstrip("\n").split("\t", 2)
+                out[name] = (int(pid.split()[1]), command)
+        return out
+
+    def quorum(self):
+        return subprocess.run([BIN, "metadata-quorum", "--voters", self.voters],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def wait_ready(self, brokers=3, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if os.path.exists(os.path.join(self.data_dir, "nodes.txt")):
+                out = self.quorum()
+                live = [l for l in out.splitlines() if l.startswith("broker ") and "fenced" not in l]
+                if len(live) >= brokers and "active true" in out:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"cluster not ready: {self.quorum()}")
+
+    def active_controller(self):
+        m = re.search(r"controller (\d+): .*active true", self.quorum())
+        assert m, self.quorum()
+        return f"controller-{int(m.group(1)) - 1000}"
+
+    def kill(self, name):
+        pid, _ = self.nodes()[name]
+        os.kill(pid, signal.SIGKILL)
+
+    def restart(self, name):
+        _, command = self.nodes()[name]
+        log = open(os.path.join(self.data_dir, name, "node.log"), "ab")
+        self.restarted.append(subprocess.Popen(command.split(" "), stdout=log, stderr=log))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for p in self.restarted:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = LocalCluster(tmp_path)
+    try:
+        c.wait_ready()
+        yield c
+    finally:
+        c.stop()
+
+
+def describe(bootstrap, topic):
+    out = subprocess.run(["kcat", "-L", "-b", bootstrap, "-t", topic],
+                         capture_output=True, text=True, timeout=30).stdout
+    return out
+
+
+def leader_of(bootstrap, topic, partition=0):
+    for _ in range(100):
+        m = re.search(rf"partition {partition}, leader (\d+), replicas: ([\d,]+), isrs: ([\d,]+)",
+                      describe(bootstrap, topic))
+        if m and int(m.group(1)) >= 0:
+            return int(m.group(1)), m.group(2), m.group(3)
+        time.sleep(0.2)
+    raise AssertionError(describe(bootstrap, topic))
+
+
+def test_metadata_lists_every_broker_and_the_leaders(cluster):
+    out = subprocess.run(["kcat", "-L", "-b", cluster.bootstrap], capture_output=True,
+                         text=True, timeout=30).stdout
+    assert " 3 brokers:" in out, out
+    for i in range(3):
+        assert f"broker {i + 1} at 127.0.0.1:{cluster.base + i}" in out, out
+
+
+def test_acks_all_loses_nothing_when_the_leader_and_the_active_controller_die(cluster):
+    topic = "orders-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
+                                            config={"min.insync.replicas": "2"})])
+    futures[topic].result(timeout=30)
+    leader, replicas, isr = leader_of(cluster.bootstrap, topic)
+    assert sorted(replicas.split(",")) == ["1", "2", "3"]
+
+    acked, failed = [], []
+    stop = threading.Event()
+
+    def on_delivery(err, msg):
+        (failed if err else acked).append(msg.value().decode())
+
+    def produce():
+        p = CKProducer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                        "enable.idempotence": True, "linger.ms": 5,
+                        "message.timeout.ms": 60000})
+        i = 0
+        while not stop.is_set():
+            p.produce(topic, value=f"v{i}".encode(), partition=0, on_delivery=on_delivery)
+            p.poll(0)
+            i += 1
+            time.sleep(0.002)
+        assert p.flush(90) == 0
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    time.sleep(2)
+    victim_controller = cluster.active_controller()
+    cluster.kill(f"broker-{leader}")
+    cluster.kill(victim_controller)
+    time.sleep(6)
+    new_leader, _, _ = leader_of(cluster.bootstrap, topic)
+    assert new_leader != leader
+    cluster.restart(f"broker-{leader}")
+    cluster.restart(victim_controller)
+    time.sleep(4)
+    stop.set()
+    writer.join(timeout=120)
+    assert not writer.is_alive()
+    assert len(acked) > 500, (len(acked), failed[:5])
+
+    out = subprocess.run(["kcat", "-C", "-b", cluster.bootstrap, "-t", topic, "-o", "beginning",
+                          "-e", "-q", "-f", "%s\n"], capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    missing = set(acked) - set(out)
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
+    assert len(out) == len(set(out)), "duplicates with an idempotent producer"
+    # The restarted broker catches up and is back in the ISR.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        _, _, isr = leader_of(cluster.bootstrap, topic)
+        if len(isr.split(",")) == 3:
+            break
+        time.sleep(0.5)
+    assert len(isr.split(",")) == 3, describe(cluster.bootstrap, topic)
