@@ -36,9 +36,87 @@ pub struct BenchArgs {
     partitions: i32,
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Brokers to start in this process: 1 is a standalone broker; more start 3
+    /// controllers too, and topics get one replica per broker.
+    #[arg(long, default_value_t = 1)]
+    brokers: usize,
+    /// Single-record produce requests timed one at a time after the throughput runs, for
+    /// the p50/p99 produce latency.
+    #[arg(long, default_value_t = 2_000)]
+    latency_samples: usize,
     /// Benchmark an already running broker instead of one started here.
     #[arg(long)]
     bootstrap_server: Option<String>,
+}
+
+/// Nodes started in this process; dropped (and their directories removed) at the end.
+struct LocalNodes {
+    brokers: Vec<Broker>,
+    controllers: Vec<faultline::controller::ControllerNode>,
+    dir: std::path::PathBuf,
+}
+
+async fn start_nodes(brokers: usize) -> anyhow::Result<(String, LocalNodes)> {
+    let dir = std::env::temp_dir().join(format!("faultline-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut nodes = LocalNodes {
+        brokers: Vec::new(),
+        controllers: Vec::new(),
+        dir: dir.clone(),
+    };
+    let mut voters = Vec::new();
+    if brokers > 1 {
+        for i in 0..3 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            voters.push((1001 + i, listener.local_addr()?));
+        }
+        for (id, addr) in &voters {
+            let config = faultline::controller::ControllerNodeConfig::new(
+                *id,
+                *addr,
+                voters.clone(),
+                dir.join(format!("controller-{id}")),
+            );
+            nodes.controllers.push(
+                faultline::controller::ControllerNode::start(config, Arc::new(FileStorage::new()))
+                    .await?,
+            );
+        }
+    }
+    for i in 0..brokers {
+        let config = BrokerConfig {
+            node_id: i as i32 + 1,
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.join(format!("broker-{}", i + 1)),
+            controller_quorum_voters: voters.clone(),
+            default_replication_factor: brokers as i16,
+            ..Default::default()
+        };
+        std::fs::create_dir_all(&config.data_dir)?;
+        nodes
+            .brokers
+            .push(Broker::start(config, Arc::new(FileStorage::new())).await?);
+    }
+    let bootstrap = nodes
+        .brokers
+        .iter()
+        .map(|b| b.local_addr().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    if brokers > 1 {
+        // Wait until every broker has registered and is unfenced.
+        let mut client = Client::new(&bootstrap, "faultline-bench", Duration::from_secs(5));
+        for _ in 0..200 {
+            if client.refresh_metadata(Some(&[]), false).await.is_ok()
+                && client.brokers().len() == brokers
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok((bootstrap, nodes))
 }
 
 struct RunFigures {
@@ -56,27 +134,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             UsageError("--records, --runs and --partitions must be positive".into()).into(),
         );
     }
-    let mut _data_dir = None;
-    let (bootstrap, _broker) = match &args.bootstrap_server {
+    if args.brokers == 0 || args.brokers > 9 {
+        return Err(UsageError("--brokers must be in 1..=9".into()).into());
+    }
+    let (bootstrap, nodes) = match &args.bootstrap_server {
         Some(s) => (s.clone(), None),
         None => {
-            let dir = std::env::temp_dir().join(format!("faultline-bench-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            let config = BrokerConfig {
-                listen: "127.0.0.1:0".parse()?,
-                data_dir: dir.clone(),
-                ..Default::default()
-            };
-            let broker = Broker::start(config, Arc::new(FileStorage::new())).await?;
-            _data_dir = Some(dir);
-            (broker.local_addr().to_string(), Some(broker))
+            let (bootstrap, nodes) = start_nodes(args.brokers).await?;
+            (bootstrap, Some(nodes))
         }
     };
     println!(
-        "faultline bench: {} records of {} bytes, acks={}, compression={}, batch.size={}, {} partition(s), {} runs, broker {}",
+        "faultline bench: {} records of {} bytes, acks={}, compression={}, batch.size={}, {} partition(s), {} runs, {}",
         args.records, args.record_bytes, args.acks, args.compression, args.batch_bytes, args.partitions, args.runs,
-        if args.bootstrap_server.is_some() { "external" } else { "in-process" }
+        match (&args.bootstrap_server, args.brokers) {
+            (Some(_), _) => "external cluster".to_string(),
+            (None, 1) => "in-process standalone broker".to_string(),
+            (None, n) => format!("in-process cluster of {n} brokers and 3 controllers, replication factor {n}"),
+        }
     );
     let mut figures = Vec::new();
     for run in 0..args.runs {
@@ -104,6 +179,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "median consume: {consume:.0} records/s, {:.1} MB/s",
         consume * args.record_bytes as f64 / 1e6
     );
+    if args.latency_samples > 0 {
+        let topic = format!("bench-{}-latency", std::process::id());
+        let mut samples = latency_run(&args, &bootstrap, &topic, acks).await?;
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "produce latency ({} single-record requests, one at a time): p50 {:.2} ms, p99 {:.2} ms",
+            samples.len(),
+            at(0.50),
+            at(0.99)
+        );
+        let mut admin = Client::new(&bootstrap, "faultline-bench", Duration::from_secs(30));
+        let _ = admin.delete_topics(&[&topic]).await;
+    }
     match peak_memory_kib() {
         Some(kib) => println!(
             "peak memory (VmHWM, this process): {:.1} MiB",
@@ -111,8 +200,82 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         None => println!("peak memory: not available on this platform"),
     }
-    if let Some(dir) = _data_dir {
-        let _ = std::fs::remove_dir_all(dir);
+    if let Some(nodes) = nodes {
+        for broker in nodes.brokers {
+            broker.kill().await;
+        }
+        for controller in nodes.controllers {
+            controller.shutdown().await;
+        }
+        let _ = std::fs::remove_dir_all(&nodes.dir);
+    }
+    Ok(())
+}
+
+/// Milliseconds per single-record produce, each waited for before the next is sent.
+async fn latency_run(
+    args: &BenchArgs,
+    bootstrap: &str,
+    topic: &str,
+    acks: Acks,
+) -> anyhow::Result<Vec<f64>> {
+    create_topic(bootstrap, topic, 1).await?;
+    let mut producer = Producer::new(
+        Client::new(bootstrap, "faultline-bench-latency", Duration::from_secs(30)),
+        ProducerConfig {
+            acks,
+            idempotence: acks == Acks::All,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let value = Bytes::from(vec![b'x'; args.record_bytes]);
+    let mut samples = Vec::with_capacity(args.latency_samples);
+    // Warm up connections and metadata first.
+    for i in 0..args.latency_samples + 20 {
+        let record = NewRecord {
+            timestamp: faultline::server::now_ms(),
+            key: None,
+            value: Some(value.clone()),
+            headers: Vec::new(),
+        };
+        let started = Instant::now();
+        producer.send(topic, Some(0), record).await?;
+        for r in producer.flush().await? {
+            if let Some(e) = r.error {
+                anyhow::bail!("produce failed: {e}");
+            }
+        }
+        if i >= 20 {
+            samples.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(samples)
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let mut admin = Client::new(bootstrap, "faultline-bench", Duration::from_secs(30));
+    for (name, result) in admin
+        .create_topics(&[NewTopic {
+            name: topic.to_string(),
+            partitions,
+            replication_factor: -1,
+            ..Default::default()
+        }])
+        .await?
+    {
+        result.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+    }
+    // A new topic's leaders take a moment to be known everywhere.
+    for _ in 0..100 {
+        let ready = admin
+            .refresh_metadata(Some(&[topic]), false)
+            .await
+            .is_ok_and(|t| t.iter().all(|t| t.partitions.iter().all(|p| p.leader >= 0)));
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }
@@ -124,18 +287,7 @@ async fn one_run(
     acks: Acks,
     compression: Compression,
 ) -> anyhow::Result<RunFigures> {
-    let mut admin = Client::new(bootstrap, "faultline-bench", Duration::from_secs(30));
-    for (name, result) in admin
-        .create_topics(&[NewTopic {
-            name: topic.to_string(),
-            partitions: args.partitions,
-            replication_factor: -1,
-            ..Default::default()
-        }])
-        .await?
-    {
-        result.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
-    }
+    create_topic(bootstrap, topic, args.partitions).await?;
     let config = ProducerConfig {
         acks,
         idempotence: acks == Acks::All,
