@@ -467,6 +467,7 @@ impl BrokerState {
 
     /// Append what the leader sent (already offset-assigned batches) and take its high
     /// watermark. Ignored when the partition moved to another leader epoch meanwhile.
+    #[allow(clippy::too_many_arguments)]
     pub fn follower_append(
         &mut self,
         topic: &str,
