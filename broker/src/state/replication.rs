@@ -869,3 +869,240 @@ fn take_role(
     );
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::controller::logic::{BrokerRegistration, TopicImage};
+    use crate::record::codec::{encode_batch, BatchOptions, NewRecord};
+    use crate::storage::MemStorage;
+    use std::sync::Arc;
+
+    const ME: i32 = 1;
+
+    fn clustered(storage: &MemStorage) -> BrokerState {
+        let config = BrokerConfig {
+            node_id: ME,
+            data_dir: "/data".into(),
+            controller_quorum_voters: vec![(1001, "127.0.0.1:9093".parse().unwrap())],
+            ..Default::default()
+        };
+        BrokerState::open(Arc::new(storage.clone()), config, 0, 7).unwrap()
+    }
+
+    /// An image at `offset` with brokers 1..=3 (this process registered, unfenced unless
+    /// `fenced`) and topic `t` with one partition in the given state.
+    fn image(
+        state: &BrokerState,
+        offset: u64,
+        leader: i32,
+        leader_epoch: i32,
+        isr: &[i32],
+        fenced: bool,
+    ) -> MetadataImage {
+        let mut image = MetadataImage {
+            offset,
+            ..Default::default()
+        };
+        for id in 1..=3 {
+            image.brokers.insert(
+                id,
+                BrokerRegistration {
+                    id,
+                    incarnation: if id == ME {
+                        state.incarnation().unwrap()
+                    } else {
+                        99
+                    },
+                    host: "127.0.0.1".into(),
+                    port: 9000 + id as u16,
+                    rack: None,
+                    fenced: id == ME && fenced,
+                    registration_offset: 1,
+                },
+            );
+        }
+        image.topics.insert(
+            "t".into(),
+            TopicImage {
+                name: "t".into(),
+                id: 42,
+                configs: BTreeMap::new(),
+                partitions: vec![PartitionState {
+                    topic: "t".into(),
+                    partition: 0,
+                    replicas: vec![1, 2, 3],
+                    isr: isr.to_vec(),
+                    leader,
+                    leader_epoch,
+                    partition_epoch: leader_epoch,
+                }],
+            },
+        );
+        image
+    }
+
+    fn batch(epoch: i32, base_offset: i64, n: usize) -> Vec<u8> {
+        let records: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from(format!("e{epoch}-{i}"))),
+                headers: Vec::new(),
+            })
+            .collect();
+        let mut bytes = encode_batch(&records, &BatchOptions::default()).to_vec();
+        batch::set_base_offset(&mut bytes, base_offset);
+        batch::set_partition_leader_epoch(&mut bytes, epoch);
+        bytes
+    }
+
+    fn role(state: &BrokerState) -> String {
+        state.partition("t", 0).unwrap().role.to_string()
+    }
+
+    #[test]
+    fn a_fenced_or_unregistered_process_never_leads() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let fenced = image(&state, 5, ME, 3, &[1, 2, 3], true);
+        state.apply_image(fenced, 0).unwrap();
+        assert_eq!(role(&state), "replica without a leader");
+        // Registered under another incarnation (a previous process): still not ours.
+        let mut other = image(&state, 6, ME, 3, &[1, 2, 3], false);
+        other.brokers.get_mut(&ME).unwrap().incarnation += 1;
+        state.apply_image(other, 0).unwrap();
+        assert_eq!(role(&state), "replica without a leader");
+        let ours = image(&state, 7, ME, 3, &[1, 2, 3], false);
+        state.apply_image(ours, 0).unwrap();
+        assert_eq!(role(&state), "leader in epoch 3");
+        // Producing needs the leader; acks=all waits for the ISR.
+        let appended = state.produce("t", 0, &batch(0, 0, 2), -1, 0).unwrap();
+        assert_eq!(
+            state.produce_status("t", 0, appended.leader_epoch, appended.last_offset),
+            ProduceWait::Waiting
+        );
+    }
+
+    #[test]
+    fn followers_append_what_the_leader_sends_and_never_serve_consumers() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let follower = image(&state, 5, 2, 1, &[1, 2, 3], false);
+        state.apply_image(follower, 0).unwrap();
+        assert_eq!(role(&state), "follower of broker 2");
+        let refused = state.read("t", 0, 0, 1024).unwrap_err();
+        assert_eq!(refused.error, ResponseError::NotLeaderOrFollower);
+        let refused = state.produce("t", 0, &batch(0, 0, 1), 1, 0).unwrap_err();
+        assert_eq!(refused.error, ResponseError::NotLeaderOrFollower);
+        let mut records = batch(0, 0, 3);
+        records.extend(batch(1, 3, 2));
+        state.follower_append("t", 0, 2, 1, &records, 4, 0).unwrap();
+        let p = state.partition("t", 0).unwrap();
+        assert_eq!(p.log.log_end_offset(), 5);
+        assert_eq!(p.high_watermark(), 4);
+        assert_eq!(p.epochs.latest_epoch(), Some(1));
+        // Sent again (a retried fetch): nothing appended twice.
+        state.follower_append("t", 0, 2, 1, &records, 5, 0).unwrap();
+        assert_eq!(state.partition("t", 0).unwrap().log.log_end_offset(), 5);
+    }
+
+    #[test]
+    fn truncation_follows_the_leaders_epoch_end_and_ignores_answers_from_an_older_epoch() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let first = image(&state, 5, 2, 1, &[1, 2, 3], false);
+        state.apply_image(first, 0).unwrap();
+        let mut records = batch(0, 0, 3);
+        records.extend(batch(1, 3, 3));
+        state.follower_append("t", 0, 2, 1, &records, 2, 0).unwrap();
+        // Leader 3 takes over in epoch 2; its history says epoch 1 ended at offset 4.
+        let second = image(&state, 6, 3, 2, &[1, 3], false);
+        state.apply_image(second, 0).unwrap();
+        assert_eq!(role(&state), "follower of broker 3");
+        // A late answer meant for epoch 1 (KAFKA-18991) must not cut anything.
+        let late = EpochEndOffset {
+            epoch: 0,
+            end_offset: 1,
+        };
+        assert!(!state.follower_truncate("t", 0, 2, 1, Some(late)).unwrap());
+        assert_eq!(state.partition("t", 0).unwrap().log.log_end_offset(), 6);
+        // The answer for epoch 2 truncates to where the leader's epoch 1 ends, not to the
+        // high watermark (2): a batch straddling the cut goes whole.
+        let answer = EpochEndOffset {
+            epoch: 1,
+            end_offset: 4,
+        };
+        assert!(state.follower_truncate("t", 0, 3, 2, Some(answer)).unwrap());
+        let p = state.partition("t", 0).unwrap();
+        assert_eq!(p.log.log_end_offset(), 3);
+        // Epoch 1's only batch is gone, and so is its cache entry.
+        assert_eq!(p.epochs.latest_epoch(), Some(0));
+        assert!(matches!(
+            p.role,
+            PartitionRole::Follower {
+                truncated: true,
+                ..
+            }
+        ));
+        // Durable: the epoch checkpoint agrees with the log after a crash.
+        disk.crash();
+        let mut reopened = clustered(&disk);
+        let again = image(&reopened, 6, 3, 2, &[1, 3], false);
+        reopened.apply_image(again, 0).unwrap();
+        let p = reopened.partition("t", 0).unwrap();
+        assert_eq!(p.log.log_end_offset(), 3);
+        assert_eq!(p.epochs.latest_epoch(), Some(0));
+    }
+
+    #[test]
+    fn a_leader_fences_followers_of_other_epochs_and_commits_what_the_isr_has() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let leading = image(&state, 5, ME, 4, &[1, 2], false);
+        state.apply_image(leading, 0).unwrap();
+        let appended = state.produce("t", 0, &batch(0, 0, 3), -1, 0).unwrap();
+        let fetch = |offset, epoch| FollowerFetch {
+            replica_id: 2,
+            fetch_offset: offset,
+            current_leader_epoch: Some(epoch),
+            last_fetched_epoch: None,
+        };
+        let stale = state
+            .follower_fetch("t", 0, &fetch(0, 3), 1 << 20, 0)
+            .unwrap_err();
+        assert_eq!(stale.error, ResponseError::FencedLeaderEpoch);
+        let ahead = state
+            .follower_fetch("t", 0, &fetch(0, 5), 1 << 20, 0)
+            .unwrap_err();
+        assert_eq!(ahead.error, ResponseError::UnknownLeaderEpoch);
+        let (read, _) = state
+            .follower_fetch("t", 0, &fetch(0, 4), 1 << 20, 0)
+            .unwrap();
+        assert!(
+            !read.records.is_empty(),
+            "followers read past the high watermark"
+        );
+        assert_eq!(
+            state.produce_status("t", 0, 4, appended.last_offset),
+            ProduceWait::Waiting
+        );
+        // The follower's next fetch shows it has everything: committed.
+        state
+            .follower_fetch("t", 0, &fetch(3, 4), 1 << 20, 0)
+            .unwrap();
+        assert_eq!(state.partition("t", 0).unwrap().high_watermark(), 3);
+        assert_eq!(
+            state.produce_status("t", 0, 4, appended.last_offset),
+            ProduceWait::Done(0)
+        );
+        // A new leader epoch elsewhere: the old produce can no longer be acknowledged.
+        let moved = image(&state, 6, 2, 5, &[2, 3], false);
+        state.apply_image(moved, 0).unwrap();
+        assert_eq!(
+            state.produce_status("t", 0, 4, appended.last_offset),
+            ProduceWait::Done(ResponseError::NotLeaderOrFollower.code())
+        );
+    }
+}
