@@ -37,7 +37,12 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let voters: Vec<(i32, SocketAddr)> = (0..3)
-            .map(|i| (1001 + i, format!("127.0.0.1:{}", free_port()).parse().unwrap()))
+            .map(|i| {
+                (
+                    1001 + i,
+                    format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                )
+            })
             .collect();
         let mut controllers = Vec::new();
         for (id, addr) in &voters {
@@ -141,7 +146,11 @@ async fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) ->
     for i in range {
         producer.send(topic, Some(0), value(i)).await.unwrap();
         for r in producer.flush().await.unwrap() {
-            assert!(r.error.is_none(), "record {i} not acknowledged: {:?}", r.error);
+            assert!(
+                r.error.is_none(),
+                "record {i} not acknowledged: {:?}",
+                r.error
+            );
             acked += r.record_count;
         }
     }
@@ -160,11 +169,9 @@ async fn read_values(bootstrap: &str, topic: &str, expected: usize) -> Vec<Strin
     let mut values = Vec::new();
     for _ in 0..400 {
         match consumer.poll().await {
-            Ok(records) => values.extend(
-                records
-                    .into_iter()
-                    .map(|r| String::from_utf8_lossy(r.record.value.as_deref().unwrap_or(b"")).to_string()),
-            ),
+            Ok(records) => values.extend(records.into_iter().map(|r| {
+                String::from_utf8_lossy(r.record.value.as_deref().unwrap_or(b"")).to_string()
+            })),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
         if values.len() >= expected {
@@ -209,13 +216,22 @@ async fn acks_all_survives_leader_power_loss_and_the_replica_rejoins() {
     assert_ne!(new_leader, 0);
     let values = read_values(&bootstrap, "orders", 100).await;
     let expected: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
-    assert_eq!(values, expected, "every acknowledged record, once, in order");
+    assert_eq!(
+        values, expected,
+        "every acknowledged record, once, in order"
+    );
 
     // Every replica holds the same batches below the high watermark.
     let digests: Vec<_> = cluster
         .brokers
         .iter()
-        .map(|b| b.as_ref().unwrap().control().replica_digest("orders", 0).unwrap())
+        .map(|b| {
+            b.as_ref()
+                .unwrap()
+                .control()
+                .replica_digest("orders", 0)
+                .unwrap()
+        })
         .collect();
     let leader_digest = digests.iter().find(|d| d.is_leader).expect("a leader");
     let committed: BTreeSet<_> = leader_digest
@@ -226,7 +242,10 @@ async fn acks_all_survives_leader_power_loss_and_the_replica_rejoins() {
     assert_eq!(committed.len(), 100);
     for d in &digests {
         let held: BTreeSet<_> = d.batches.iter().collect();
-        assert!(committed.is_subset(&held), "a replica lacks committed batches: {d:?}");
+        assert!(
+            committed.is_subset(&held),
+            "a replica lacks committed batches: {d:?}"
+        );
     }
     let _ = &cluster.controllers;
 }

@@ -221,7 +221,11 @@ async fn latency_run(
 ) -> anyhow::Result<Vec<f64>> {
     create_topic(bootstrap, topic, 1).await?;
     let mut producer = Producer::new(
-        Client::new(bootstrap, "faultline-bench-latency", Duration::from_secs(30)),
+        Client::new(
+            bootstrap,
+            "faultline-bench-latency",
+            Duration::from_secs(30),
+        ),
         ProducerConfig {
             acks,
             idempotence: acks == Acks::All,

@@ -83,7 +83,10 @@ pub async fn metadata_quorum(args: MetadataQuorumArgs) -> anyhow::Result<()> {
     let mut active = None;
     for (id, addr) in &voters {
         let mut client = ControllerClient::new(vec![(*id, *addr)]);
-        match client.call(&Request::Describe, Duration::from_secs(2)).await {
+        match client
+            .call(&Request::Describe, Duration::from_secs(2))
+            .await
+        {
             Ok(Response::Describe {
                 node,
                 term,
@@ -111,7 +114,9 @@ pub async fn metadata_quorum(args: MetadataQuorumArgs) -> anyhow::Result<()> {
                     b.id,
                     b.host,
                     b.port,
-                    b.rack.as_ref().map_or(String::new(), |r| format!(" rack {r}")),
+                    b.rack
+                        .as_ref()
+                        .map_or(String::new(), |r| format!(" rack {r}")),
                     if b.fenced { " fenced" } else { "" }
                 );
             }
@@ -161,7 +166,9 @@ pub async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     }
     let last_port = u32::from(args.base_port) + 100 + u32::from(args.controllers);
     if last_port > u32::from(u16::MAX) {
-        return Err(UsageError("--base-port leaves no room for the controllers' ports".into()).into());
+        return Err(
+            UsageError("--base-port leaves no room for the controllers' ports".into()).into(),
+        );
     }
     let exe = std::env::current_exe()?;
     let voters: Vec<(i32, SocketAddr)> = (0..args.controllers)
@@ -228,15 +235,23 @@ pub async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(args.data_dir.join("nodes.txt"), &table)?;
-    println!("faultline cluster: {} controllers, {} brokers", args.controllers, args.brokers);
+    println!(
+        "faultline cluster: {} controllers, {} brokers",
+        args.controllers, args.brokers
+    );
     println!("bootstrap.servers={bootstrap}");
     println!("controller.quorum.voters={voters_text}");
-    println!("nodes (also in {}; logs in each node's directory):", args.data_dir.join("nodes.txt").display());
+    println!(
+        "nodes (also in {}; logs in each node's directory):",
+        args.data_dir.join("nodes.txt").display()
+    );
     print!("{table}");
     shutdown_signal().await;
     for node in &mut nodes {
         // SIGTERM: brokers sync their logs on the way out.
-        let _ = Command::new("kill").arg(node.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(node.child.id().to_string())
+            .status();
     }
     for node in &mut nodes {
         let _ = node.child.wait();
