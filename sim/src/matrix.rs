@@ -330,6 +330,9 @@ pub fn promise(cell: &Cell) -> Promise {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedFinding {
     pub seed: u64,
+    /// The run got through its final read (no crash, no liveness failure): only then does
+    /// "no loss" mean anything.
+    pub completed: bool,
     /// An acknowledged record was lost (lost-write or unseen found).
     pub lost: bool,
     /// acks=0: records sent that no read ever returned (nothing was acknowledged).
@@ -378,7 +381,7 @@ impl CellResult {
     /// "no loss in 3 seeds" / "loss in 2 of 3 seeds, replay: `cargo lab repro ...`", and
     /// any problems.
     pub fn finding(&self) -> String {
-        let n = self.seeds.len();
+        let n = self.seeds.iter().filter(|s| s.completed).count();
         let lost = self.seeds_with_loss();
         let mut text = if self.cell.acks == AcksSpec::Zero {
             let unread: Vec<&SeedFinding> = self.seeds.iter().filter(|s| s.unread > 0).collect();
@@ -401,6 +404,14 @@ impl CellResult {
                 lost[0]
             )
         };
+        let incomplete = self.seeds.len() - n;
+        if incomplete > 0 {
+            let _ = write!(
+                text,
+                " ({incomplete} of {} seeds did not complete)",
+                self.seeds.len()
+            );
+        }
         let problems = self.problems();
         if let Some((seed, first)) = problems.first() {
             let _ = write!(
@@ -572,6 +583,7 @@ mod tests {
                 .iter()
                 .map(|(seed, lost, problems)| SeedFinding {
                     seed: *seed,
+                    completed: !problems.iter().any(|p| p.starts_with("crash")),
                     lost: *lost,
                     unread: 0,
                     problems: problems.iter().map(|p| p.to_string()).collect(),
@@ -626,6 +638,8 @@ mod tests {
         assert!(rows[0].ends_with("| DISAGREE |"));
         assert!(rows[1].contains("loss expected"));
         assert!(rows[1].contains("no loss in 3 seeds; 1 problem(s), first: seed 3: invariant: x"), "{}", rows[1]);
+        let crashed = result(forbidden, &[(1, false, &["crash: controller-1 did not start: not built yet"])]);
+        assert!(crashed.finding().starts_with("no loss in 0 seeds (1 of 1 seeds did not complete); 1 problem(s), first: seed 1: crash: controller-1"), "{}", crashed.finding());
         assert!(rows[1].ends_with("| DISAGREE |"));
         assert!(rows[2].contains("nothing acknowledged (acks=0); records sent but never read in 1 of 2 seeds, replay: `cargo lab repro reports/matrix/acks-0.misr-1.clean.leader-crash.toml --seed 2`"), "{}", rows[2]);
         assert!(rows[2].ends_with("| agree |"));
