@@ -350,9 +350,18 @@ mod tests {
                 leader(2, 1),
                 hw(2, 1, 15), // a new epoch starts from its own high watermark
                 leader(1, 2),
-                Observation::ControllerActive { node: 1001, term: 1 },
-                Observation::ControllerActive { node: 1001, term: 1 },
-                Observation::ControllerActive { node: 1002, term: 2 },
+                Observation::ControllerActive {
+                    node: 1001,
+                    term: 1,
+                },
+                Observation::ControllerActive {
+                    node: 1001,
+                    term: 1,
+                },
+                Observation::ControllerActive {
+                    node: 1002,
+                    term: 2,
+                },
                 committed(1001, 1, 1, 0xaa),
                 committed(1002, 1, 1, 0xaa),
                 committed(1003, 2, 2, 0xbb),
@@ -398,8 +407,14 @@ mod tests {
     fn two_active_controllers_in_one_term() {
         check(
             &[
-                Observation::ControllerActive { node: 1001, term: 7 },
-                Observation::ControllerActive { node: 1003, term: 7 },
+                Observation::ControllerActive {
+                    node: 1001,
+                    term: 7,
+                },
+                Observation::ControllerActive {
+                    node: 1003,
+                    term: 7,
+                },
             ],
             &["one-active-controller-per-term"],
         );
@@ -425,7 +440,13 @@ mod tests {
         assert_eq!(node_id_of("p1"), None);
     }
 
-    fn digest(is_leader: bool, epoch: i32, hw: i64, isr: &[i32], batches: &[(i64, i64, u32)]) -> ReplicaDigest {
+    fn digest(
+        is_leader: bool,
+        epoch: i32,
+        hw: i64,
+        isr: &[i32],
+        batches: &[(i64, i64, u32)],
+    ) -> ReplicaDigest {
         ReplicaDigest {
             leader_epoch: epoch,
             is_leader,
@@ -443,7 +464,16 @@ mod tests {
             (1, Some(digest(true, 2, 20, &[1, 2, 3], &batches))),
             // A follower may lag above the high watermark, or hold another tail there.
             (2, Some(digest(false, 2, 20, &[], &batches[..2]))),
-            (3, Some(digest(false, 2, 20, &[], &[(0, 9, 1), (10, 19, 2), (20, 25, 9)]))),
+            (
+                3,
+                Some(digest(
+                    false,
+                    2,
+                    20,
+                    &[],
+                    &[(0, 9, 1), (10, 19, 2), (20, 25, 9)],
+                )),
+            ),
             // Out of the ISR: not compared.
             (4, Some(digest(false, 1, 0, &[], &[(0, 9, 7)]))),
             (5, None),
@@ -454,8 +484,14 @@ mod tests {
     #[test]
     fn an_isr_member_that_differs_below_the_high_watermark_fails() {
         let digests = BTreeMap::from([
-            (1, Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1), (10, 19, 2)]))),
-            (2, Some(digest(false, 2, 20, &[], &[(0, 9, 1), (10, 19, 5)]))),
+            (
+                1,
+                Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1), (10, 19, 2)])),
+            ),
+            (
+                2,
+                Some(digest(false, 2, 20, &[], &[(0, 9, 1), (10, 19, 5)])),
+            ),
         ]);
         let v = compare_replicas("t", 0, &digests, 5);
         assert_eq!(v.len(), 1);
@@ -469,15 +505,26 @@ mod tests {
             "batch 10..=19 crc 00000002",
             "batch 10..=19 crc 00000005",
         ] {
-            assert!(v[0].message.contains(part), "{part:?} not in {:?}", v[0].message);
+            assert!(
+                v[0].message.contains(part),
+                "{part:?} not in {:?}",
+                v[0].message
+            );
         }
         // Missing a batch below the high watermark.
         let digests = BTreeMap::from([
-            (1, Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1), (10, 19, 2)]))),
+            (
+                1,
+                Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1), (10, 19, 2)])),
+            ),
             (2, Some(digest(false, 2, 20, &[], &[(0, 9, 1)]))),
         ]);
         let v = compare_replicas("t", 0, &digests, 5);
-        assert!(v[0].message.contains("broker 2 has nothing"), "{}", v[0].message);
+        assert!(
+            v[0].message.contains("broker 2 has nothing"),
+            "{}",
+            v[0].message
+        );
         // In the ISR without a replica.
         let digests = BTreeMap::from([
             (1, Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1)]))),

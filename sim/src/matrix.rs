@@ -305,8 +305,8 @@ pub fn cells() -> Vec<Cell> {
 /// nothing is acknowledged with an offset, so no loss can be attributed to a send.
 pub fn promise(cell: &Cell) -> Promise {
     let acked = cell.acks != AcksSpec::Zero;
-    let leader_only_acks = cell.acks == AcksSpec::One
-        || (cell.acks == AcksSpec::All && cell.min_insync_replicas == 1);
+    let leader_only_acks =
+        cell.acks == AcksSpec::One || (cell.acks == AcksSpec::All && cell.min_insync_replicas == 1);
     match cell.fault {
         Fault::CorrelatedPowerLoss if acked => Promise::Expected,
         Fault::CorrelatedPowerLoss => Promise::Allowed,
@@ -357,7 +357,11 @@ impl CellResult {
     }
 
     pub fn seeds_with_loss(&self) -> Vec<u64> {
-        self.seeds.iter().filter(|s| s.lost).map(|s| s.seed).collect()
+        self.seeds
+            .iter()
+            .filter(|s| s.lost)
+            .map(|s| s.seed)
+            .collect()
     }
 
     pub fn problems(&self) -> Vec<(u64, &str)> {
@@ -439,7 +443,10 @@ pub fn exit_code(results: &[CellResult]) -> i32 {
 /// `reports/guarantees.md`: one row per cell.
 pub fn markdown(results: &[CellResult], commit: &str) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Guarantees: Kafka's promise against what the lab found\n");
+    let _ = writeln!(
+        md,
+        "# Guarantees: Kafka's promise against what the lab found\n"
+    );
     let agree = results.iter().filter(|r| r.agrees()).count();
     let _ = writeln!(
         md,
@@ -529,7 +536,11 @@ mod tests {
         use Promise::*;
         let check = |c: Cell, want: Promise| assert_eq!(promise(&c), want, "{}", c.name());
         // The one configuration Kafka documents as durable, under faults that keep a replica.
-        for f in [LeaderCrash, LeaderPartitioned, LaggingFollowerThenLeaderCrash] {
+        for f in [
+            LeaderCrash,
+            LeaderPartitioned,
+            LaggingFollowerThenLeaderCrash,
+        ] {
             check(cell(All, 2, false, f), Forbidden);
         }
         // Durability rests on replication, not fsync: power loss of all replicas loses.
@@ -550,10 +561,7 @@ mod tests {
         for c in cells().into_iter().filter(|c| c.acks == Zero) {
             check(c, Allowed);
         }
-        let forbidden = cells()
-            .iter()
-            .filter(|c| promise(c) == Forbidden)
-            .count();
+        let forbidden = cells().iter().filter(|c| promise(c) == Forbidden).count();
         assert_eq!(forbidden, 3);
     }
 
@@ -561,8 +569,11 @@ mod tests {
     fn every_cell_is_a_valid_scenario() {
         for c in cells() {
             let text = c.scenario_toml();
-            let s = scenario::parse(Path::new(&format!("reports/matrix/{}.toml", c.name())), &text)
-                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", c.name()));
+            let s = scenario::parse(
+                Path::new(&format!("reports/matrix/{}.toml", c.name())),
+                &text,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}\n{text}", c.name()));
             assert_eq!(s.controllers, 3);
             assert_eq!(s.producers[0].idempotence, Some(c.acks == AcksSpec::All));
             let loss = s.expectation(crate::history::Anomaly::LostWrite);
@@ -607,7 +618,10 @@ mod tests {
         for bad in [
             result(forbidden, &[(1, false, &[]), (2, true, &[])]),
             result(expected, &[(1, false, &[]), (2, false, &[])]),
-            result(allowed, &[(1, false, &["crash: controller-1 did not start"])]),
+            result(
+                allowed,
+                &[(1, false, &["crash: controller-1 did not start"])],
+            ),
         ] {
             assert!(!bad.agrees(), "{}", bad.cell.name());
             assert_eq!(exit_code(&[ok[0].clone(), bad]), 1);
@@ -622,29 +636,58 @@ mod tests {
         let mut zero_result = result(zero, &[(1, false, &[]), (2, false, &[])]);
         zero_result.seeds[1].unread = 4;
         let results = [
-            result(forbidden, &[(1, false, &[]), (2, true, &[]), (3, true, &[])]),
-            result(expected, &[(1, false, &[]), (2, false, &[]), (3, false, &["invariant: x"])]),
+            result(
+                forbidden,
+                &[(1, false, &[]), (2, true, &[]), (3, true, &[])],
+            ),
+            result(
+                expected,
+                &[
+                    (1, false, &[]),
+                    (2, false, &[]),
+                    (3, false, &["invariant: x"]),
+                ],
+            ),
             zero_result,
         ];
         let md = markdown(&results, "abc123");
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `")).collect();
         assert_eq!(rows.len(), 3, "{md}");
-        assert!(md.contains("Commit `abc123`. 3 cells, 1 agree, 2 DISAGREE"), "{md}");
-        assert!(rows[0].contains("acks=all, min.insync.replicas=2, unclean.leader.election.enable=false"));
+        assert!(
+            md.contains("Commit `abc123`. 3 cells, 1 agree, 2 DISAGREE"),
+            "{md}"
+        );
+        assert!(rows[0]
+            .contains("acks=all, min.insync.replicas=2, unclean.leader.election.enable=false"));
         assert!(rows[0].contains("no loss (forbidden)"));
         assert!(rows[0].contains(
             "loss in 2 of 3 seeds, replay: `cargo lab repro reports/matrix/acks-all.misr-2.clean.leader-crash.toml --seed 2`"
         ), "{}", rows[0]);
         assert!(rows[0].ends_with("| DISAGREE |"));
         assert!(rows[1].contains("loss expected"));
-        assert!(rows[1].contains("no loss in 3 seeds; 1 problem(s), first: seed 3: invariant: x"), "{}", rows[1]);
-        let crashed = result(forbidden, &[(1, false, &["crash: controller-1 did not start: not built yet"])]);
+        assert!(
+            rows[1].contains("no loss in 3 seeds; 1 problem(s), first: seed 3: invariant: x"),
+            "{}",
+            rows[1]
+        );
+        let crashed = result(
+            forbidden,
+            &[(
+                1,
+                false,
+                &["crash: controller-1 did not start: not built yet"],
+            )],
+        );
         assert!(crashed.finding().starts_with("no loss in 0 seeds (1 of 1 seeds did not complete); 1 problem(s), first: seed 1: crash: controller-1"), "{}", crashed.finding());
         assert!(rows[1].ends_with("| DISAGREE |"));
         assert!(rows[2].contains("nothing acknowledged (acks=0); records sent but never read in 1 of 2 seeds, replay: `cargo lab repro reports/matrix/acks-0.misr-1.clean.leader-crash.toml --seed 2`"), "{}", rows[2]);
         assert!(rows[2].ends_with("| agree |"));
         let t = table(&results);
-        assert_eq!(t.lines().filter(|l| l.starts_with("acks-")).count(), 3, "{t}");
+        assert_eq!(
+            t.lines().filter(|l| l.starts_with("acks-")).count(),
+            3,
+            "{t}"
+        );
         assert!(t.contains("seed 3: invariant: x"));
     }
 }

@@ -103,7 +103,9 @@ impl Outcome {
                 "forbidden invariant broken ({found}): {}: {}",
                 invariants[0].rule, invariants[0].message
             )],
-            Expectation::Expected if found == 0 => vec!["expected invariant violation not found".into()],
+            Expectation::Expected if found == 0 => {
+                vec!["expected invariant violation not found".into()]
+            }
             _ => Vec::new(),
         }
     }

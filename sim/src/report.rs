@@ -235,7 +235,11 @@ mod tests {
     use crate::invariants::InvariantViolation;
     use crate::outcome::Counters;
 
-    fn outcome(invariants: Vec<InvariantViolation>, verdict: Verdict, failures: Vec<String>) -> Outcome {
+    fn outcome(
+        invariants: Vec<InvariantViolation>,
+        verdict: Verdict,
+        failures: Vec<String>,
+    ) -> Outcome {
         Outcome {
             scenario: "c".into(),
             seed: 4,
@@ -262,17 +266,38 @@ mod tests {
         let broken = InvariantViolation {
             time_ns: 1_500_000_000,
             rule: "one-leader-per-epoch".into(),
-            message: "broker 2 became leader of t/0 in leader epoch 3, which broker 1 already leads".into(),
+            message:
+                "broker 2 became leader of t/0 in leader epoch 3, which broker 1 already leads"
+                    .into(),
         };
         let failures = Outcome::judge_invariants(&scenario, std::slice::from_ref(&broken));
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].starts_with("forbidden invariant broken (1): one-leader-per-epoch: broker 2"));
-        let md = markdown(&scenario, &outcome(vec![broken], Verdict::Violation, failures), "abc");
+        assert!(failures[0]
+            .starts_with("forbidden invariant broken (1): one-leader-per-epoch: broker 2"));
+        let md = markdown(
+            &scenario,
+            &outcome(vec![broken], Verdict::Violation, failures),
+            "abc",
+        );
         assert!(md.contains("3 brokers, 3 controllers;"), "{md}");
-        assert!(md.contains("### invariant (1 broken, forbidden here)"), "{md}");
-        assert!(md.contains("- 1.500s one-leader-per-epoch: broker 2 became leader of t/0 in leader epoch 3"), "{md}");
-        assert!(md.contains("Replay exactly: `cargo lab repro scenarios/replication/x.toml --seed 4`"));
-        let md = markdown(&scenario, &outcome(Vec::new(), Verdict::Pass, Vec::new()), "abc");
+        assert!(
+            md.contains("### invariant (1 broken, forbidden here)"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- 1.500s one-leader-per-epoch: broker 2 became leader of t/0 in leader epoch 3"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("Replay exactly: `cargo lab repro scenarios/replication/x.toml --seed 4`")
+        );
+        let md = markdown(
+            &scenario,
+            &outcome(Vec::new(), Verdict::Pass, Vec::new()),
+            "abc",
+        );
         assert!(md.contains("## Invariants\n\nNone broken"), "{md}");
     }
 }

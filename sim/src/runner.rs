@@ -270,7 +270,10 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
         // Controllers take only the faults a controller machine meets: kill, pause,
         // isolation.
         if target.starts_with("controller")
-            && !matches!(kind, FaultKind::Kill | FaultKind::Pause | FaultKind::Isolate)
+            && !matches!(
+                kind,
+                FaultKind::Kill | FaultKind::Pause | FaultKind::Isolate
+            )
         {
             continue;
         }
@@ -443,12 +446,11 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                     async move {
                         // A controller that cannot start ends the run as a crash with this
                         // message (madsim aborts the simulation on a node's panic).
-                        let controller = match ControllerNode::start(config, SimStorage::shared())
-                            .await
-                        {
-                            Ok(c) => c,
-                            Err(e) => panic!("{node_name} did not start: {e}"),
-                        };
+                        let controller =
+                            match ControllerNode::start(config, SimStorage::shared()).await {
+                                Ok(c) => c,
+                                Err(e) => panic!("{node_name} did not start: {e}"),
+                            };
                         controller
                             .control()
                             .set_clock_offset_ms(clock.load(Ordering::SeqCst));
@@ -652,7 +654,13 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                     }
                 }
                 if names.is_empty() {
-                    event(&rec, "fault-skipped", f.kind.name(), &f.nodes.join(", "), f.source);
+                    event(
+                        &rec,
+                        "fault-skipped",
+                        f.kind.name(),
+                        &f.nodes.join(", "),
+                        f.source,
+                    );
                 }
                 names
                     .into_iter()
@@ -666,7 +674,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                     .collect()
             };
             for (stagger, one) in singles {
-                let applied = apply(&one, &cluster, &clocks, &down, &admin, &bootstrap, &rec, seed).await;
+                let applied = apply(
+                    &one, &cluster, &clocks, &down, &admin, &bootstrap, &rec, seed,
+                )
+                .await;
                 let end = f.duration.map_or(scenario.duration, |d| f.at + d);
                 if let Some(applied) = applied {
                     active.push((end + stagger, stagger, applied));
@@ -904,7 +915,9 @@ async fn partition_info(
         .spawn(async move {
             let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
             let info = client.topic(&topic).await.ok()?;
-            info.partitions.into_iter().find(|p| p.partition == partition)
+            info.partitions
+                .into_iter()
+                .find(|p| p.partition == partition)
         })
         .await
         .ok()?
@@ -1315,7 +1328,11 @@ fn set_clock(name: &str, id: NodeId, offset_ms: i64, clocks: &Clocks, cluster: &
     if let Some(clock) = clocks.get(name) {
         clock.store(offset_ms, Ordering::SeqCst);
     }
-    if let Some(control) = cluster.controls.get(&id).and_then(|c| c.lock().unwrap().clone()) {
+    if let Some(control) = cluster
+        .controls
+        .get(&id)
+        .and_then(|c| c.lock().unwrap().clone())
+    {
         control.set_clock_offset_ms(offset_ms);
     }
     if let Some(control) = cluster

@@ -879,10 +879,9 @@ fn validate(
         }
         Ok(())
     };
-    let check_node =
-        |n: &Spanned<String>, field: String| -> Result<(), ScenarioError> {
-            check_node_in(n, field, false)
-        };
+    let check_node = |n: &Spanned<String>, field: String| -> Result<(), ScenarioError> {
+        check_node_in(n, field, false)
+    };
     // Nodes that can be killed or crashed: brokers, controllers and roles naming them.
     let killable = |name: &str| {
         name.starts_with("broker-")
@@ -1117,7 +1116,11 @@ fn validate(
             }
         }
         if kind == FaultKind::Reset {
-            if let Some(n) = f.node.as_ref().filter(|n| n.get_ref().starts_with("controller")) {
+            if let Some(n) = f
+                .node
+                .as_ref()
+                .filter(|n| n.get_ref().starts_with("controller"))
+            {
                 return Err(err(
                     n.span(),
                     format!("{what}.node"),
@@ -1402,7 +1405,10 @@ invariant = "allowed"
     #[test]
     fn a_cluster_scenario_parses_with_its_defaults() {
         let s = parse(Path::new("c.toml"), CLUSTER).unwrap();
-        assert_eq!(s.controllers, 3, "3 controllers by default with several brokers");
+        assert_eq!(
+            s.controllers, 3,
+            "3 controllers by default with several brokers"
+        );
         assert_eq!(
             s.controller_names(),
             ["controller-1", "controller-2", "controller-3"]

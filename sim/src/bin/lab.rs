@@ -157,10 +157,14 @@ mod lab {
         for op in &outcome.history.ops {
             use faultline_sim::history::{OpKind, Phase};
             match (op.kind, op.phase) {
-                (OpKind::Send, Phase::Info) if op.error.as_deref().is_some_and(|e| e.starts_with("acks=0")) => {
+                (OpKind::Send, Phase::Info)
+                    if op.error.as_deref().is_some_and(|e| e.starts_with("acks=0")) =>
+                {
                     sent.extend(op.values.iter().map(String::as_str))
                 }
-                (OpKind::Poll, Phase::Ok) => read.extend(op.records.iter().map(|(_, v)| v.as_str())),
+                (OpKind::Poll, Phase::Ok) => {
+                    read.extend(op.records.iter().map(|(_, v)| v.as_str()))
+                }
                 _ => {}
             }
         }
