@@ -455,8 +455,8 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                             .control()
                             .set_clock_offset_ms(clock.load(Ordering::SeqCst));
                         *control.lock().unwrap() = Some(controller.control());
+                        // `controller` stays in scope, so the node runs until killed.
                         std::future::pending::<()>().await;
-                        drop(controller);
                     }
                 })
                 .build();
