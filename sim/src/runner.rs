@@ -1161,6 +1161,16 @@ async fn apply(
             };
             let mut groups = resolve_groups(&groups, cluster, admin, bootstrap).await;
             let (b, a) = (groups.pop()?, groups.pop()?);
+            if a.is_empty() || b.is_empty() {
+                // A role named nobody now (no leader, no follower): nothing to cut.
+                let what = format!(
+                    "{:?} | {:?}: a group names no node now",
+                    f.groups.first(),
+                    f.groups.get(1)
+                );
+                event(rec, "fault-skipped", f.kind.name(), &what, f.source);
+                return None;
+            }
             let ids = &cluster.ids;
             let mut links = Vec::new();
             for x in &a {
