@@ -893,6 +893,19 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A killed node's control handle belongs to a dead incarnation (a dead controller may
+    /// still say it is active): drop it until the node's `init` sets a new one.
+    fn forget_control(&self, id: NodeId) {
+        if let Some(c) = self.controls.get(&id) {
+            *c.lock().unwrap() = None;
+        }
+        for (_, c_id, c) in &self.controllers {
+            if *c_id == id {
+                *c.lock().unwrap() = None;
+            }
+        }
+    }
+
     fn broker(&self, id: i32) -> Option<(String, NodeId)> {
         let name = format!("broker-{id}");
         self.ids.get(&name).map(|n| (name, *n))
@@ -1105,6 +1118,7 @@ async fn apply(
         FaultKind::Kill => {
             let (name, id) = node?;
             handle.kill(id);
+            cluster.forget_control(id);
             down.lock().unwrap().insert(id);
             Applied::Restart(id, name, "kill")
         }
@@ -1113,6 +1127,7 @@ async fn apply(
             let (name, id) = node?;
             madsim::plugin::simulator::<SimDisk>().keep_page_cache_on_next_kill(id);
             handle.kill(id);
+            cluster.forget_control(id);
             down.lock().unwrap().insert(id);
             Applied::Restart(id, name, "crash")
         }
@@ -1127,6 +1142,7 @@ async fn apply(
                     d.crash_with(&mut |_, unsynced| rng.below(unsynced as u64 + 1) as usize)
                 });
             handle.kill(id);
+            cluster.forget_control(id);
             Applied::Restart(id, name, "disk-torn-write")
         }
         FaultKind::Pause => {
