@@ -137,7 +137,7 @@ fn client_node(handle: &Handle, name: &str, index: usize) -> NodeHandle {
 }
 
 /// A fault planned on the timeline, from the scenario or drawn by the nemesis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct PlannedFault {
     at: Duration,
     duration: Option<Duration>,
@@ -1728,4 +1728,67 @@ async fn final_read(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(text: &str) -> Scenario {
+        crate::scenario::parse(Path::new("n.toml"), text).expect("valid scenario")
+    }
+
+    #[test]
+    fn the_nemesis_targets_controllers_only_with_kill_pause_and_isolate() {
+        let s = scenario(
+            r#"
+duration = "600s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+replication_factor = 3
+[[producer]]
+name = "p1"
+topic = "t"
+[nemesis]
+kinds = ["kill", "pause", "isolate", "reset", "latency", "clog", "disk-slow-fsync"]
+interval = "1s"
+"#,
+        );
+        let plan = plan_nemesis(&s, 7);
+        assert_eq!(
+            plan,
+            plan_nemesis(&s, 7),
+            "the plan comes from the seed alone"
+        );
+        let on_controllers: Vec<&PlannedFault> = plan
+            .iter()
+            .filter(|f| {
+                f.node
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("controller-"))
+            })
+            .collect();
+        assert!(
+            !on_controllers.is_empty(),
+            "no fault on a controller in 600 s"
+        );
+        for f in &on_controllers {
+            assert!(
+                matches!(
+                    f.kind,
+                    FaultKind::Kill | FaultKind::Pause | FaultKind::Isolate
+                ),
+                "{f:?}"
+            );
+        }
+        for f in plan.iter().filter(|f| f.kind == FaultKind::Clog) {
+            for end in [&f.from, &f.to] {
+                let end = end.as_deref().unwrap();
+                assert!(!end.starts_with("controller-"), "{f:?}");
+            }
+        }
+    }
 }
