@@ -199,3 +199,49 @@ node = "leader:t/0"
         assert_eq!(a.trace_hash, b.trace_hash, "the crash is not deterministic");
     }
 }
+
+#[test]
+fn roles_and_others_resolve_when_the_fault_fires() {
+    let s = scenario_from(
+        "roles",
+        r#"
+duration = "8s"
+[cluster]
+brokers = 1
+[[topic]]
+name = "t"
+[[producer]]
+name = "p1"
+topic = "t"
+[[consumer]]
+name = "c1"
+topic = "t"
+[[fault]]
+at = "3s"
+for = "1s"
+kind = "partition"
+groups = [["leader:t/0", "p1"], ["others"]]
+[[fault]]
+at = "5s"
+for = "500ms"
+kind = "clog"
+from = "leader:t/0"
+to = "c1"
+"#,
+    );
+    let outcome = run_seed(&s, 2);
+    assert_eq!(outcome.verdict, Verdict::Pass, "{:?}", outcome.failures);
+    let starts: Vec<&str> = outcome
+        .events
+        .iter()
+        .filter(|e| e.event == "fault-start")
+        .map(|e| e.target.as_str())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            r#"["broker-1", "p1"] -> ["c1"] (both ways)"#,
+            r#"["broker-1"] -> ["c1"]"#
+        ]
+    );
+}
