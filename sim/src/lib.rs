@@ -4,11 +4,15 @@
 //! - [`scenario`]: the scenario file format, parsed and validated.
 //! - [`history`]: what the runner records and the checkers read.
 //! - [`checker`]: the anomaly checkers over a history.
+//! - [`invariants`]: replication and controller invariants, during and at the end of a run.
+//! - [`matrix`]: the guarantees matrix (cells, Kafka's promise per cell, its report).
 //! - `runner` (simulated build only): builds the cluster, drives workloads and faults.
 //! - [`report`]: the files a run leaves under `reports/runs/`.
 
 pub mod checker;
 pub mod history;
+pub mod invariants;
+pub mod matrix;
 pub mod outcome;
 pub mod report;
 #[cfg(madsim)]

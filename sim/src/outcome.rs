@@ -2,6 +2,7 @@
 //! fault events. Built by the runner, written out by `report`, compared for determinism.
 
 use crate::history::{Anomaly, History, Violation};
+use crate::invariants::InvariantViolation;
 use crate::scenario::{Expectation, Scenario};
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,9 @@ pub struct Outcome {
     /// Why the verdict is not pass, one line each.
     pub failures: Vec<String>,
     pub violations: Vec<Violation>,
+    /// Broken replication or controller invariants (`crate::invariants`): the category
+    /// `invariant`, forbidden unless the scenario says otherwise.
+    pub invariants: Vec<InvariantViolation>,
     pub counters: Counters,
     pub history: History,
     pub events: Vec<Event>,
@@ -89,5 +93,20 @@ impl Outcome {
             }
         }
         failures
+    }
+
+    /// Judge invariant violations against the scenario's `expect.invariant`.
+    pub fn judge_invariants(scenario: &Scenario, invariants: &[InvariantViolation]) -> Vec<String> {
+        let found = invariants.len();
+        match scenario.invariant_expectation {
+            Expectation::Forbidden if found > 0 => vec![format!(
+                "forbidden invariant broken ({found}): {}: {}",
+                invariants[0].rule, invariants[0].message
+            )],
+            Expectation::Expected if found == 0 => {
+                vec!["expected invariant violation not found".into()]
+            }
+            _ => Vec::new(),
+        }
     }
 }

@@ -51,6 +51,8 @@ pub fn write_with(
         "failures": outcome.failures,
         "first_violation": outcome.violations.first(),
         "violations": outcome.violations.len(),
+        "invariant_violations": outcome.invariants.len(),
+        "first_invariant_violation": outcome.invariants.first(),
         "counters": outcome.counters,
         "trace_hash": format!("{:016x}", outcome.trace_hash),
         "simulated_seconds": outcome.simulated_ns as f64 / 1e9,
@@ -127,8 +129,9 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
     let _ = writeln!(md, "## What ran\n");
     let _ = writeln!(
         md,
-        "{} brokers; {} producers, {} consumers. {} sends acknowledged ({} records), {} with unknown outcome; {} polls read {} records; {} faults.\n",
+        "{} brokers, {} controllers; {} producers, {} consumers. {} sends acknowledged ({} records), {} with unknown outcome; {} polls read {} records; {} faults.\n",
         scenario.cluster.brokers.get_ref(),
+        scenario.controllers,
         scenario.producers.len(),
         scenario.consumers.len(),
         c.sends_ok,
@@ -155,6 +158,31 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
                 e.what,
                 e.target,
                 e.source
+            );
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(md, "## Invariants\n");
+    if outcome.invariants.is_empty() {
+        let _ = writeln!(
+            md,
+            "None broken: one leader per partition and epoch, leader epochs and high watermarks never back, one active controller per term, one committed metadata log, ISR replicas equal below the high watermark (as far as nodes reported them).\n"
+        );
+    } else {
+        let expectation = format!("{:?}", scenario.invariant_expectation).to_lowercase();
+        let _ = writeln!(
+            md,
+            "### invariant ({} broken, {expectation} here)\n",
+            outcome.invariants.len()
+        );
+        for v in outcome.invariants.iter().take(EXAMPLES_PER_ANOMALY * 3) {
+            let _ = writeln!(md, "- {} {}: {}", secs(v.time_ns), v.rule, v.message);
+        }
+        if outcome.invariants.len() > EXAMPLES_PER_ANOMALY * 3 {
+            let _ = writeln!(
+                md,
+                "- ... and {} more.",
+                outcome.invariants.len() - EXAMPLES_PER_ANOMALY * 3
             );
         }
         md.push('\n');
@@ -198,4 +226,78 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::History;
+    use crate::invariants::InvariantViolation;
+    use crate::outcome::Counters;
+
+    fn outcome(
+        invariants: Vec<InvariantViolation>,
+        verdict: Verdict,
+        failures: Vec<String>,
+    ) -> Outcome {
+        Outcome {
+            scenario: "c".into(),
+            seed: 4,
+            verdict,
+            failures,
+            violations: Vec::new(),
+            invariants,
+            counters: Counters::default(),
+            history: History::default(),
+            events: Vec::new(),
+            trace_hash: 1,
+            simulated_ns: 2_000_000_000,
+            wall_ms: 10,
+        }
+    }
+
+    #[test]
+    fn the_report_shows_broken_invariants_with_their_category_and_expectation() {
+        let scenario = crate::scenario::parse(
+            Path::new("scenarios/replication/x.toml"),
+            "duration = \"10s\"\n[cluster]\nbrokers = 3\n",
+        )
+        .unwrap();
+        let broken = InvariantViolation {
+            time_ns: 1_500_000_000,
+            rule: "one-leader-per-epoch".into(),
+            message:
+                "broker 2 became leader of t/0 in leader epoch 3, which broker 1 already leads"
+                    .into(),
+        };
+        let failures = Outcome::judge_invariants(&scenario, std::slice::from_ref(&broken));
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0]
+            .starts_with("forbidden invariant broken (1): one-leader-per-epoch: broker 2"));
+        let md = markdown(
+            &scenario,
+            &outcome(vec![broken], Verdict::Violation, failures),
+            "abc",
+        );
+        assert!(md.contains("3 brokers, 3 controllers;"), "{md}");
+        assert!(
+            md.contains("### invariant (1 broken, forbidden here)"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- 1.500s one-leader-per-epoch: broker 2 became leader of t/0 in leader epoch 3"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("Replay exactly: `cargo lab repro scenarios/replication/x.toml --seed 4`")
+        );
+        let md = markdown(
+            &scenario,
+            &outcome(Vec::new(), Verdict::Pass, Vec::new()),
+            "abc",
+        );
+        assert!(md.contains("## Invariants\n\nNone broken"), "{md}");
+    }
 }

@@ -5,6 +5,7 @@
 
 use crate::checker::{self, CheckOptions};
 use crate::history::{History, Op, OpKind, Phase};
+use crate::invariants::{self, InvariantViolation, Invariants, CONTROLLER_ID_BASE};
 use crate::outcome::{Counters, Event, Outcome, Verdict};
 use crate::scenario::{fnv1a, AcksSpec, FaultKind, FaultSpec, Fnv1a, Scenario};
 use bytes::Bytes;
@@ -12,6 +13,8 @@ use faultline::client::{
     Acks, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
 };
 use faultline::config::BrokerConfig;
+use faultline::controller::{ControllerControl, ControllerNode, ControllerNodeConfig};
+use faultline::observe::{self, Observation, Observer};
 use faultline::record::codec::NewRecord;
 use faultline::server::{Broker, BrokerControl};
 use faultline::storage::{SimDisk, SimStorage};
@@ -30,6 +33,8 @@ use std::time::Duration;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Broker port on every broker node.
 const BROKER_PORT: u16 = 9092;
+/// Controller port on every controller node (each controller has its own IP).
+const CONTROLLER_PORT: u16 = 9093;
 /// Slack on top of duration + liveness before the harness declares the run hung.
 const HANG_MARGIN: Duration = Duration::from_secs(120);
 
@@ -42,6 +47,8 @@ struct Recorder {
 
 type Shared = Arc<Mutex<Recorder>>;
 type Controls = BTreeMap<NodeId, Arc<Mutex<Option<BrokerControl>>>>;
+/// The running incarnation's control handle of each controller, in controller order.
+type ControllerControls = Vec<(String, NodeId, Arc<Mutex<Option<ControllerControl>>>)>;
 /// Injected clock offset per node name (brokers and producers), in milliseconds. Lives in
 /// the harness, so it survives restarts as a machine's clock would.
 type Clocks = BTreeMap<String, Arc<AtomicI64>>;
@@ -85,6 +92,41 @@ fn broker_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8))
 }
 
+fn controller_ip(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 4, k as u8))
+}
+
+/// The lab's view of `controller.quorum.voters`: controller-K is node 1000 + K.
+fn controller_voters(controllers: usize) -> Vec<(i32, SocketAddr)> {
+    (1..=controllers)
+        .map(|k| {
+            (
+                CONTROLLER_ID_BASE + k as i32,
+                SocketAddr::new(controller_ip(k), CONTROLLER_PORT),
+            )
+        })
+        .collect()
+}
+
+/// Feeds what nodes report to the run's invariant checker, stamped with simulated time.
+struct InvariantObserver {
+    rec: Shared,
+    invariants: Arc<Mutex<Invariants>>,
+}
+
+impl Observer for InvariantObserver {
+    fn observe(&self, observation: Observation) {
+        let time_ns = {
+            let r = self.rec.lock().unwrap();
+            Instant::now().duration_since(r.start).as_nanos() as u64
+        };
+        self.invariants
+            .lock()
+            .unwrap()
+            .observe(time_ns, &observation);
+    }
+}
+
 fn client_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, i as u8))
 }
@@ -95,12 +137,15 @@ fn client_node(handle: &Handle, name: &str, index: usize) -> NodeHandle {
 }
 
 /// A fault planned on the timeline, from the scenario or drawn by the nemesis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct PlannedFault {
     at: Duration,
     duration: Option<Duration>,
     kind: FaultKind,
     node: Option<String>,
+    /// Kill and crash of several nodes at once.
+    nodes: Vec<String>,
+    restart_stagger: Duration,
     groups: Vec<Vec<String>>,
     one_way: bool,
     from: Option<String>,
@@ -119,6 +164,15 @@ impl PlannedFault {
             duration: f.duration.as_ref().map(|d| d.get_ref().0),
             kind: *f.kind.get_ref(),
             node: f.node.as_ref().map(|n| n.get_ref().clone()),
+            nodes: f
+                .nodes
+                .as_ref()
+                .map(|n| n.get_ref().clone())
+                .unwrap_or_default(),
+            restart_stagger: f
+                .restart_stagger
+                .as_ref()
+                .map_or(Duration::ZERO, |d| d.get_ref().0),
             groups: f
                 .groups
                 .as_ref()
@@ -188,14 +242,17 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
         };
     }
     let brokers = scenario.broker_names();
-    let targets: Vec<String> = n
-        .targets
-        .as_ref()
-        .map_or(brokers.clone(), |t| t.get_ref().clone());
+    let controllers = scenario.controller_names();
+    // Default targets: every broker, then every controller (none without a quorum, so
+    // plans of single-broker scenarios are unchanged).
+    let targets: Vec<String> = n.targets.as_ref().map_or_else(
+        || brokers.iter().chain(&controllers).cloned().collect(),
+        |t| t.get_ref().clone(),
+    );
     let clients: Vec<String> = scenario
         .node_names()
         .into_iter()
-        .filter(|n| !brokers.contains(n))
+        .filter(|n| !brokers.contains(n) && !controllers.contains(n))
         .collect();
     let mean = n.interval.get_ref().0.as_secs_f64();
     let fault_max = n.fault_max.get_ref().0;
@@ -210,11 +267,23 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
         let kind = kinds[rng.below(kinds.len() as u64) as usize];
         let target = targets[rng.below(targets.len() as u64) as usize].clone();
         let duration = Duration::from_millis(1 + rng.below(fault_max.as_millis().max(1) as u64));
+        // Controllers take only the faults a controller machine meets: kill, pause,
+        // isolation.
+        if target.starts_with("controller")
+            && !matches!(
+                kind,
+                FaultKind::Kill | FaultKind::Pause | FaultKind::Isolate
+            )
+        {
+            continue;
+        }
         let mut f = PlannedFault {
             at,
             duration: Some(duration),
             kind,
             node: None,
+            nodes: Vec::new(),
+            restart_stagger: Duration::ZERO,
             groups: Vec::new(),
             one_way: false,
             from: None,
@@ -263,7 +332,9 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
                 f.offset_ms = rng.below(120_000) as i64 - 60_000;
                 f.node = Some(target);
             }
-            FaultKind::Kill | FaultKind::DiskTornWrite if !target.starts_with("broker-") => {
+            FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite
+                if !target.starts_with("broker-") && !target.starts_with("controller") =>
+            {
                 continue
             }
             _ => f.node = Some(target),
@@ -308,6 +379,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
                 verdict: Verdict::Crash,
                 failures: vec![format!("crash: {message}")],
                 violations: Vec::new(),
+                invariants: Vec::new(),
                 counters: Counters::default(),
                 history: History::default(),
                 events: Vec::new(),
@@ -325,6 +397,8 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     // A run that outlives its own bounds is hung: madsim stops it, and it is reported.
     rt.set_time_limit(scenario.duration + scenario.liveness + HANG_MARGIN);
     let scenario_in_sim = scenario.clone();
+    let checker = Arc::new(Mutex::new(Invariants::new()));
+    let checker_in_sim = checker.clone();
     let (history, events, liveness_error, simulated_ns) = rt.block_on(async move {
         let scenario = scenario_in_sim;
         let rec: Shared = Arc::new(Mutex::new(Recorder {
@@ -332,7 +406,63 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             history: History::default(),
             events: Vec::new(),
         }));
+        // One observer per run, on the run's own thread: madsim runs every node of this
+        // seed here, and no other seed.
+        observe::install(Arc::new(InvariantObserver {
+            rec: rec.clone(),
+            invariants: checker_in_sim.clone(),
+        }));
         let handle = Handle::current();
+
+        // Controllers first (brokers register with them): `init` reruns on restart.
+        let voters = controller_voters(scenario.controllers);
+        let mut controller_controls: ControllerControls = Vec::new();
+        let mut controller_nodes: BTreeMap<String, NodeHandle> = BTreeMap::new();
+        let mut controller_clocks: Vec<(String, Arc<AtomicI64>)> = Vec::new();
+        for (k, name) in scenario.controller_names().into_iter().enumerate() {
+            let config = ControllerNodeConfig {
+                node_id: CONTROLLER_ID_BASE + k as i32 + 1,
+                listen: SocketAddr::new(controller_ip(k + 1), CONTROLLER_PORT),
+                voters: voters.clone(),
+                data_dir: "/metadata".into(),
+            };
+            // `cluster.controller_config` is validated and kept; controllers take no
+            // settings yet, so nothing is passed.
+            let control: Arc<Mutex<Option<ControllerControl>>> = Arc::new(Mutex::new(None));
+            let control_in_node = control.clone();
+            let node_name = name.clone();
+            let clock = Arc::new(AtomicI64::new(0));
+            let clock_in_node = clock.clone();
+            controller_clocks.push((name.clone(), clock));
+            let node = handle
+                .create_node()
+                .name(name.clone())
+                .ip(controller_ip(k + 1))
+                .init(move || {
+                    let config = config.clone();
+                    let control = control_in_node.clone();
+                    let node_name = node_name.clone();
+                    let clock = clock_in_node.clone();
+                    async move {
+                        // A controller that cannot start ends the run as a crash with this
+                        // message (madsim aborts the simulation on a node's panic).
+                        let controller =
+                            match ControllerNode::start(config, SimStorage::shared()).await {
+                                Ok(c) => c,
+                                Err(e) => panic!("{node_name} did not start: {e}"),
+                            };
+                        controller
+                            .control()
+                            .set_clock_offset_ms(clock.load(Ordering::SeqCst));
+                        *control.lock().unwrap() = Some(controller.control());
+                        // `controller` stays in scope, so the node runs until killed.
+                        std::future::pending::<()>().await;
+                    }
+                })
+                .build();
+            controller_controls.push((name.clone(), node.id(), control));
+            controller_nodes.insert(name, node);
+        }
         let bootstrap: String = (1..=scenario.broker_names().len())
             .map(|i| format!("{}:{BROKER_PORT}", broker_ip(i)))
             .collect::<Vec<_>>()
@@ -345,11 +475,15 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         // Nodes the harness has killed and not yet restarted: overlapping faults must not
         // kill a dead node or restart a live one.
         let down: Down = Mutex::new(BTreeSet::new());
+        nodes.extend(controller_nodes);
+        clocks.extend(controller_clocks);
         for (i, name) in scenario.broker_names().into_iter().enumerate() {
             let mut config = BrokerConfig {
                 node_id: i as i32 + 1,
                 listen: SocketAddr::new(broker_ip(i + 1), BROKER_PORT),
                 data_dir: "/data".into(),
+                controller_quorum_voters: voters.clone(),
+                rack: scenario.rack_of(i),
                 ..Default::default()
             };
             for (key, value) in &scenario.cluster.config {
@@ -489,30 +623,73 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         plan.sort_by_key(|f| f.at);
         let ids: BTreeMap<String, NodeId> =
             nodes.iter().map(|(n, h)| (n.clone(), h.id())).collect();
-        let mut active: Vec<(Duration, Applied)> = Vec::new();
+        let cluster = Cluster {
+            ids,
+            brokers: scenario.broker_names(),
+            controls,
+            controllers: controller_controls,
+        };
+        let mut active: Vec<(Duration, Duration, Applied)> = Vec::new();
         for f in plan {
             // End faults due before this one starts.
-            active.sort_by_key(|(end, _)| *end);
-            while active.first().is_some_and(|(end, _)| *end <= f.at) {
-                let (end, applied) = active.remove(0);
+            active.sort_by_key(|(end, _, _)| *end);
+            while active.first().is_some_and(|(end, _, _)| *end <= f.at) {
+                let (end, _, applied) = active.remove(0);
                 sleep_until(start, end).await;
-                heal(&applied, &rec, &clocks, &controls, &down);
+                heal(&applied, &rec, &clocks, &cluster, &down);
             }
             sleep_until(start, f.at).await;
-            let applied = apply(
-                &f, &ids, &controls, &clocks, &down, &admin, &bootstrap, &rec, seed,
-            )
-            .await;
-            match (f.duration, applied) {
-                (Some(d), Some(applied)) => active.push((f.at + d, applied)),
-                (None, Some(applied)) => active.push((scenario.duration, applied)),
-                (_, None) => {}
+            // A kill or crash of several nodes: resolve them all first, then kill them at
+            // the same instant (no await between the kills); the k-th restarts k * stagger
+            // after the first.
+            let singles: Vec<(Duration, PlannedFault)> = if f.nodes.is_empty() {
+                vec![(Duration::ZERO, f.clone())]
+            } else {
+                let mut names = Vec::new();
+                for n in &f.nodes {
+                    for (name, _) in resolve_nodes(n, &cluster, &admin, &bootstrap).await {
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
+                if names.is_empty() {
+                    event(
+                        &rec,
+                        "fault-skipped",
+                        f.kind.name(),
+                        &f.nodes.join(", "),
+                        f.source,
+                    );
+                }
+                names
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, name)| {
+                        let mut one = f.clone();
+                        one.nodes = Vec::new();
+                        one.node = Some(name);
+                        (f.restart_stagger * k as u32, one)
+                    })
+                    .collect()
+            };
+            for (stagger, one) in singles {
+                let applied = apply(
+                    &one, &cluster, &clocks, &down, &admin, &bootstrap, &rec, seed,
+                )
+                .await;
+                let end = f.duration.map_or(scenario.duration, |d| f.at + d);
+                if let Some(applied) = applied {
+                    active.push((end + stagger, stagger, applied));
+                }
             }
         }
-        active.sort_by_key(|(end, _)| *end);
-        for (end, applied) in active.drain(..) {
-            sleep_until(start, end.min(scenario.duration)).await;
-            heal(&applied, &rec, &clocks, &controls, &down);
+        active.sort_by_key(|(end, _, _)| *end);
+        for (end, stagger, applied) in active.drain(..) {
+            // Faults still on at the end of the safety phase heal then (a staggered restart
+            // keeps its stagger, and may run into the liveness phase).
+            sleep_until(start, end.min(scenario.duration + stagger)).await;
+            heal(&applied, &rec, &clocks, &cluster, &down);
         }
         sleep_until(start, scenario.duration).await;
 
@@ -535,7 +712,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             .flat_map(|t| (0..*t.partitions.get_ref()).map(move |p| (t.name.get_ref().clone(), p)))
             .collect();
         let reader = {
-            let (rec, bootstrap) = (rec.clone(), bootstrap.clone());
+            let (rec, bootstrap, partitions) = (rec.clone(), bootstrap.clone(), partitions.clone());
             admin.spawn(async move { final_read(partitions, bootstrap, rec).await })
         };
         let left = liveness_deadline.saturating_duration_since(Instant::now());
@@ -552,6 +729,26 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                 });
             }
         }
+        // End of run, before shutdown: every ISR member holds the leader's batches below the
+        // leader's high watermark.
+        let now_ns = Instant::now().duration_since(start).as_nanos() as u64;
+        for (topic, partition) in &partitions {
+            let mut digests = BTreeMap::new();
+            for (i, name) in cluster.brokers.iter().enumerate() {
+                let digest = cluster
+                    .ids
+                    .get(name)
+                    .and_then(|id| cluster.controls.get(id))
+                    .and_then(|c| c.lock().unwrap().clone())
+                    .and_then(|c| c.replica_digest(topic, *partition));
+                digests.insert(i as i32 + 1, digest);
+            }
+            let mut checker = checker_in_sim.lock().unwrap();
+            for v in invariants::compare_replicas(topic, *partition, &digests, now_ns) {
+                checker.push(v);
+            }
+        }
+        observe::uninstall();
         let simulated_ns = Instant::now().duration_since(start).as_nanos() as u64;
         let mut r = rec.lock().unwrap();
         (
@@ -572,7 +769,20 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             producers_ordered: ordered,
         },
     );
+    let broken: Vec<InvariantViolation> = {
+        let checker = checker.lock().unwrap();
+        let mut broken = checker.violations().to_vec();
+        if checker.dropped() > 0 {
+            broken.push(InvariantViolation {
+                time_ns: simulated_ns,
+                rule: "(more)".into(),
+                message: format!("{} more invariant violations not kept", checker.dropped()),
+            });
+        }
+        broken
+    };
     let mut failures = Outcome::judge(scenario, &violations);
+    failures.extend(Outcome::judge_invariants(scenario, &broken));
     if let Some(e) = &liveness_error {
         failures.insert(0, format!("liveness: {e}"));
     }
@@ -589,6 +799,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         let mut hasher = Fnv1a::default();
         serde_json::to_writer(&mut hasher, &history).expect("history serializes");
         serde_json::to_writer(&mut hasher, &events).expect("events serialize");
+        // Only when there are any: runs without invariant reports keep their old hashes.
+        if !broken.is_empty() {
+            serde_json::to_writer(&mut hasher, &broken).expect("invariants serialize");
+        }
         hasher.finish()
     };
     Outcome {
@@ -597,6 +811,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         verdict,
         failures,
         violations,
+        invariants: broken,
         counters,
         history,
         events,
@@ -643,7 +858,8 @@ async fn sleep_until(start: Instant, at: Duration) {
 
 /// What `heal` must undo.
 enum Applied {
-    Restart(NodeId, String),
+    /// Restart a killed node; the fault kind that killed it.
+    Restart(NodeId, String, &'static str),
     Resume(NodeId, String),
     Unclog(Vec<(NodeId, NodeId)>, String),
     UnclogNode(NodeId, String),
@@ -666,37 +882,204 @@ enum Applied {
     Nothing,
 }
 
-async fn resolve_node(
-    name: &str,
-    ids: &BTreeMap<String, NodeId>,
+/// What fault injection needs to know about the cluster's nodes.
+struct Cluster {
+    /// Every simulated node by scenario name (brokers, controllers, clients).
+    ids: BTreeMap<String, NodeId>,
+    /// broker-1 .. broker-N.
+    brokers: Vec<String>,
+    controls: Controls,
+    controllers: ControllerControls,
+}
+
+impl Cluster {
+    /// A killed node's control handle belongs to a dead incarnation (a dead controller may
+    /// still say it is active): drop it until the node's `init` sets a new one.
+    fn forget_control(&self, id: NodeId) {
+        if let Some(c) = self.controls.get(&id) {
+            *c.lock().unwrap() = None;
+        }
+        for (_, c_id, c) in &self.controllers {
+            if *c_id == id {
+                *c.lock().unwrap() = None;
+            }
+        }
+    }
+
+    fn broker(&self, id: i32) -> Option<(String, NodeId)> {
+        let name = format!("broker-{id}");
+        self.ids.get(&name).map(|n| (name, *n))
+    }
+}
+
+/// A partition's metadata as the cluster reports it now (None: no answer).
+async fn partition_info(
+    role: &str,
     admin: &NodeHandle,
     bootstrap: &str,
-) -> Option<(String, NodeId)> {
+) -> Option<faultline::client::PartitionInfo> {
+    let (topic, partition) = role.rsplit_once('/')?;
+    let (topic, partition, bootstrap) = (
+        topic.to_string(),
+        partition.parse::<i32>().ok()?,
+        bootstrap.to_string(),
+    );
+    admin
+        .spawn(async move {
+            let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
+            let info = client.topic(&topic).await.ok()?;
+            info.partitions
+                .into_iter()
+                .find(|p| p.partition == partition)
+        })
+        .await
+        .ok()?
+}
+
+/// A partition's followers, lowest broker id first: its replicas other than the leader,
+/// or, when metadata lists no replicas, every broker other than the leader.
+fn followers_of(info: &faultline::client::PartitionInfo, cluster: &Cluster) -> Vec<i32> {
+    let mut replicas: Vec<i32> = if info.replicas.is_empty() {
+        (1..=cluster.brokers.len() as i32).collect()
+    } else {
+        info.replicas.clone()
+    };
+    replicas.sort_unstable();
+    replicas.dedup();
+    replicas.retain(|r| *r != info.leader);
+    replicas
+}
+
+/// Resolve a node name or role to the nodes it names now, in a deterministic order:
+/// "leader:T/P" (the partition's leader), "follower:T/P" (its follower with the lowest
+/// broker id), "followers:T/P" (every follower), "replicas:T/P" (followers, then the leader
+/// last, so that a staggered restart brings the leader, likely the longest log, back last),
+/// "controller" (the active controller: the first live controller that says it is),
+/// or a plain node name.
+async fn resolve_nodes(
+    name: &str,
+    cluster: &Cluster,
+    admin: &NodeHandle,
+    bootstrap: &str,
+) -> Vec<(String, NodeId)> {
     if let Some(role) = name.strip_prefix("leader:") {
-        let (topic, partition) = role.rsplit_once('/')?;
-        let (topic, partition, bootstrap) = (
+        // As before roles beyond the leader existed: the client's leader lookup.
+        let Some((topic, partition)) = role.rsplit_once('/') else {
+            return Vec::new();
+        };
+        let (topic, Ok(partition), bootstrap) = (
             topic.to_string(),
-            partition.parse::<i32>().ok()?,
+            partition.parse::<i32>(),
             bootstrap.to_string(),
-        );
+        ) else {
+            return Vec::new();
+        };
         let leader = admin
             .spawn(async move {
                 let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
                 client.leader(&topic, partition).await.ok()
             })
             .await
-            .ok()??;
-        let broker = format!("broker-{leader}");
-        return ids.get(&broker).map(|id| (broker, *id));
+            .ok()
+            .flatten();
+        return leader.and_then(|l| cluster.broker(l)).into_iter().collect();
     }
-    ids.get(name).map(|id| (name.to_string(), *id))
+    for prefix in ["follower:", "followers:", "replicas:"] {
+        let Some(role) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(info) = partition_info(role, admin, bootstrap).await else {
+            return Vec::new();
+        };
+        let mut ids = followers_of(&info, cluster);
+        match prefix {
+            "follower:" => ids.truncate(1),
+            "replicas:" if info.leader >= 0 => ids.push(info.leader),
+            _ => {}
+        }
+        return ids.into_iter().filter_map(|b| cluster.broker(b)).collect();
+    }
+    if name == "controller" {
+        return cluster
+            .controllers
+            .iter()
+            .find(|(_, _, control)| {
+                control
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|c| c.is_active())
+            })
+            .map(|(n, id, _)| (n.clone(), *id))
+            .into_iter()
+            .collect();
+    }
+    cluster
+        .ids
+        .get(name)
+        .map(|id| (name.to_string(), *id))
+        .into_iter()
+        .collect()
+}
+
+async fn resolve_node(
+    name: &str,
+    cluster: &Cluster,
+    admin: &NodeHandle,
+    bootstrap: &str,
+) -> Option<(String, NodeId)> {
+    resolve_nodes(name, cluster, admin, bootstrap)
+        .await
+        .into_iter()
+        .next()
+}
+
+/// Resolve a partition's two groups; "others" is every node not in the other group.
+async fn resolve_groups(
+    groups: &[Vec<String>],
+    cluster: &Cluster,
+    admin: &NodeHandle,
+    bootstrap: &str,
+) -> Vec<Vec<String>> {
+    let mut resolved: Vec<Vec<String>> = Vec::new();
+    for group in groups {
+        let mut names = Vec::new();
+        for n in group {
+            if n == "others" {
+                names.push(n.clone());
+                continue;
+            }
+            for (name, _) in resolve_nodes(n, cluster, admin, bootstrap).await {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        resolved.push(names);
+    }
+    for g in 0..resolved.len() {
+        if resolved[g].iter().any(|n| n == "others") {
+            let other: BTreeSet<String> = resolved
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != g)
+                .flat_map(|(_, names)| names.iter().cloned())
+                .collect();
+            resolved[g] = cluster
+                .ids
+                .keys()
+                .filter(|n| !other.contains(*n))
+                .cloned()
+                .collect();
+        }
+    }
+    resolved
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     f: &PlannedFault,
-    ids: &BTreeMap<String, NodeId>,
-    controls: &Controls,
+    cluster: &Cluster,
     clocks: &Clocks,
     down: &Down,
     admin: &NodeHandle,
@@ -707,7 +1090,7 @@ async fn apply(
     let handle = Handle::current();
     let net = NetSim::current();
     let node = match &f.node {
-        Some(n) => match resolve_node(n, ids, admin, bootstrap).await {
+        Some(n) => match resolve_node(n, cluster, admin, bootstrap).await {
             Some(found) => Some(found),
             None => {
                 event(rec, "fault-skipped", f.kind.name(), n, f.source);
@@ -718,7 +1101,7 @@ async fn apply(
     };
     let target = node.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
     let applied = match f.kind {
-        FaultKind::Kill | FaultKind::DiskTornWrite
+        FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite
             if node
                 .as_ref()
                 .is_some_and(|(_, id)| down.lock().unwrap().contains(id)) =>
@@ -735,8 +1118,18 @@ async fn apply(
         FaultKind::Kill => {
             let (name, id) = node?;
             handle.kill(id);
+            cluster.forget_control(id);
             down.lock().unwrap().insert(id);
-            Applied::Restart(id, name)
+            Applied::Restart(id, name, "kill")
+        }
+        FaultKind::Crash => {
+            // The process dies, the operating system does not: unsynced writes survive.
+            let (name, id) = node?;
+            madsim::plugin::simulator::<SimDisk>().keep_page_cache_on_next_kill(id);
+            handle.kill(id);
+            cluster.forget_control(id);
+            down.lock().unwrap().insert(id);
+            Applied::Restart(id, name, "crash")
         }
         FaultKind::DiskTornWrite => {
             let (name, id) = node?;
@@ -749,7 +1142,8 @@ async fn apply(
                     d.crash_with(&mut |_, unsynced| rng.below(unsynced as u64 + 1) as usize)
                 });
             handle.kill(id);
-            Applied::Restart(id, name)
+            cluster.forget_control(id);
+            Applied::Restart(id, name, "disk-torn-write")
         }
         FaultKind::Pause => {
             let (name, id) = node?;
@@ -763,7 +1157,7 @@ async fn apply(
         }
         FaultKind::Reset => {
             let (_, id) = node?;
-            match controls.get(&id) {
+            match cluster.controls.get(&id) {
                 // A broker: drop its connections, keep its listener (madsim's own node
                 // reset would close the listening socket too).
                 Some(control) => {
@@ -776,11 +1170,24 @@ async fn apply(
             Applied::Nothing
         }
         FaultKind::Partition | FaultKind::Clog => {
-            let (a, b) = if f.kind == FaultKind::Clog {
-                (vec![f.from.clone()?], vec![f.to.clone()?])
+            let groups = if f.kind == FaultKind::Clog {
+                vec![vec![f.from.clone()?], vec![f.to.clone()?]]
             } else {
-                (f.groups[0].clone(), f.groups[1].clone())
+                f.groups.clone()
             };
+            let mut groups = resolve_groups(&groups, cluster, admin, bootstrap).await;
+            let (b, a) = (groups.pop()?, groups.pop()?);
+            if a.is_empty() || b.is_empty() {
+                // A role named nobody now (no leader, no follower): nothing to cut.
+                let what = format!(
+                    "{:?} | {:?}: a group names no node now",
+                    f.groups.first(),
+                    f.groups.get(1)
+                );
+                event(rec, "fault-skipped", f.kind.name(), &what, f.source);
+                return None;
+            }
+            let ids = &cluster.ids;
             let mut links = Vec::new();
             for x in &a {
                 for y in &b {
@@ -813,13 +1220,12 @@ async fn apply(
             // and over: a message sent while it is shut waits for a retry that lands while
             // it is open (madsim retries with backoff), from a few to about twice `latency`
             // milliseconds; one sent while it is open goes through as usual.
-            let (Some(a), Some(b)) = (
-                f.from.as_ref().and_then(|n| ids.get(n)),
-                f.to.as_ref().and_then(|n| ids.get(n)),
+            let (Some((_, a)), Some((_, b))) = (
+                resolve_node(f.from.as_deref()?, cluster, admin, bootstrap).await,
+                resolve_node(f.to.as_deref()?, cluster, admin, bootstrap).await,
             ) else {
                 return None;
             };
-            let (a, b) = (*a, *b);
             let active = Arc::new(AtomicBool::new(true));
             let still = active.clone();
             let (latency, jitter) = (f.latency, f.jitter);
@@ -915,7 +1321,7 @@ async fn apply(
             } else {
                 before + f.offset_ms
             };
-            set_clock(&name, id, after, clocks, controls);
+            set_clock(&name, id, after, clocks, cluster);
             let what = format!("{name}: clock offset {before} ms -> {after} ms");
             event(rec, "fault-start", f.kind.name(), &what, f.source);
             return Some(if f.kind == FaultKind::ClockSkew {
@@ -944,24 +1350,38 @@ async fn apply(
 
 /// Set a node's clock offset: remembered by the harness (restarts keep it) and applied to
 /// a running broker at once.
-fn set_clock(name: &str, id: NodeId, offset_ms: i64, clocks: &Clocks, controls: &Controls) {
+fn set_clock(name: &str, id: NodeId, offset_ms: i64, clocks: &Clocks, cluster: &Cluster) {
     if let Some(clock) = clocks.get(name) {
         clock.store(offset_ms, Ordering::SeqCst);
     }
-    if let Some(control) = controls.get(&id).and_then(|c| c.lock().unwrap().clone()) {
+    if let Some(control) = cluster
+        .controls
+        .get(&id)
+        .and_then(|c| c.lock().unwrap().clone())
+    {
+        control.set_clock_offset_ms(offset_ms);
+    }
+    if let Some(control) = cluster
+        .controllers
+        .iter()
+        .find(|(_, c, _)| *c == id)
+        .and_then(|(_, _, c)| c.lock().unwrap().clone())
+    {
         control.set_clock_offset_ms(offset_ms);
     }
 }
 
-fn heal(applied: &Applied, rec: &Shared, clocks: &Clocks, controls: &Controls, down: &Down) {
+fn heal(applied: &Applied, rec: &Shared, clocks: &Clocks, cluster: &Cluster, down: &Down) {
     let handle = Handle::current();
     let net = NetSim::current();
     match applied {
-        Applied::Restart(id, name) => {
+        Applied::Restart(id, name, kind) => {
             // Always killed before restarted (madsim keeps a live node's sockets bound).
             down.lock().unwrap().remove(id);
             handle.restart(*id);
-            event(rec, "fault-end", "kill", name, "heal");
+            // Torn writes kept their old event name ("kill") so old traces hash the same.
+            let kind = if *kind == "crash" { "crash" } else { "kill" };
+            event(rec, "fault-end", kind, name, "heal");
         }
         Applied::Resume(id, name) => {
             handle.resume(*id);
@@ -1013,7 +1433,7 @@ fn heal(applied: &Applied, rec: &Shared, clocks: &Clocks, controls: &Controls, d
             id,
             offset_ms,
         } => {
-            set_clock(name, *id, *offset_ms, clocks, controls);
+            set_clock(name, *id, *offset_ms, clocks, cluster);
             event(
                 rec,
                 "fault-end",
@@ -1308,4 +1728,67 @@ async fn final_read(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(text: &str) -> Scenario {
+        crate::scenario::parse(Path::new("n.toml"), text).expect("valid scenario")
+    }
+
+    #[test]
+    fn the_nemesis_targets_controllers_only_with_kill_pause_and_isolate() {
+        let s = scenario(
+            r#"
+duration = "600s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+replication_factor = 3
+[[producer]]
+name = "p1"
+topic = "t"
+[nemesis]
+kinds = ["kill", "pause", "isolate", "reset", "latency", "clog", "disk-slow-fsync"]
+interval = "1s"
+"#,
+        );
+        let plan = plan_nemesis(&s, 7);
+        assert_eq!(
+            plan,
+            plan_nemesis(&s, 7),
+            "the plan comes from the seed alone"
+        );
+        let on_controllers: Vec<&PlannedFault> = plan
+            .iter()
+            .filter(|f| {
+                f.node
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("controller-"))
+            })
+            .collect();
+        assert!(
+            !on_controllers.is_empty(),
+            "no fault on a controller in 600 s"
+        );
+        for f in &on_controllers {
+            assert!(
+                matches!(
+                    f.kind,
+                    FaultKind::Kill | FaultKind::Pause | FaultKind::Isolate
+                ),
+                "{f:?}"
+            );
+        }
+        for f in plan.iter().filter(|f| f.kind == FaultKind::Clog) {
+            for end in [&f.from, &f.to] {
+                let end = end.as_deref().unwrap();
+                assert!(!end.starts_with("controller-"), "{f:?}");
+            }
+        }
+    }
 }

@@ -17,6 +17,12 @@ pub const BROKERS_MAX: usize = 9;
 pub const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 pub const RATE_MAX: u64 = 1_000_000;
 pub const CLIENTS_MAX: usize = 64;
+/// Controller quorum sizes the lab builds: none (a standalone broker) or an odd quorum.
+pub const CONTROLLER_COUNTS: [usize; 4] = [0, 1, 3, 5];
+/// Controllers when the file does not say and there are several brokers.
+pub const CONTROLLERS_DEFAULT_CLUSTER: usize = 3;
+/// Nodes one fault may name in `nodes`.
+pub const FAULT_NODES_MAX: usize = 16;
 
 /// A scenario error: file, line, field, message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +125,12 @@ pub enum Expectation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
-    /// Kill a node (unsynced disk writes are lost); with `for`, restart it after.
+    /// Kill a node by power loss (unsynced disk writes are lost); with `for`, restart it
+    /// after.
     Kill,
+    /// Crash a node's process (kill -9): the operating system survives, so unsynced writes
+    /// in its page cache do too; with `for`, restart it after.
+    Crash,
     /// Stop a node's tasks without killing it; with `for`, resume after.
     Pause,
     /// Cut the network between `groups` (or only from the first to the second: `one_way`).
@@ -152,8 +162,9 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::Kill,
+        FaultKind::Crash,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Isolate,
@@ -172,6 +183,7 @@ impl FaultKind {
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
+            FaultKind::Crash => "crash",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Isolate => "isolate",
@@ -188,11 +200,13 @@ impl FaultKind {
         }
     }
 
-    /// Faults that act on one node named by `node`.
+    /// Faults that act on one node named by `node` (kill and crash: or on several, named by
+    /// `nodes`).
     fn takes_node(self) -> bool {
         matches!(
             self,
             FaultKind::Kill
+                | FaultKind::Crash
                 | FaultKind::Pause
                 | FaultKind::Isolate
                 | FaultKind::Reset
@@ -215,6 +229,15 @@ pub struct ClusterSpec {
     /// Broker settings by their Kafka names, e.g. "log.flush.interval.messages" = "1".
     #[serde(default)]
     pub config: BTreeMap<String, Spanned<String>>,
+    /// Controller nodes (a KRaft quorum), named controller-1 .. controller-N: 0, 1, 3 or 5.
+    /// Default: 3 with several brokers, else 0 (a standalone broker).
+    pub controllers: Option<Spanned<usize>>,
+    /// Racks: broker i (from 0) is in racks[i % len] (`broker.rack`).
+    pub racks: Option<Spanned<Vec<String>>>,
+    /// Controller settings by their Kafka names. Kept for when controllers take settings;
+    /// not passed to them yet.
+    #[serde(default)]
+    pub controller_config: BTreeMap<String, Spanned<String>>,
 }
 
 fn one() -> Spanned<usize> {
@@ -226,6 +249,9 @@ impl Default for ClusterSpec {
         ClusterSpec {
             brokers: one(),
             config: BTreeMap::new(),
+            controllers: None,
+            racks: None,
+            controller_config: BTreeMap::new(),
         }
     }
 }
@@ -325,8 +351,14 @@ pub struct FaultSpec {
     #[serde(rename = "for")]
     pub duration: Option<Spanned<Dur>>,
     pub kind: Spanned<FaultKind>,
-    /// A node name (broker-1, a producer or consumer name) or a role: "leader:TOPIC/P".
+    /// A node name (broker-1, controller-1, a producer or consumer name) or a role:
+    /// "leader:TOPIC/P", "follower:TOPIC/P", "controller".
     pub node: Option<Spanned<String>>,
+    /// Kill and crash: several nodes at the same instant (names, roles, or
+    /// "replicas:TOPIC/P" for every replica, followers first and the leader last).
+    pub nodes: Option<Spanned<Vec<String>>>,
+    /// With `nodes`: the k-th node (from 0) restarts k * restart_stagger after the first.
+    pub restart_stagger: Option<Spanned<Dur>>,
     pub groups: Option<Spanned<Vec<Vec<String>>>>,
     #[serde(default)]
     pub one_way: bool,
@@ -400,12 +432,17 @@ pub struct Scenario {
     pub liveness: Duration,
     pub seeds: u64,
     pub cluster: ClusterSpec,
+    /// Controller nodes, the file's `cluster.controllers` or its default.
+    pub controllers: usize,
     pub topics: Vec<TopicSpec>,
     pub producers: Vec<ProducerSpec>,
     pub consumers: Vec<ConsumerSpec>,
     pub faults: Vec<FaultSpec>,
     pub nemesis: Option<NemesisSpec>,
     pub expect: BTreeMap<Anomaly, Expectation>,
+    /// `expect.invariant`: what a broken replication or controller invariant means here
+    /// (forbidden by default).
+    pub invariant_expectation: Expectation,
 }
 
 impl Scenario {
@@ -413,6 +450,18 @@ impl Scenario {
         (1..=*self.cluster.brokers.get_ref())
             .map(|i| format!("broker-{i}"))
             .collect()
+    }
+
+    pub fn controller_names(&self) -> Vec<String> {
+        (1..=self.controllers)
+            .map(|k| format!("controller-{k}"))
+            .collect()
+    }
+
+    /// `broker.rack` of broker `index` (from 0): racks[index % len].
+    pub fn rack_of(&self, index: usize) -> Option<String> {
+        let racks = self.cluster.racks.as_ref()?.get_ref();
+        (!racks.is_empty()).then(|| racks[index % racks.len()].clone())
     }
 
     pub fn producer_name(&self, index: usize) -> String {
@@ -439,11 +488,15 @@ impl Scenario {
     /// Every node name a fault may name.
     pub fn node_names(&self) -> Vec<String> {
         let mut names = self.broker_names();
+        names.extend(self.controller_names());
         names.extend((0..self.producers.len()).map(|i| self.producer_name(i)));
         names.extend((0..self.consumers.len()).map(|i| self.consumer_name(i)));
         names
     }
 }
+
+/// The `[expect]` key of broken replication and controller invariants.
+pub const INVARIANT: &str = "invariant";
 
 /// Default seeds per scenario when neither the file nor the command line says.
 pub const SEEDS_DEFAULT: u64 = 10;
@@ -519,6 +572,46 @@ fn validate(
             "cluster.brokers".into(),
             format!("must be 1..={BROKERS_MAX}"),
         ));
+    }
+    let controllers = match &raw.cluster.controllers {
+        Some(c) => {
+            let n = *c.get_ref();
+            if !CONTROLLER_COUNTS.contains(&n) {
+                return Err(err(
+                    c.span(),
+                    "cluster.controllers".into(),
+                    "must be 0, 1, 3 or 5 (a quorum of an odd size, or none)".into(),
+                ));
+            }
+            if n == 0 && brokers > 1 {
+                return Err(err(
+                    c.span(),
+                    "cluster.controllers".into(),
+                    "several brokers need a controller quorum (1, 3 or 5)".into(),
+                ));
+            }
+            n
+        }
+        None if brokers > 1 => CONTROLLERS_DEFAULT_CLUSTER,
+        None => 0,
+    };
+    if let Some(racks) = &raw.cluster.racks {
+        if racks.get_ref().is_empty() || racks.get_ref().iter().any(|r| r.trim().is_empty()) {
+            return Err(err(
+                racks.span(),
+                "cluster.racks".into(),
+                "lists at least one rack, none of them empty".into(),
+            ));
+        }
+    }
+    for (key, value) in &raw.cluster.controller_config {
+        if controllers == 0 {
+            return Err(err(
+                value.span(),
+                format!("cluster.controller_config.{key}"),
+                "there are no controllers (cluster.controllers = 0)".into(),
+            ));
+        }
     }
     // Broker settings must be ones the broker knows.
     for (key, value) in &raw.cluster.config {
@@ -617,6 +710,14 @@ fn validate(
     for n in (1..=brokers).map(|i| format!("broker-{i}")) {
         names.insert(n, 0..0);
     }
+    for n in (1..=controllers).map(|k| format!("controller-{k}")) {
+        names.insert(n, 0..0);
+    }
+    let topic_rf: BTreeMap<String, i16> = raw
+        .topics
+        .iter()
+        .map(|t| (t.name.get_ref().clone(), *t.replication_factor.get_ref()))
+        .collect();
     for (i, p) in raw.producers.iter().enumerate() {
         let what = format!("producer[{i}]");
         check_topic(&p.topic, format!("{what}.topic"))?;
@@ -702,16 +803,49 @@ fn validate(
             ));
         }
     }
-    let check_node = |n: &Spanned<String>, field: String| -> Result<(), ScenarioError> {
+    // `several`: the field may name several nodes at once (replicas:TOPIC/P).
+    let check_node_in = |n: &Spanned<String>,
+                         field: String,
+                         several: bool|
+     -> Result<(), ScenarioError> {
         let name = n.get_ref();
-        if let Some(role) = name.strip_prefix("leader:") {
+        if name == "controller" {
+            if controllers == 0 {
+                return Err(err(
+                    n.span(),
+                    field,
+                    "the role \"controller\" needs cluster.controllers > 0".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let role = ["leader:", "follower:", "followers:", "replicas:"]
+            .into_iter()
+            .find_map(|prefix| name.strip_prefix(prefix).map(|rest| (prefix, rest)));
+        if let Some((prefix, role)) = role {
+            if matches!(prefix, "replicas:" | "followers:") && !several {
+                return Err(err(
+                    n.span(),
+                    field,
+                    format!("{prefix}TOPIC/P names several nodes: use it in `nodes` or `groups`"),
+                ));
+            }
             let (topic, partition) = role.rsplit_once('/').ok_or_else(|| {
                 err(
                     n.span(),
                     field.clone(),
-                    format!("a role is written leader:TOPIC/PARTITION, got {name:?}"),
+                    format!("a role is written {prefix}TOPIC/PARTITION, got {name:?}"),
                 )
             })?;
+            if matches!(prefix, "follower:" | "followers:")
+                && topic_rf.get(topic).is_some_and(|rf| *rf < 2)
+            {
+                return Err(err(
+                    n.span(),
+                    field,
+                    format!("topic {topic} has replication factor 1: it has no follower"),
+                ));
+            }
             let count = topic_partitions.get(topic).ok_or_else(|| {
                 err(
                     n.span(),
@@ -745,6 +879,17 @@ fn validate(
         }
         Ok(())
     };
+    let check_node = |n: &Spanned<String>, field: String| -> Result<(), ScenarioError> {
+        check_node_in(n, field, false)
+    };
+    // Nodes that can be killed or crashed: brokers, controllers and roles naming them.
+    let killable = |name: &str| {
+        name.starts_with("broker-")
+            || name.starts_with("controller")
+            || ["leader:", "follower:", "followers:", "replicas:"]
+                .iter()
+                .any(|p| name.starts_with(p))
+    };
     for (i, f) in raw.faults.iter().enumerate() {
         let what = format!("fault[{i}]");
         let kind = *f.kind.get_ref();
@@ -777,12 +922,65 @@ fn validate(
             }
             Ok(())
         };
+        let several = matches!(kind, FaultKind::Kill | FaultKind::Crash);
+        if let (Some(_), Some(nodes)) = (&f.node, &f.nodes) {
+            return Err(err(
+                nodes.span(),
+                format!("{what}.nodes"),
+                "name the fault's nodes with node or with nodes, not both".into(),
+            ));
+        }
+        if several && f.node.is_none() && f.nodes.is_none() {
+            return Err(err(
+                f.kind.span(),
+                format!("{what}.node"),
+                format!("a {} fault needs node (or nodes)", kind.name()),
+            ));
+        }
+        field_present(
+            "nodes",
+            f.nodes.is_some(),
+            several && f.node.is_none(),
+            f.nodes.as_ref().map_or(0..0, |n| n.span()),
+        )?;
         field_present(
             "node",
             f.node.is_some(),
-            kind.takes_node(),
+            kind.takes_node() && f.nodes.is_none(),
             f.node.as_ref().map_or(0..0, |n| n.span()),
         )?;
+        if let Some(nodes) = &f.nodes {
+            if nodes.get_ref().is_empty() || nodes.get_ref().len() > FAULT_NODES_MAX {
+                return Err(err(
+                    nodes.span(),
+                    format!("{what}.nodes"),
+                    format!("names 1..={FAULT_NODES_MAX} nodes"),
+                ));
+            }
+            for name in nodes.get_ref() {
+                check_node_in(
+                    &Spanned::new(nodes.span(), name.clone()),
+                    format!("{what}.nodes"),
+                    true,
+                )?;
+                if !killable(name) {
+                    return Err(err(
+                        nodes.span(),
+                        format!("{what}.nodes"),
+                        format!("only brokers and controllers can be killed, not {name:?}"),
+                    ));
+                }
+            }
+        }
+        if let Some(stagger) = &f.restart_stagger {
+            if f.nodes.is_none() {
+                return Err(err(
+                    stagger.span(),
+                    format!("{what}.restart_stagger"),
+                    "staggers the restarts of several nodes: name them with nodes".into(),
+                ));
+            }
+        }
         field_present(
             "groups",
             f.groups.is_some(),
@@ -883,22 +1081,51 @@ fn validate(
                     "a partition has exactly two non-empty groups".into(),
                 ));
             }
-            for name in groups.get_ref().iter().flatten() {
-                check_node(
-                    &Spanned::new(groups.span(), name.clone()),
-                    format!("{what}.groups"),
-                )?;
+            for (g, group) in groups.get_ref().iter().enumerate() {
+                for name in group {
+                    if name == "others" {
+                        if groups.get_ref()[1 - g].iter().any(|n| n == "others") {
+                            return Err(err(
+                                groups.span(),
+                                format!("{what}.groups"),
+                                "\"others\" means every node not in the other group: only one group can use it".into(),
+                            ));
+                        }
+                        continue;
+                    }
+                    check_node_in(
+                        &Spanned::new(groups.span(), name.clone()),
+                        format!("{what}.groups"),
+                        true,
+                    )?;
+                }
             }
         }
-        if matches!(kind, FaultKind::Kill | FaultKind::DiskTornWrite) {
+        if matches!(
+            kind,
+            FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite
+        ) {
             if let Some(n) = &f.node {
-                if !n.get_ref().starts_with("broker-") && !n.get_ref().starts_with("leader:") {
+                if !killable(n.get_ref()) {
                     return Err(err(
                         n.span(),
                         format!("{what}.node"),
-                        "only brokers can be killed".into(),
+                        "only brokers and controllers can be killed".into(),
                     ));
                 }
+            }
+        }
+        if kind == FaultKind::Reset {
+            if let Some(n) = f
+                .node
+                .as_ref()
+                .filter(|n| n.get_ref().starts_with("controller"))
+            {
+                return Err(err(
+                    n.span(),
+                    format!("{what}.node"),
+                    "the lab cannot reset a controller's connections without closing its listener: isolate it instead".into(),
+                ));
             }
         }
     }
@@ -940,12 +1167,18 @@ fn validate(
         }
     }
     let mut expect = BTreeMap::new();
+    let mut invariant_expectation = Expectation::Forbidden;
     for (key, value) in &raw.expect {
+        if key == INVARIANT {
+            invariant_expectation = *value.get_ref();
+            continue;
+        }
         let anomaly = Anomaly::ALL
             .into_iter()
             .find(|a| a.name() == key)
             .ok_or_else(|| {
-                let known: Vec<&str> = Anomaly::ALL.iter().map(|a| a.name()).collect();
+                let mut known: Vec<&str> = Anomaly::ALL.iter().map(|a| a.name()).collect();
+                known.push(INVARIANT);
                 err(
                     value.span(),
                     format!("expect.{key}"),
@@ -972,12 +1205,14 @@ fn validate(
         liveness: raw.liveness.map_or(LIVENESS_DEFAULT, |l| l.get_ref().0),
         seeds: raw.seeds.map_or(SEEDS_DEFAULT, |s| *s.get_ref()),
         cluster: raw.cluster,
+        controllers,
         topics: raw.topics,
         producers: raw.producers,
         consumers: raw.consumers,
         faults: raw.faults,
         nemesis: raw.nemesis,
         expect,
+        invariant_expectation,
     })
 }
 
@@ -1077,7 +1312,7 @@ duplicate = "allowed"
 
     #[test]
     fn errors_name_file_line_and_field() {
-        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `disk-slow-fsync`, `loss`, `clock-skew`, `clock-jump`");
+        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `crash`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `disk-slow-fsync`, `loss`, `clock-skew`, `clock-jump`");
         check_error(
             "rate = 500",
             "rate = 0",
@@ -1100,7 +1335,7 @@ duplicate = "allowed"
             "at = \"40s\"",
             "s.toml:22: fault[0].at: is after the end of the run (duration)",
         );
-        check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read)");
+        check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read, invariant)");
         check_error("\"log.flush.interval.messages\" = \"1\"", "\"log.flush.interval.messages\" = \"x\"", "s.toml:6: cluster.config.log.flush.interval.messages: expected a whole number, got \"x\"");
         check_error(
             "partitions = 3",
@@ -1116,6 +1351,160 @@ duplicate = "allowed"
             "duration = \"30s\"",
             "duration = 30",
             "s.toml:2: duration: invalid type: integer `30`, expected a string",
+        );
+    }
+
+    const CLUSTER: &str = r#"
+duration = "30s"
+
+[cluster]
+brokers = 3
+racks = ["a", "b"]
+controller_config = { "controller.quorum.election.timeout.ms" = "1000" }
+
+[[topic]]
+name = "t"
+replication_factor = 3
+
+[[producer]]
+name = "p1"
+topic = "t"
+
+[[fault]]
+at = "5s"
+for = "3s"
+kind = "crash"
+nodes = ["replicas:t/0"]
+restart_stagger = "2s"
+
+[[fault]]
+at = "10s"
+for = "3s"
+kind = "isolate"
+node = "controller"
+
+[[fault]]
+at = "12s"
+for = "3s"
+kind = "partition"
+groups = [["leader:t/0", "p1"], ["others"]]
+
+[expect]
+invariant = "allowed"
+"#;
+
+    fn check_cluster_error(from: &str, to: &str, want: &str) {
+        let text = CLUSTER.replacen(from, to, 1);
+        assert_ne!(text, CLUSTER, "{from:?} not found in the cluster scenario");
+        let e = parse(Path::new("c.toml"), &text)
+            .expect_err(want)
+            .to_string();
+        assert_eq!(e, want);
+    }
+
+    #[test]
+    fn a_cluster_scenario_parses_with_its_defaults() {
+        let s = parse(Path::new("c.toml"), CLUSTER).unwrap();
+        assert_eq!(
+            s.controllers, 3,
+            "3 controllers by default with several brokers"
+        );
+        assert_eq!(
+            s.controller_names(),
+            ["controller-1", "controller-2", "controller-3"]
+        );
+        assert!(s.node_names().contains(&"controller-2".to_string()));
+        assert_eq!(s.rack_of(0).as_deref(), Some("a"));
+        assert_eq!(s.rack_of(1).as_deref(), Some("b"));
+        assert_eq!(s.rack_of(2).as_deref(), Some("a"));
+        assert_eq!(*s.faults[0].kind.get_ref(), FaultKind::Crash);
+        assert_eq!(
+            s.faults[0].restart_stagger.as_ref().unwrap().get_ref().0,
+            Duration::from_secs(2)
+        );
+        assert_eq!(s.invariant_expectation, Expectation::Allowed);
+        assert_eq!(s.cluster.controller_config.len(), 1);
+        // One broker: no controllers unless asked.
+        let single = parse(Path::new("s.toml"), GOOD).unwrap();
+        assert_eq!(single.controllers, 0);
+        assert_eq!(single.invariant_expectation, Expectation::Forbidden);
+    }
+
+    #[test]
+    fn cluster_errors_name_file_line_and_field() {
+        check_cluster_error(
+            "brokers = 3",
+            "brokers = 3\ncontrollers = 2",
+            "c.toml:6: cluster.controllers: must be 0, 1, 3 or 5 (a quorum of an odd size, or none)",
+        );
+        check_cluster_error(
+            "brokers = 3",
+            "brokers = 3\ncontrollers = 0",
+            "c.toml:6: cluster.controllers: several brokers need a controller quorum (1, 3 or 5)",
+        );
+        check_cluster_error(
+            "racks = [\"a\", \"b\"]",
+            "racks = []",
+            "c.toml:6: cluster.racks: lists at least one rack, none of them empty",
+        );
+        check_cluster_error(
+            "nodes = [\"replicas:t/0\"]",
+            "nodes = [\"replicas:t/0\", \"p1\"]",
+            "c.toml:21: fault[0].nodes: only brokers and controllers can be killed, not \"p1\"",
+        );
+        check_cluster_error(
+            "nodes = [\"replicas:t/0\"]",
+            "nodes = [\"replicas:u/0\"]",
+            "c.toml:21: fault[0].nodes: no [[topic]] is named \"u\"",
+        );
+        check_cluster_error(
+            "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+            "node = \"replicas:t/0\"",
+            "c.toml:21: fault[0].node: replicas:TOPIC/P names several nodes: use it in `nodes` or `groups`",
+        );
+        check_cluster_error(
+            "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+            "node = \"controller-4\"",
+            "c.toml:21: fault[0].node: no node is named \"controller-4\" (known: [\"broker-1\", \"broker-2\", \"broker-3\", \"controller-1\", \"controller-2\", \"controller-3\", \"p1\"])",
+        );
+        check_cluster_error(
+            "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+            "node = \"broker-1\"\nrestart_stagger = \"2s\"",
+            "c.toml:22: fault[0].restart_stagger: staggers the restarts of several nodes: name them with nodes",
+        );
+        check_cluster_error(
+            "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+            "restart_stagger = \"2s\"",
+            "c.toml:20: fault[0].node: a crash fault needs node (or nodes)",
+        );
+        check_cluster_error(
+            "kind = \"isolate\"\nnode = \"controller\"",
+            "kind = \"pause\"\nnodes = [\"controller\"]",
+            "c.toml:28: fault[1].nodes: does not apply to a pause fault",
+        );
+        check_cluster_error(
+            "groups = [[\"leader:t/0\", \"p1\"], [\"others\"]]",
+            "groups = [[\"others\"], [\"others\"]]",
+            "c.toml:34: fault[2].groups: \"others\" means every node not in the other group: only one group can use it",
+        );
+    }
+
+    #[test]
+    fn roles_need_what_they_name() {
+        check_error(
+            "node = \"broker-1\"",
+            "node = \"controller\"",
+            "s.toml:25: fault[0].node: the role \"controller\" needs cluster.controllers > 0",
+        );
+        check_error(
+            "node = \"broker-1\"",
+            "node = \"follower:orders/0\"",
+            "s.toml:25: fault[0].node: topic orders has replication factor 1: it has no follower",
+        );
+        check_error(
+            "node = \"broker-1\"",
+            "node = \"p1\"",
+            "s.toml:25: fault[0].node: only brokers and controllers can be killed",
         );
     }
 

@@ -1,10 +1,12 @@
-//! `cargo lab`: run seeded fault scenarios through the simulator, replay one seed, or
-//! measure the simulator's speed. Exit status: 0 every invariant held, 1 a violation (or
+//! `cargo lab`: run seeded fault scenarios through the simulator, replay one seed, run the
+//! guarantees matrix, or measure the simulator's speed. Exit status: 0 every invariant held, 1 a violation (or
 //! liveness failure, crash, nondeterminism) was found, 2 bad input.
 
 #[cfg(madsim)]
 mod lab {
     use clap::{Parser, Subcommand};
+    use faultline_sim::history::Anomaly;
+    use faultline_sim::matrix::{self, CellResult, SeedFinding};
     use faultline_sim::outcome::{Outcome, Verdict};
     use faultline_sim::report;
     use faultline_sim::runner::run_seed;
@@ -62,6 +64,22 @@ mod lab {
             #[arg(long, default_value = "reports")]
             reports: PathBuf,
         },
+        /// Kafka's durability promise against what the lab finds: acks x min.insync.replicas
+        /// x unclean.leader.election.enable x four fault sequences; writes
+        /// reports/guarantees.md and each cell's scenario to reports/matrix/<cell>.toml.
+        Matrix {
+            /// Seeds 1..=N per cell.
+            #[arg(long, default_value_t = matrix::SEEDS_DEFAULT)]
+            seeds: u64,
+            /// Only cells whose name contains this (e.g. `acks-all.misr-2`, `power-loss`).
+            #[arg(long)]
+            cell: Option<String>,
+            /// Seeds run at once, each on its own thread.
+            #[arg(long, default_value_t = default_jobs())]
+            jobs: usize,
+            #[arg(long, default_value = "reports")]
+            reports: PathBuf,
+        },
         /// Measure simulated seconds per wall second and seeds per minute.
         Bench {
             /// Default: scenarios/bench/standard.toml.
@@ -106,8 +124,136 @@ mod lab {
                 seed,
                 reports,
             } => repro(&file, seed, &reports),
+            Command::Matrix {
+                seeds,
+                cell,
+                jobs,
+                reports,
+            } => run_matrix(seeds, cell.as_deref(), jobs, &reports),
             Command::Bench { file, seeds, jobs } => bench(file, seeds, jobs),
         }
+    }
+
+    /// What one seed of a matrix cell showed: loss (lost-write or unseen), and everything
+    /// else that went wrong.
+    fn finding(outcome: &Outcome) -> SeedFinding {
+        let lost = outcome
+            .violations
+            .iter()
+            .any(|v| matches!(v.anomaly, Anomaly::LostWrite | Anomaly::Unseen));
+        let problems: Vec<String> = match outcome.verdict {
+            Verdict::Crash | Verdict::Liveness => outcome.failures.clone(),
+            _ => outcome
+                .failures
+                .iter()
+                // Loss is judged by the matrix itself.
+                .filter(|f| !f.contains("lost-write") && !f.contains("unseen"))
+                .cloned()
+                .collect(),
+        };
+        // acks=0: nothing is acknowledged; count the records sent that no read returned.
+        let mut sent = std::collections::BTreeSet::new();
+        let mut read = std::collections::BTreeSet::new();
+        for op in &outcome.history.ops {
+            use faultline_sim::history::{OpKind, Phase};
+            match (op.kind, op.phase) {
+                (OpKind::Send, Phase::Info)
+                    if op.error.as_deref().is_some_and(|e| e.starts_with("acks=0")) =>
+                {
+                    sent.extend(op.values.iter().map(String::as_str))
+                }
+                (OpKind::Poll, Phase::Ok) => {
+                    read.extend(op.records.iter().map(|(_, v)| v.as_str()))
+                }
+                _ => {}
+            }
+        }
+        let unread = sent.difference(&read).count() as u64;
+        SeedFinding {
+            seed: outcome.seed,
+            completed: !matches!(outcome.verdict, Verdict::Crash | Verdict::Liveness),
+            lost,
+            unread,
+            problems,
+        }
+    }
+
+    fn run_matrix(seeds: u64, filter: Option<&str>, jobs: usize, reports: &Path) -> i32 {
+        if seeds == 0 {
+            eprintln!("error: --seeds must be at least 1");
+            return 2;
+        }
+        let cells: Vec<matrix::Cell> = matrix::cells()
+            .into_iter()
+            .filter(|c| filter.is_none_or(|f| c.name().contains(f)))
+            .collect();
+        if cells.is_empty() {
+            eprintln!(
+                "error: --cell {:?} matches no cell (names look like {})",
+                filter.unwrap_or_default(),
+                matrix::cells()[0].name()
+            );
+            return 2;
+        }
+        // Each cell's scenario is a file, so any seed replays with `cargo lab repro`.
+        let dir = reports.join("matrix");
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("error: {}: {e}", dir.display());
+            return 2;
+        }
+        let mut scenarios = Vec::new();
+        for c in &cells {
+            let path = dir.join(format!("{}.toml", c.name()));
+            if let Err(e) = std::fs::write(&path, c.scenario_toml()) {
+                eprintln!("error: {}: {e}", path.display());
+                return 2;
+            }
+            match scenario::load(&path) {
+                Ok(s) => scenarios.push(s),
+                Err(e) => {
+                    eprintln!("error: generated cell scenario is invalid: {e}");
+                    return 2;
+                }
+            }
+        }
+        let work: Vec<(usize, u64)> = (0..scenarios.len())
+            .flat_map(|i| (1..=seeds).map(move |seed| (i, seed)))
+            .collect();
+        println!(
+            "lab matrix: {} cells x {seeds} seeds over {jobs} jobs",
+            cells.len()
+        );
+        let commit = commit();
+        let started = std::time::Instant::now();
+        let outcomes = run_all(&scenarios, work, jobs, false);
+        let mut results: Vec<CellResult> = cells
+            .iter()
+            .zip(&scenarios)
+            .map(|(c, s)| CellResult {
+                cell: *c,
+                file: s.path.display().to_string(),
+                seeds: Vec::new(),
+            })
+            .collect();
+        for (i, outcome, _) in &outcomes {
+            let failed = outcome.verdict != Verdict::Pass;
+            if let Err(e) = report::write_with(reports, &scenarios[*i], outcome, &commit, failed) {
+                eprintln!("warning: could not write a report: {e}");
+            }
+            results[*i].seeds.push(finding(outcome));
+        }
+        print!("{}", matrix::table(&results));
+        let path = reports.join("guarantees.md");
+        match std::fs::write(&path, matrix::markdown(&results, &commit)) {
+            Ok(()) => println!(
+                "{} runs in {:.1}s wall; report: {}",
+                outcomes.len(),
+                started.elapsed().as_secs_f64(),
+                path.display()
+            ),
+            Err(e) => eprintln!("warning: {}: {e}", path.display()),
+        }
+        matrix::exit_code(&results)
     }
 
     /// Scenario files named directly or found (recursively, sorted) in folders.

@@ -1,0 +1,537 @@
+//! Invariants of replication and of the controller quorum, checked while a run goes on (from
+//! what nodes report through `faultline::observe`) and once at its end (by comparing the
+//! replicas of every partition). Pure: the runner feeds observations and digests in; what
+//! comes out is a list of violations, each a sentence naming the node, the partition, the
+//! leader epoch and the offsets.
+//!
+//! **Architecture invariant:** nothing here knows about madsim, sockets or the history;
+//! every rule can be tested with a hand-made sequence of observations.
+//!
+//! The continuous rules:
+//! - `one-leader-per-epoch`: at most one broker becomes leader of a partition in one
+//!   leader epoch.
+//! - `leader-epoch-monotonic`: one broker, for one partition, never becomes leader in an
+//!   epoch below one it already led in (per incarnation: a `Started` report from the broker
+//!   forgets what it said before).
+//! - `high-watermark-monotonic`: a leader's high watermark never goes back within one
+//!   leader epoch (per incarnation too).
+//! - `one-active-controller-per-term`: at most one controller is active in one term.
+//! - `metadata-log-agrees`: every controller that commits metadata entry `index` commits
+//!   the same (term, digest).
+//!
+//! The end-of-run rule, `replicas-agree`: every member of a partition's ISR (as the leader
+//! reports it) holds exactly the leader's batches (base, last, CRC) below the leader's high
+//! watermark.
+
+use faultline::observe::Observation;
+use faultline::server::ReplicaDigest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Controller node ids in the lab: controller-K is node 1000 + K, so they never clash with
+/// broker ids 1..N.
+pub const CONTROLLER_ID_BASE: i32 = 1000;
+
+/// Violations kept per run; a broken rule tends to repeat at every report after it.
+pub const VIOLATIONS_MAX: usize = 100;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantViolation {
+    /// Simulated nanoseconds since the run started (0 for end-of-run checks made before
+    /// the clock is read).
+    pub time_ns: u64,
+    /// The rule's name, e.g. "one-leader-per-epoch".
+    pub rule: String,
+    /// What was expected and what was seen: node, partition, epoch, offsets.
+    pub message: String,
+}
+
+/// The continuous checker: feed it every observation of a run, in order.
+#[derive(Debug, Default)]
+pub struct Invariants {
+    /// (topic, partition, leader epoch) -> the broker that became its leader.
+    leaders: BTreeMap<(String, i32, i32), i32>,
+    /// (broker, topic, partition) -> the highest epoch it led in, this incarnation.
+    epochs_led: BTreeMap<(i32, String, i32), i32>,
+    /// (broker, topic, partition, epoch) -> its last high watermark, this incarnation.
+    high_watermarks: BTreeMap<(i32, String, i32, i32), i64>,
+    /// term -> the controller active in it.
+    active_controllers: BTreeMap<u64, i32>,
+    /// metadata index -> (term, digest, first controller that committed it).
+    committed: BTreeMap<u64, (u64, u64, i32)>,
+    violations: Vec<InvariantViolation>,
+    /// Violations beyond `VIOLATIONS_MAX`, counted only.
+    dropped: usize,
+}
+
+impl Invariants {
+    pub fn new() -> Invariants {
+        Invariants::default()
+    }
+
+    /// Check one observation against everything seen before it.
+    pub fn observe(&mut self, time_ns: u64, observation: &Observation) {
+        match observation {
+            Observation::BecameLeader {
+                broker,
+                topic,
+                partition,
+                leader_epoch,
+            } => {
+                let key = (topic.clone(), *partition, *leader_epoch);
+                match self.leaders.get(&key) {
+                    Some(other) if other != broker => self.fail(
+                        time_ns,
+                        "one-leader-per-epoch",
+                        format!(
+                            "broker {broker} became leader of {topic}/{partition} in leader epoch {leader_epoch}, \
+                             which broker {other} already leads"
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        self.leaders.insert(key, *broker);
+                    }
+                }
+                let key = (*broker, topic.clone(), *partition);
+                match self.epochs_led.get(&key) {
+                    Some(before) if *leader_epoch < *before => self.fail(
+                        time_ns,
+                        "leader-epoch-monotonic",
+                        format!(
+                            "broker {broker} became leader of {topic}/{partition} in leader epoch {leader_epoch} \
+                             after leading it in epoch {before}"
+                        ),
+                    ),
+                    _ => {
+                        self.epochs_led.insert(key, *leader_epoch);
+                    }
+                }
+            }
+            Observation::HighWatermark {
+                broker,
+                topic,
+                partition,
+                leader_epoch,
+                high_watermark,
+            } => {
+                let key = (*broker, topic.clone(), *partition, *leader_epoch);
+                match self.high_watermarks.get(&key) {
+                    Some(before) if high_watermark < before => self.fail(
+                        time_ns,
+                        "high-watermark-monotonic",
+                        format!(
+                            "broker {broker}, leader of {topic}/{partition} in leader epoch {leader_epoch}, \
+                             moved its high watermark back from {before} to {high_watermark}"
+                        ),
+                    ),
+                    _ => {
+                        self.high_watermarks.insert(key, *high_watermark);
+                    }
+                }
+            }
+            Observation::ControllerActive { node, term } => match self.active_controllers.get(term)
+            {
+                Some(other) if other != node => self.fail(
+                    time_ns,
+                    "one-active-controller-per-term",
+                    format!(
+                        "controller {node} became active in term {term}, in which controller {other} \
+                         is already active"
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    self.active_controllers.insert(*term, *node);
+                }
+            },
+            Observation::MetadataCommitted {
+                node,
+                index,
+                term,
+                digest,
+            } => match self.committed.get(index) {
+                Some((t, d, first)) if (t, d) != (term, digest) => {
+                    let (t, d, first) = (*t, *d, *first);
+                    self.fail(
+                        time_ns,
+                        "metadata-log-agrees",
+                        format!(
+                            "controller {node} committed metadata index {index} as term {term} digest {digest:016x}; \
+                             controller {first} committed it as term {t} digest {d:016x}"
+                        ),
+                    )
+                }
+                Some(_) => {}
+                None => {
+                    self.committed.insert(*index, (*term, *digest, *node));
+                }
+            },
+            Observation::Started { node } => {
+                if let Some(id) = node_id_of(node) {
+                    self.epochs_led.retain(|(b, _, _), _| *b != id);
+                    self.high_watermarks.retain(|(b, _, _, _), _| *b != id);
+                }
+            }
+            // Batches and truncations are compared at the end, replica against replica.
+            Observation::Batch { .. } | Observation::Truncated { .. } => {}
+        }
+    }
+
+    pub fn violations(&self) -> &[InvariantViolation] {
+        &self.violations
+    }
+
+    /// Violations found beyond the kept ones.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+
+    /// Add a violation found outside `observe` (the end-of-run comparison).
+    pub fn push(&mut self, violation: InvariantViolation) {
+        if self.violations.len() < VIOLATIONS_MAX {
+            self.violations.push(violation);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn fail(&mut self, time_ns: u64, rule: &str, message: String) {
+        self.push(InvariantViolation {
+            time_ns,
+            rule: rule.into(),
+            message,
+        });
+    }
+}
+
+/// The node id a `Started { node }` report names: "broker-3" -> 3, "controller-2" -> 1002,
+/// or a bare id "3".
+pub fn node_id_of(node: &str) -> Option<i32> {
+    if let Some(n) = node.strip_prefix("broker-") {
+        return n.parse().ok();
+    }
+    if let Some(n) = node.strip_prefix("controller-") {
+        return n.parse::<i32>().ok().map(|k| CONTROLLER_ID_BASE + k);
+    }
+    node.parse().ok()
+}
+
+/// End-of-run comparison of one partition's replicas: `digests` holds every broker's
+/// digest (None: it holds no replica). The leader is the replica that says it leads (the
+/// highest leader epoch if several do); every broker in its ISR must hold the leader's
+/// batches entirely below the leader's high watermark, identical in base, last offset
+/// and CRC, and no others there.
+pub fn compare_replicas(
+    topic: &str,
+    partition: i32,
+    digests: &BTreeMap<i32, Option<ReplicaDigest>>,
+    time_ns: u64,
+) -> Vec<InvariantViolation> {
+    let mut out = Vec::new();
+    let fail = |out: &mut Vec<InvariantViolation>, message: String| {
+        out.push(InvariantViolation {
+            time_ns,
+            rule: "replicas-agree".into(),
+            message,
+        })
+    };
+    let Some((leader, lead)) = digests
+        .iter()
+        .filter_map(|(b, d)| d.as_ref().filter(|d| d.is_leader).map(|d| (*b, d)))
+        .max_by_key(|(b, d)| (d.leader_epoch, -*b))
+    else {
+        // No leader at the end: nothing to compare against (liveness reports that).
+        return out;
+    };
+    let hw = lead.high_watermark;
+    let below = |d: &ReplicaDigest| -> Vec<(i64, i64, u32)> {
+        d.batches.iter().copied().filter(|b| b.1 < hw).collect()
+    };
+    let want = below(lead);
+    for member in lead.isr.iter().filter(|m| **m != leader) {
+        let Some(Some(replica)) = digests.get(member) else {
+            fail(
+                &mut out,
+                format!(
+                    "{topic}/{partition}: broker {member} is in the ISR of leader {leader} (leader epoch {}), \
+                     but holds no replica of it",
+                    lead.leader_epoch
+                ),
+            );
+            continue;
+        };
+        let have = below(replica);
+        if have == want {
+            continue;
+        }
+        // Name the first offset where they differ.
+        let first = want
+            .iter()
+            .zip(have.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.len().min(have.len()));
+        let show = |b: Option<&(i64, i64, u32)>| {
+            b.map_or("nothing".to_string(), |(base, last, crc)| {
+                format!("batch {base}..={last} crc {crc:08x}")
+            })
+        };
+        fail(
+            &mut out,
+            format!(
+                "{topic}/{partition}: broker {member} (in the ISR) differs from leader {leader} \
+                 (leader epoch {}, high watermark {hw}) below the high watermark: the leader has {}, \
+                 broker {member} has {}",
+                lead.leader_epoch,
+                show(want.get(first)),
+                show(have.get(first)),
+            ),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader(broker: i32, epoch: i32) -> Observation {
+        Observation::BecameLeader {
+            broker,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: epoch,
+        }
+    }
+
+    fn hw(broker: i32, epoch: i32, high_watermark: i64) -> Observation {
+        Observation::HighWatermark {
+            broker,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: epoch,
+            high_watermark,
+        }
+    }
+
+    fn committed(node: i32, index: u64, term: u64, digest: u64) -> Observation {
+        Observation::MetadataCommitted {
+            node,
+            index,
+            term,
+            digest,
+        }
+    }
+
+    fn started(node: &str) -> Observation {
+        Observation::Started { node: node.into() }
+    }
+
+    /// Data-driven: the rules broken by a sequence (empty: it is valid), in order.
+    fn check(observations: &[Observation], want: &[&str]) {
+        let mut inv = Invariants::new();
+        for (i, o) in observations.iter().enumerate() {
+            inv.observe(i as u64, o);
+        }
+        let got: Vec<&str> = inv.violations().iter().map(|v| v.rule.as_str()).collect();
+        assert_eq!(got, want, "{:#?}", inv.violations());
+    }
+
+    #[test]
+    fn valid_sequences_pass() {
+        check(
+            &[
+                leader(1, 0),
+                hw(1, 0, 10),
+                hw(1, 0, 10),
+                hw(1, 0, 20),
+                leader(1, 0), // a repeat by the same broker
+                leader(2, 1),
+                hw(2, 1, 15), // a new epoch starts from its own high watermark
+                leader(1, 2),
+                Observation::ControllerActive {
+                    node: 1001,
+                    term: 1,
+                },
+                Observation::ControllerActive {
+                    node: 1001,
+                    term: 1,
+                },
+                Observation::ControllerActive {
+                    node: 1002,
+                    term: 2,
+                },
+                committed(1001, 1, 1, 0xaa),
+                committed(1002, 1, 1, 0xaa),
+                committed(1003, 2, 2, 0xbb),
+            ],
+            &[],
+        );
+    }
+
+    #[test]
+    fn two_leaders_in_one_epoch() {
+        check(&[leader(1, 3), leader(2, 3)], &["one-leader-per-epoch"]);
+    }
+
+    #[test]
+    fn leader_epoch_going_back_on_one_broker() {
+        check(&[leader(1, 5), leader(1, 4)], &["leader-epoch-monotonic"]);
+        // A restart forgets the earlier incarnation's epochs ...
+        check(&[leader(1, 5), started("broker-1"), leader(1, 6)], &[]);
+        // ... but not another broker's.
+        check(
+            &[leader(1, 5), started("broker-2"), leader(1, 4)],
+            &["leader-epoch-monotonic"],
+        );
+    }
+
+    #[test]
+    fn high_watermark_going_back_within_an_epoch() {
+        check(
+            &[leader(1, 0), hw(1, 0, 10), hw(1, 0, 9)],
+            &["high-watermark-monotonic"],
+        );
+        let mut inv = Invariants::new();
+        inv.observe(7, &hw(2, 4, 100));
+        inv.observe(8, &hw(2, 4, 99));
+        let v = &inv.violations()[0];
+        assert_eq!(v.time_ns, 8);
+        for part in ["broker 2", "t/0", "leader epoch 4", "from 100 to 99"] {
+            assert!(v.message.contains(part), "{part:?} not in {:?}", v.message);
+        }
+    }
+
+    #[test]
+    fn two_active_controllers_in_one_term() {
+        check(
+            &[
+                Observation::ControllerActive {
+                    node: 1001,
+                    term: 7,
+                },
+                Observation::ControllerActive {
+                    node: 1003,
+                    term: 7,
+                },
+            ],
+            &["one-active-controller-per-term"],
+        );
+    }
+
+    #[test]
+    fn diverging_metadata_log() {
+        check(
+            &[committed(1001, 4, 2, 0xaa), committed(1002, 4, 2, 0xab)],
+            &["metadata-log-agrees"],
+        );
+        check(
+            &[committed(1001, 4, 2, 0xaa), committed(1002, 4, 3, 0xaa)],
+            &["metadata-log-agrees"],
+        );
+    }
+
+    #[test]
+    fn node_ids_of_started_reports() {
+        assert_eq!(node_id_of("broker-3"), Some(3));
+        assert_eq!(node_id_of("controller-2"), Some(1002));
+        assert_eq!(node_id_of("7"), Some(7));
+        assert_eq!(node_id_of("p1"), None);
+    }
+
+    fn digest(
+        is_leader: bool,
+        epoch: i32,
+        hw: i64,
+        isr: &[i32],
+        batches: &[(i64, i64, u32)],
+    ) -> ReplicaDigest {
+        ReplicaDigest {
+            leader_epoch: epoch,
+            is_leader,
+            high_watermark: hw,
+            log_end_offset: batches.last().map_or(0, |b| b.1 + 1),
+            isr: isr.to_vec(),
+            batches: batches.to_vec(),
+        }
+    }
+
+    #[test]
+    fn replicas_that_agree_below_the_high_watermark_pass() {
+        let batches = [(0, 9, 1), (10, 19, 2), (20, 29, 3)];
+        let digests = BTreeMap::from([
+            (1, Some(digest(true, 2, 20, &[1, 2, 3], &batches))),
+            // A follower may lag above the high watermark, or hold another tail there.
+            (2, Some(digest(false, 2, 20, &[], &batches[..2]))),
+            (
+                3,
+                Some(digest(
+                    false,
+                    2,
+                    20,
+                    &[],
+                    &[(0, 9, 1), (10, 19, 2), (20, 25, 9)],
+                )),
+            ),
+            // Out of the ISR: not compared.
+            (4, Some(digest(false, 1, 0, &[], &[(0, 9, 7)]))),
+            (5, None),
+        ]);
+        assert_eq!(compare_replicas("t", 0, &digests, 0), vec![]);
+    }
+
+    #[test]
+    fn an_isr_member_that_differs_below_the_high_watermark_fails() {
+        let digests = BTreeMap::from([
+            (
+                1,
+                Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1), (10, 19, 2)])),
+            ),
+            (
+                2,
+                Some(digest(false, 2, 20, &[], &[(0, 9, 1), (10, 19, 5)])),
+            ),
+        ]);
+        let v = compare_replicas("t", 0, &digests, 5);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].rule, "replicas-agree");
+        for part in [
+            "t/0",
+            "broker 2",
+            "leader 1",
+            "leader epoch 2",
+            "high watermark 20",
+            "batch 10..=19 crc 00000002",
+            "batch 10..=19 crc 00000005",
+        ] {
+            assert!(
+                v[0].message.contains(part),
+                "{part:?} not in {:?}",
+                v[0].message
+            );
+        }
+        // Missing a batch below the high watermark.
+        let digests = BTreeMap::from([
+            (
+                1,
+                Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1), (10, 19, 2)])),
+            ),
+            (2, Some(digest(false, 2, 20, &[], &[(0, 9, 1)]))),
+        ]);
+        let v = compare_replicas("t", 0, &digests, 5);
+        assert!(
+            v[0].message.contains("broker 2 has nothing"),
+            "{}",
+            v[0].message
+        );
+        // In the ISR without a replica.
+        let digests = BTreeMap::from([
+            (1, Some(digest(true, 2, 20, &[1, 2], &[(0, 9, 1)]))),
+            (2, None),
+        ]);
+        assert!(compare_replicas("t", 0, &digests, 5)[0]
+            .message
+            .contains("holds no replica"));
+    }
+}
