@@ -193,6 +193,14 @@ impl Cell {
         } else {
             "forbidden"
         };
+        // A producer whose acknowledged records vanished sees its next records land at
+        // offsets it was already given, and a consumer that read them reads other records
+        // there: both follow from an allowed loss and are judged as that loss.
+        let consequence = if promise == Promise::Forbidden {
+            "forbidden"
+        } else {
+            "allowed"
+        };
         let duplicate = if self.idempotence() {
             "forbidden"
         } else {
@@ -234,6 +242,8 @@ topic = "t"
 lost-write = "{loss}"
 unseen = "{loss}"
 inconsistent-offsets = "{overwrite}"
+nonmonotonic-send = "{consequence}"
+nonmonotonic-poll = "{consequence}"
 duplicate = "{duplicate}"
 "#,
             name = self.name(),
@@ -246,6 +256,7 @@ duplicate = "{duplicate}"
             acks = acks_name(self.acks),
             idempotence = self.idempotence(),
             faults = self.fault.faults_toml(),
+            consequence = consequence,
         )
     }
 }
@@ -271,29 +282,22 @@ pub fn cells() -> Vec<Cell> {
     out
 }
 
-/// Kafka's promise for a cell, from its documented semantics:
+/// Kafka's promise for a cell, from what its documentation says of each setting (in our
+/// words):
 ///
-/// - `acks` (producer configs): acks=0 "the producer will not wait for any acknowledgment
-///   ... no guarantee can be made that the server has received the record"; acks=1 "the
-///   leader will write the record to its local log but will respond without awaiting full
-///   acknowledgement from all followers ... should the leader fail immediately after
-///   acknowledging the record but before the followers have replicated it then the record
-///   will be lost"; acks=all "the leader will wait for the full set of in-sync replicas to
-///   acknowledge the record. This guarantees that the record will not be lost as long as
-///   at least one in-sync replica remains alive".
-/// - `min.insync.replicas` (topic configs): "When used together, min.insync.replicas and
-///   acks allow you to enforce greater durability guarantees. A typical scenario would be
-///   to create a topic with a replication factor of 3, set min.insync.replicas to 2, and
-///   produce with acks of "all". This will ensure that the producer raises an exception if
-///   a majority of replicas do not receive a write."
-/// - `unclean.leader.election.enable` (topic configs): "Indicates whether to enable
-///   replicas not in the ISR set to be elected as leader as a last resort, even though
-///   doing so may result in data loss."
+/// - `acks`: with 0 the producer does not wait at all, so nothing is promised; with 1 only
+///   the leader has written the record when it answers, so a leader failure before the
+///   followers copy it loses the record; with all, the leader answers once every in-sync
+///   replica has it, and the record survives as long as one in-sync replica does.
+/// - `min.insync.replicas`: together with acks=all it sets how many replicas must hold a
+///   write before it is acknowledged; the documented recipe is replication factor 3,
+///   min.insync.replicas 2 and acks=all, which refuses writes that a majority did not get.
+/// - `unclean.leader.election.enable`: lets a replica outside the ISR become leader as a
+///   last resort, which the documentation says may lose data.
 /// - Durability rests on replication, not on fsync: by default Kafka never forces a flush
-///   (`log.flush.interval.messages` and `log.flush.interval.ms` default to never; the docs
-///   recommend "using replication for durability and allowing the operating system's
-///   background flush"), so a power loss of every replica at once may lose acknowledged
-///   records whatever acks says.
+///   (`log.flush.interval.messages` and `log.flush.interval.ms` are unset) and recommends
+///   leaving flushing to the operating system, so a power loss of every replica at once
+///   may lose acknowledged records whatever acks says.
 ///
 /// Hence: forbidden only for acks=all with min.insync.replicas=2 and clean elections under
 /// faults that leave a replica's page cache (not under a correlated power loss). Expected

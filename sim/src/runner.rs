@@ -120,6 +120,42 @@ impl Observer for InvariantObserver {
             let r = self.rec.lock().unwrap();
             Instant::now().duration_since(r.start).as_nanos() as u64
         };
+        // Elections, controller changes and truncations go on the run's timeline too: a
+        // report reader sees when leadership moved relative to the faults.
+        match &observation {
+            Observation::BecameLeader {
+                broker,
+                topic,
+                partition,
+                leader_epoch,
+            } => event(
+                &self.rec,
+                "leader",
+                &format!("{topic}/{partition} epoch {leader_epoch}"),
+                &format!("broker-{broker}"),
+                "cluster",
+            ),
+            Observation::ControllerActive { node, term } => event(
+                &self.rec,
+                "active-controller",
+                &format!("term {term}"),
+                &format!("controller-{}", node - CONTROLLER_ID_BASE),
+                "cluster",
+            ),
+            Observation::Truncated {
+                broker,
+                topic,
+                partition,
+                offset,
+            } => event(
+                &self.rec,
+                "truncate",
+                &format!("{topic}/{partition} to offset {offset}"),
+                &format!("broker-{broker}"),
+                "cluster",
+            ),
+            _ => {}
+        }
         self.invariants
             .lock()
             .unwrap()
@@ -420,14 +456,17 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         let mut controller_nodes: BTreeMap<String, NodeHandle> = BTreeMap::new();
         let mut controller_clocks: Vec<(String, Arc<AtomicI64>)> = Vec::new();
         for (k, name) in scenario.controller_names().into_iter().enumerate() {
-            let config = ControllerNodeConfig {
-                node_id: CONTROLLER_ID_BASE + k as i32 + 1,
-                listen: SocketAddr::new(controller_ip(k + 1), CONTROLLER_PORT),
-                voters: voters.clone(),
-                data_dir: "/metadata".into(),
-            };
-            // `cluster.controller_config` is validated and kept; controllers take no
-            // settings yet, so nothing is passed.
+            let mut config = ControllerNodeConfig::new(
+                CONTROLLER_ID_BASE + k as i32 + 1,
+                SocketAddr::new(controller_ip(k + 1), CONTROLLER_PORT),
+                voters.clone(),
+                "/metadata".into(),
+            );
+            for (key, value) in &scenario.cluster.controller_config {
+                config
+                    .apply_one(key, value.get_ref())
+                    .expect("validated when the scenario was loaded");
+            }
             let control: Arc<Mutex<Option<ControllerControl>>> = Arc::new(Mutex::new(None));
             let control_in_node = control.clone();
             let node_name = name.clone();

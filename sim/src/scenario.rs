@@ -612,6 +612,15 @@ fn validate(
                 "there are no controllers (cluster.controllers = 0)".into(),
             ));
         }
+        let mut config = faultline::controller::ControllerNodeConfig::new(
+            1,
+            "127.0.0.1:9093".parse().expect("literal address"),
+            Vec::new(),
+            "/metadata".into(),
+        );
+        config
+            .apply_one(key, value.get_ref())
+            .map_err(|m| err(value.span(), format!("cluster.controller_config.{key}"), m))?;
     }
     // Broker settings must be ones the broker knows.
     for (key, value) in &raw.cluster.config {

@@ -139,8 +139,11 @@ impl Consumer {
     }
 
     /// One round of fetches (one request per leader); returns the records in partition
-    /// order, each partition's records in offset order.
+    /// order, each partition's records in offset order. A leader that fails does not cost
+    /// the records others returned (their positions have moved past them): the error is
+    /// returned only when no record came back.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
+        let mut first_error = None;
         let mut by_leader: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
         let assigned: Vec<(String, i32)> = self.positions.keys().cloned().collect();
         for (topic, partition) in assigned {
@@ -193,7 +196,8 @@ impl Consumer {
                 Ok(r) => r,
                 Err(e) => {
                     self.client.disconnect(leader);
-                    return Err(e);
+                    first_error.get_or_insert(e);
+                    continue;
                 }
             };
             for topic in resp.responses {
@@ -202,7 +206,9 @@ impl Consumer {
                     let key = (name.clone(), p.partition_index);
                     if p.error_code == ResponseError::OffsetOutOfRange.code() {
                         self.positions.insert(key.clone(), None);
-                        self.resolve(&name, p.partition_index).await?;
+                        if let Err(e) = self.resolve(&name, p.partition_index).await {
+                            first_error.get_or_insert(e);
+                        }
                         continue;
                     }
                     if p.error_code != 0 {
@@ -214,7 +220,8 @@ impl Consumer {
                             self.client.forget_topic(&name);
                             continue;
                         }
-                        return Err(error);
+                        first_error.get_or_insert(error);
+                        continue;
                     }
                     self.high_watermarks.insert(key.clone(), p.high_watermark);
                     let Some(position) = self.positions.get(&key).copied().flatten() else {
@@ -222,12 +229,17 @@ impl Consumer {
                     };
                     let records = p.records.unwrap_or_default();
                     let mut next = position;
-                    for (header, recs) in decode_batches(&records).map_err(|e| {
-                        ClientError::Protocol(format!(
-                            "bad batch from {name}-{}: {e}",
-                            p.partition_index
-                        ))
-                    })? {
+                    let batches = match decode_batches(&records) {
+                        Ok(batches) => batches,
+                        Err(e) => {
+                            first_error.get_or_insert(ClientError::Protocol(format!(
+                                "bad batch from {name}-{}: {e}",
+                                p.partition_index
+                            )));
+                            continue;
+                        }
+                    };
+                    for (header, recs) in batches {
                         for record in recs {
                             if record.offset >= next {
                                 next = record.offset + 1;
@@ -245,6 +257,9 @@ impl Consumer {
                 }
             }
         }
-        Ok(out)
+        match first_error {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
     }
 }
