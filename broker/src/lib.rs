@@ -5,12 +5,16 @@
 //! - [`storage`]: the one storage trait with explicit sync points, and its backends.
 //! - [`log`]: a partition's segmented log with indexes and crash recovery.
 //! - [`producer_state`]: idempotent producer sequence checks.
-//! - [`state`]: the broker's deciding state (topics, partitions, produce, read).
-//! - [`server`]: the async shell (sockets, clock, request handlers).
+//! - [`state`]: the broker's deciding state (topics, partitions, produce, read, and in a
+//!   cluster the role of each replica, follower appends and truncation).
+//! - [`server`]: the async shell (sockets, clock, request handlers, a clustered broker's
+//!   heartbeats, metadata and replica fetchers).
 //! - [`client`]: the project's Kafka client (admin, producer, consumer).
-//! - [`raft`]: the consensus core for the coming controller quorum (pure, not wired yet).
-//! - [`replica`]: leader epoch cache and leader-side ISR / high watermark state (pure, not
-//!   wired yet).
+//! - [`raft`]: the consensus core of the controller quorum (pure).
+//! - [`controller`]: controller nodes: metadata records and image, the active controller's
+//!   decisions (pure), the node shell, its metadata log, the wire to brokers.
+//! - [`replica`]: leader epoch cache and leader-side ISR / high watermark state (pure).
+//! - [`observe`]: what nodes report to the lab's invariant checks.
 //! - [`config`], [`topic_config`]: settings by Kafka's names, defaults and limits.
 
 mod alloc;

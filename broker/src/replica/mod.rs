@@ -1,5 +1,5 @@
-//! Groundwork for replication (not wired into the broker yet): the pure state a partition
-//! replica needs to agree with its peers on what is committed.
+//! Replication's pure core: the state a partition replica needs to agree with its peers on
+//! what is committed. `state::replication` drives it.
 //!
 //! - [`epoch_cache`]: the leader epoch cache of one partition (KIP-101, KIP-279), its
 //!   OffsetForLeaderEpoch answer, the follower's truncation rule and the checkpoint codec.
