@@ -249,3 +249,68 @@ async fn acks_all_survives_leader_power_loss_and_the_replica_rejoins() {
     }
     let _ = &cluster.controllers;
 }
+
+#[tokio::test]
+async fn controllers_survive_garbage_and_keep_answering() {
+    use faultline::controller::rpc::{Request, Response};
+    use faultline::controller::ControllerClient;
+    use tokio::io::AsyncWriteExt;
+    let cluster = Cluster::start().await;
+    let (_, addr) = cluster.voters[0];
+    let frames: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // Claims a 4 GiB frame.
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        // Well framed, not JSON.
+        [&5u32.to_be_bytes()[..], b"hello"].concat(),
+        // JSON of the wrong shape.
+        [&9u32.to_be_bytes()[..], b"{\"a\": 1}"].concat(),
+        // A Raft message from a node that is not a voter, and an absurd heartbeat.
+        {
+            let body =
+                br#"{"Raft":{"from":77,"to":1001,"message":{"BeginQuorumEpoch":{"term":999999}}}}"#;
+            [&(body.len() as u32).to_be_bytes()[..], &body[..]].concat()
+        },
+    ];
+    for frame in frames {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(&frame).await;
+        let _ = stream.flush().await;
+        drop(stream);
+    }
+    let mut client = ControllerClient::new(cluster.voters.clone());
+    let absurd = Request::Heartbeat(faultline::controller::logic::HeartbeatRequest {
+        broker_id: -5,
+        incarnation: 0,
+        host: String::new(),
+        port: 0,
+        rack: None,
+        metadata_offset: u64::MAX,
+    });
+    let _ = client.call(&absurd, TIMEOUT).await;
+    // Whatever it proposed has committed by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every controller still answers, and one of them leads in a sane term.
+    let mut active = 0;
+    for voter in &cluster.voters {
+        let mut one = ControllerClient::new(vec![*voter]);
+        match one.call(&Request::Describe, TIMEOUT).await.unwrap() {
+            Response::Describe {
+                term,
+                active: a,
+                image,
+                ..
+            } => {
+                assert!(term < 1_000, "a non-voter moved the term to {term}");
+                assert!(
+                    image.brokers.keys().all(|id| *id >= 0),
+                    "a heartbeat with a negative broker id registered: {:?}",
+                    image.brokers
+                );
+                active += a as usize;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(active <= 1);
+}
