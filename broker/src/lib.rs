@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod log;
+pub mod mix;
 pub mod observe;
 pub mod producer_state;
 pub mod protocol;

@@ -14,6 +14,7 @@ use faultline::client::{
 };
 use faultline::config::BrokerConfig;
 use faultline::controller::{ControllerControl, ControllerNode, ControllerNodeConfig};
+use faultline::mix::SplitMix64;
 use faultline::observe::{self, Observation, Observer};
 use faultline::record::codec::NewRecord;
 use faultline::server::{Broker, BrokerControl};
@@ -226,24 +227,8 @@ impl PlannedFault {
     }
 }
 
-/// splitmix64: the nemesis plan comes from the seed alone, not from the schedule.
-struct PlanRng(u64);
-
-impl PlanRng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The nemesis plan comes from the seed alone, not from the schedule.
+type PlanRng = SplitMix64;
 
 /// The nemesis's faults for this seed: exponential gaps with the configured mean, a kind
 /// from the enabled set (in swarm mode the seed first picks which kinds are on), a target,
@@ -252,7 +237,7 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
     let Some(n) = &scenario.nemesis else {
         return Vec::new();
     };
-    let mut rng = PlanRng(seed ^ 0x6e65_6d65_7369_7321);
+    let mut rng = PlanRng::new(seed ^ 0x6e65_6d65_7369_7321);
     let mut kinds: Vec<FaultKind> = n.kinds.as_ref().map_or_else(
         || {
             vec![
@@ -1174,7 +1159,7 @@ async fn apply(
             let (name, id) = node?;
             down.lock().unwrap().insert(id);
             // Part of each file's unsynced tail reaches the platter, then power is lost.
-            let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64);
+            let mut rng = PlanRng::new(seed ^ f.at.as_nanos() as u64);
             madsim::plugin::simulator::<SimDisk>()
                 .disk(id)
                 .with_disk(|d| {
@@ -1268,7 +1253,7 @@ async fn apply(
             let active = Arc::new(AtomicBool::new(true));
             let still = active.clone();
             let (latency, jitter) = (f.latency, f.jitter);
-            let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64 ^ 0x1a7e);
+            let mut rng = PlanRng::new(seed ^ f.at.as_nanos() as u64 ^ 0x1a7e);
             madsim::task::spawn(async move {
                 let net = NetSim::current();
                 while still.load(Ordering::SeqCst) {
@@ -1312,7 +1297,7 @@ async fn apply(
         FaultKind::DiskCorrupt => {
             let (name, id) = node?;
             let disk = madsim::plugin::simulator::<SimDisk>().disk(id);
-            let mut rng = PlanRng(seed ^ f.at.as_nanos() as u64 ^ 0xc0de);
+            let mut rng = PlanRng::new(seed ^ f.at.as_nanos() as u64 ^ 0xc0de);
             let detail = disk.with_disk(|d| {
                 let segments: Vec<std::path::PathBuf> = d
                     .file_paths()

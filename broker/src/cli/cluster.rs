@@ -47,14 +47,7 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerNodeConf
             .apply_one("listeners", listen)
             .map_err(|e| UsageError(format!("--listen: {e}")))?;
     }
-    for item in &args.overrides {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--override {item:?}: expected KEY=VALUE")))?;
-        config
-            .apply_one(key.trim(), value.trim())
-            .map_err(|e| UsageError(format!("--override {key}: {e}")))?;
-    }
+    super::apply_overrides(&args.overrides, |key, value| config.apply_one(key, value))?;
     config.validate().map_err(UsageError)?;
     Ok(config)
 }

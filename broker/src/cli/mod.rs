@@ -135,15 +135,24 @@ fn broker_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(rack) = &args.rack {
         config.rack = Some(rack.clone());
     }
-    for item in &args.overrides {
+    apply_overrides(&args.overrides, |key, value| config.apply_one(key, value))?;
+    Ok(config)
+}
+
+/// Apply `--override KEY=VALUE` items in order; a malformed item or a refused setting is a
+/// usage error naming it.
+pub(crate) fn apply_overrides(
+    items: &[String],
+    mut apply: impl FnMut(&str, &str) -> Result<(), String>,
+) -> Result<(), UsageError> {
+    for item in items {
         let (key, value) = item
             .split_once('=')
             .ok_or_else(|| UsageError(format!("--override {item:?}: expected KEY=VALUE")))?;
-        config
-            .apply_one(key.trim(), value.trim())
-            .map_err(|e| UsageError(format!("--override {key}: {e}")))?;
+        apply(key.trim(), value.trim())
+            .map_err(|e| UsageError(format!("--override {}: {e}", key.trim())))?;
     }
-    Ok(config)
+    Ok(())
 }
 
 async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use super::logic::{
 };
 use super::rpc::{read_message, write_message, Request, Response};
 use super::store::QuorumStore;
+use crate::mix::{fnv1a, SplitMix64};
 use crate::observe::{self, Observation};
 use crate::raft::{self, EntryKind, Envelope, Raft, Role};
 use crate::storage::Storage;
@@ -183,14 +184,14 @@ impl ControllerNode {
                 }
             })?;
         let start = Instant::now();
-        let mut rng = SplitMix::new(wall_nanos() ^ ((config.node_id as u64) << 40));
+        let mut rng = SplitMix64::new(wall_nanos() ^ ((config.node_id as u64) << 40));
         let mut raft_config = raft::Config::new(
             config.node_id,
             config.voters.iter().map(|(id, _)| *id).collect(),
         );
         raft_config.election_timeout_ms = config.election_timeout_ms;
         raft_config.election_jitter_ms = config.election_timeout_ms;
-        let raft = Raft::new(raft_config, persisted, 1, rng.next())
+        let raft = Raft::new(raft_config, persisted, 1, rng.next_u64())
             .map_err(|e| ControllerStartError::Config(e.to_string()))?;
         let listener = TcpListener::bind(config.listen).await.map_err(|source| {
             ControllerStartError::Bind {
@@ -317,7 +318,7 @@ struct Core {
     ready_at: Option<u64>,
     waiters: Vec<Waiter>,
     peers: BTreeMap<i32, mpsc::UnboundedSender<Envelope>>,
-    rng: SplitMix,
+    rng: SplitMix64,
     start: Instant,
     shared: Arc<Shared>,
     /// Whether waiters last heard this node was active (they re-check on a change).
@@ -340,7 +341,7 @@ impl Core {
                 biased;
                 event = events.recv() => match event {
                     Some(Event::Raft(envelope)) => {
-                        let (now, random) = (self.now_ms(), self.rng.next());
+                        let (now, random) = (self.now_ms(), self.rng.next_u64());
                         self.raft.handle(envelope, now, random);
                     }
                     Some(Event::Request(request, reply)) => self.request(request, reply),
@@ -358,7 +359,7 @@ impl Core {
     }
 
     fn tick(&mut self) {
-        let (now, random) = (self.now_ms(), self.rng.next());
+        let (now, random) = (self.now_ms(), self.rng.next_u64());
         self.raft.tick(now, random);
         if let Some(working) = &self.working {
             let records = self.controller.tick(working, now as i64);
@@ -392,7 +393,7 @@ impl Core {
     fn request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         let now = self.now_ms() as i64;
         if let Request::Raft(envelope) = request {
-            let random = self.rng.next();
+            let random = self.rng.next_u64();
             self.raft.handle(envelope, now as u64, random);
             return;
         }
@@ -443,7 +444,8 @@ impl Core {
                 let ids: Vec<u128> = topics
                     .iter()
                     .map(|_| {
-                        let id = ((self.rng.next() as u128) << 64) | self.rng.next() as u128;
+                        let id =
+                            ((self.rng.next_u64() as u128) << 64) | self.rng.next_u64() as u128;
                         id.max(1)
                     })
                     .collect();
@@ -719,31 +721,4 @@ fn wall_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-}
-
-/// splitmix64: the node's source of randomness, seeded once from the (simulated, under the
-/// lab) clock and the node id.
-pub(crate) struct SplitMix(u64);
-
-impl SplitMix {
-    pub(crate) fn new(seed: u64) -> SplitMix {
-        SplitMix(seed)
-    }
-
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= *b as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }

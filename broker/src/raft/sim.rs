@@ -11,26 +11,22 @@ use super::{Config, Entry, EntryKind, Envelope, Message, NodeId, PersistentState
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
-/// splitmix64: tiny, fast, and good enough to drive a simulation.
+/// The simulator's random source: the project's splitmix64 with a per-mille helper.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(crate::mix::SplitMix64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(crate::mix::SplitMix64::new(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
-    /// Uniform in `0..bound` (bound > 0; the modulo bias is irrelevant here).
+    /// Uniform in `0..bound` (the modulo bias is irrelevant here).
     pub(crate) fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
+        self.0.below(bound)
     }
 
     pub(crate) fn chance(&mut self, per_mille: u64) -> bool {

@@ -386,13 +386,85 @@ fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespon
         return follower_fetch_once(shared, req, version);
     }
     let state = shared.state();
+    fetch_response(req, version, |name, part, max_bytes| {
+        let p = state.partition(name, part.partition)?;
+        check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
+        let read = state.read(name, part.partition, part.fetch_offset, max_bytes)?;
+        Ok(PartitionAnswer {
+            records: read.records,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            diverging: None,
+        })
+    })
+}
+
+/// A follower's fetch: served up to the log end, records the follower's position, may move
+/// the high watermark (which wakes waiting produces and consumer fetches).
+fn follower_fetch_once(
+    shared: &Shared,
+    req: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    let now = shared.now_ms();
+    let mut advanced = false;
+    let answer = {
+        let mut state = shared.state();
+        fetch_response(req, version, |name, part, max_bytes| {
+            let fetch = FollowerFetch {
+                replica_id: req.replica_id.0,
+                fetch_offset: part.fetch_offset,
+                current_leader_epoch: (part.current_leader_epoch >= 0)
+                    .then_some(part.current_leader_epoch),
+                last_fetched_epoch: (version >= 12 && part.last_fetched_epoch >= 0)
+                    .then_some(part.last_fetched_epoch),
+            };
+            let (read, hw_advanced) =
+                state.follower_fetch(name, part.partition, &fetch, max_bytes, now)?;
+            advanced |= hw_advanced;
+            Ok(PartitionAnswer {
+                records: read.records,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                diverging: read.diverging,
+            })
+        })
+    };
+    if advanced {
+        shared.appended.notify_waiters();
+    }
+    answer
+}
+
+/// One partition's part of a fetch response, for a consumer or a follower.
+struct PartitionAnswer {
+    records: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+    /// Set (for a follower) when its log diverges from the leader's.
+    diverging: Option<crate::replica::epoch_cache::EpochEndOffset>,
+}
+
+/// Build a fetch response by asking `read` for each requested partition with its byte
+/// budget (KIP-74: the first partition with data may exceed the budget by one batch).
+/// Returns the response, the bytes in it, and whether an error or a divergence calls for
+/// answering at once.
+fn fetch_response(
+    req: &FetchRequest,
+    version: i16,
+    mut read: impl FnMut(
+        &str,
+        &fetch_request::FetchPartition,
+        usize,
+    ) -> Result<PartitionAnswer, Refusal>,
+) -> (FetchResponse, usize, bool) {
     let mut budget = if req.max_bytes <= 0 || version < 3 {
         FETCH_RESPONSE_BYTES_MAX
     } else {
         (req.max_bytes as usize).min(FETCH_RESPONSE_BYTES_MAX)
     };
     let mut total = 0usize;
-    let mut has_error = false;
+    let mut answer_now = false;
     let read_committed = req.isolation_level == 1;
     let mut responses = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
@@ -406,32 +478,26 @@ fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespon
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_preferred_read_replica(BrokerId(-1));
-            let result = state.partition(name, part.partition).and_then(|p| {
-                check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
-                // KIP-74: the first partition with data may exceed the budget by one batch.
-                let max_bytes = (part.partition_max_bytes.max(0) as usize).min(if total == 0 {
-                    usize::MAX
-                } else {
-                    budget
-                });
-                state.read(
-                    name,
-                    part.partition,
-                    part.fetch_offset,
-                    max_bytes.max(if total == 0 { 1 } else { 0 }),
-                )
-            });
-            match result {
-                Ok(read) => {
-                    resp.high_watermark = read.high_watermark;
-                    resp.last_stable_offset = read.high_watermark;
-                    resp.log_start_offset = read.log_start_offset;
-                    total += read.records.len();
-                    budget = budget.saturating_sub(read.records.len());
-                    resp.records = Some(read.records);
+            let max_bytes = (part.partition_max_bytes.max(0) as usize)
+                .min(if total == 0 { usize::MAX } else { budget })
+                .max(if total == 0 { 1 } else { 0 });
+            match read(name, part, max_bytes) {
+                Ok(answer) => {
+                    resp.high_watermark = answer.high_watermark;
+                    resp.last_stable_offset = answer.high_watermark;
+                    resp.log_start_offset = answer.log_start_offset;
+                    if let Some(end) = answer.diverging {
+                        answer_now = true;
+                        resp.diverging_epoch = fetch_response::EpochEndOffset::default()
+                            .with_epoch(end.epoch)
+                            .with_end_offset(end.end_offset);
+                    }
+                    total += answer.records.len();
+                    budget = budget.saturating_sub(answer.records.len());
+                    resp.records = Some(answer.records);
                 }
                 Err(refusal) => {
-                    has_error = true;
+                    answer_now = true;
                     resp.error_code = refusal.error.code();
                     resp.records = Some(Bytes::new());
                 }
@@ -450,89 +516,7 @@ fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespon
             .with_session_id(0)
             .with_responses(responses),
         total,
-        has_error,
-    )
-}
-
-/// A follower's fetch: served up to the log end, records the follower's position, may move
-/// the high watermark (which wakes waiting produces and consumer fetches).
-fn follower_fetch_once(
-    shared: &Shared,
-    req: &FetchRequest,
-    version: i16,
-) -> (FetchResponse, usize, bool) {
-    let now = shared.now_ms();
-    let mut state = shared.state();
-    let mut budget = if req.max_bytes <= 0 {
-        FETCH_RESPONSE_BYTES_MAX
-    } else {
-        (req.max_bytes as usize).min(FETCH_RESPONSE_BYTES_MAX)
-    };
-    let mut total = 0usize;
-    let mut has_error = false;
-    let mut advanced = false;
-    let mut responses = Vec::with_capacity(req.topics.len());
-    for topic in &req.topics {
-        let name = topic.topic.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for part in &topic.partitions {
-            let mut resp = fetch_response::PartitionData::default()
-                .with_partition_index(part.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1));
-            let fetch = FollowerFetch {
-                replica_id: req.replica_id.0,
-                fetch_offset: part.fetch_offset,
-                current_leader_epoch: (part.current_leader_epoch >= 0)
-                    .then_some(part.current_leader_epoch),
-                last_fetched_epoch: (version >= 12 && part.last_fetched_epoch >= 0)
-                    .then_some(part.last_fetched_epoch),
-            };
-            let max_bytes = (part.partition_max_bytes.max(0) as usize)
-                .min(if total == 0 { usize::MAX } else { budget })
-                .max(if total == 0 { 1 } else { 0 });
-            match state.follower_fetch(name, part.partition, &fetch, max_bytes, now) {
-                Ok((read, hw_advanced)) => {
-                    advanced |= hw_advanced;
-                    resp.high_watermark = read.high_watermark;
-                    resp.last_stable_offset = read.high_watermark;
-                    resp.log_start_offset = read.log_start_offset;
-                    if let Some(end) = read.diverging {
-                        has_error = true; // answer at once
-                        resp.diverging_epoch = fetch_response::EpochEndOffset::default()
-                            .with_epoch(end.epoch)
-                            .with_end_offset(end.end_offset);
-                    }
-                    total += read.records.len();
-                    budget = budget.saturating_sub(read.records.len());
-                    resp.records = Some(read.records);
-                }
-                Err(refusal) => {
-                    has_error = true;
-                    resp.error_code = refusal.error.code();
-                    resp.records = Some(Bytes::new());
-                }
-            }
-            partitions.push(resp);
-        }
-        responses.push(
-            fetch_response::FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_partitions(partitions),
-        );
-    }
-    drop(state);
-    if advanced {
-        shared.appended.notify_waiters();
-    }
-    (
-        FetchResponse::default()
-            .with_session_id(0)
-            .with_responses(responses),
-        total,
-        has_error,
+        answer_now,
     )
 }
 

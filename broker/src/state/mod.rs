@@ -134,7 +134,8 @@ pub struct BrokerState {
     topics: BTreeMap<String, Topic>,
     producer_id_next: i64,
     producer_id_block_end: i64,
-    id_seed: u64,
+    /// Topic ids come from here, seeded by the shell.
+    ids: crate::mix::SplitMix64,
 }
 
 impl BrokerState {
@@ -164,7 +165,7 @@ impl BrokerState {
             topics: BTreeMap::new(),
             producer_id_next: producer_id_block_end,
             producer_id_block_end,
-            id_seed: seed,
+            ids: crate::mix::SplitMix64::new(seed),
         };
         for record in meta.topics {
             let id = u128::from_str_radix(&record.id, 16).map_err(|_| StateError::Metadata {
@@ -704,7 +705,7 @@ impl BrokerState {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        write_file_atomic(self.storage.as_ref(), &path, &epochs.encode(), true)?;
+        save_epochs(self.storage.as_ref(), dir, &epochs)?;
         Ok((leader_epoch, epochs))
     }
 
@@ -739,14 +740,7 @@ impl BrokerState {
 
     fn next_topic_id(&mut self) -> u128 {
         // splitmix64 over the seed the shell gave us: deterministic under the simulator.
-        let mut next = || {
-            self.id_seed = self.id_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.id_seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let id = ((next() as u128) << 64) | next() as u128;
+        let id = ((self.ids.next_u64() as u128) << 64) | self.ids.next_u64() as u128;
         // Never the all-zero id, which Kafka reserves for "no id".
         id.max(1)
     }
@@ -873,6 +867,16 @@ fn read_producer_id_block(storage: &dyn Storage, data_dir: &Path) -> Result<i64,
             path,
             message: "not a producer id".into(),
         })
+}
+
+/// Replace a partition's `leader-epoch-checkpoint` with `epochs`, durably.
+fn save_epochs(
+    storage: &dyn Storage,
+    dir: &Path,
+    epochs: &LeaderEpochCache,
+) -> Result<(), StateError> {
+    let path = dir.join(EPOCH_CHECKPOINT_FILE);
+    Ok(write_file_atomic(storage, &path, &epochs.encode(), true)?)
 }
 
 fn read_whole(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>, StateError> {

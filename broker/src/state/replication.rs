@@ -20,8 +20,8 @@
 //!   leader of another epoch refuses with FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH.
 
 use super::{
-    not_leader, storage_refusal, unknown_partition, BrokerState, Partition, Refusal, StateError,
-    EPOCH_CHECKPOINT_FILE,
+    not_leader, save_epochs, storage_refusal, unknown_partition, BrokerState, Partition, Refusal,
+    StateError,
 };
 use crate::controller::logic::{ControllerError, MetadataImage, PartitionState, NO_LEADER};
 use crate::observe::{self, Observation};
@@ -32,7 +32,6 @@ use crate::replica::partition_replica::{
     PartitionReplica, ReplicaConfig,
 };
 use crate::server::ReplicaDigest;
-use crate::storage::write_file_atomic;
 use crate::topic_config::TopicConfig;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -81,11 +80,8 @@ pub(crate) struct ClusterView {
 
 impl ClusterView {
     pub(crate) fn new(seed: u64) -> ClusterView {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         ClusterView {
-            incarnation: (z ^ (z >> 31)).max(1),
+            incarnation: crate::mix::SplitMix64::new(seed).next_u64().max(1),
             image: MetadataImage::default(),
             alter_queue: Vec::new(),
         }
@@ -428,13 +424,7 @@ impl BrokerState {
             })?;
             let new_end = p.log.log_end_offset();
             p.epochs.truncate_from_end(new_end);
-            write_file_atomic(
-                storage.as_ref(),
-                &dir.join(EPOCH_CHECKPOINT_FILE),
-                &p.epochs.encode(),
-                true,
-            )
-            .map_err(|e| storage_refusal(e.into()))?;
+            save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
             // Producer state must describe exactly what is left.
             p.producers.clear();
             let producers = &mut p.producers;
@@ -525,13 +515,7 @@ impl BrokerState {
             .append_replicated(&records[start..end], now_ms)
             .map_err(log_refusal)?;
         if epochs_changed {
-            write_file_atomic(
-                storage.as_ref(),
-                &dir.join(EPOCH_CHECKPOINT_FILE),
-                &p.epochs.encode(),
-                true,
-            )
-            .map_err(|e| storage_refusal(e.into()))?;
+            save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
         }
         for header in &headers {
             p.producers.record(header);
@@ -811,8 +795,7 @@ fn take_role(
         ) {
             Ok((mut replica, assigned)) => {
                 if assigned.changed() {
-                    let path = p.log.dir().join(EPOCH_CHECKPOINT_FILE);
-                    write_file_atomic(storage, &path, &p.epochs.encode(), true)?;
+                    save_epochs(storage, p.log.dir(), &p.epochs)?;
                 }
                 for follower in state.replicas.iter().filter(|r| **r != node_id) {
                     let unfenced = image.brokers.get(follower).is_some_and(|b| !b.fenced);
