@@ -190,3 +190,57 @@ def test_acks_all_loses_nothing_when_the_leader_and_the_active_controller_die(cl
             break
         time.sleep(0.5)
     assert len(isr.split(",")) == 3, describe(cluster.bootstrap, topic)
+
+
+def test_kafka_python_and_aiokafka_use_every_leader(cluster):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import TopicPartition as AIOTopicPartition
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    topic = "spread-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(timeout=30)
+    leaders = {leader_of(cluster.bootstrap, topic, p)[0] for p in range(3)}
+    assert leaders == {1, 2, 3}, f"placement did not spread leaders: {leaders}"
+
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap.split(","), acks="all")
+    metas = [producer.send(topic, value=f"kp-{i}".encode(), partition=i % 3) for i in range(90)]
+    producer.flush(30)
+    assert {m.get(timeout=30).partition for m in metas} == {0, 1, 2}
+    producer.close()
+
+    async def aio():
+        p = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, enable_idempotence=True)
+        await p.start()
+        for i in range(90):
+            await p.send_and_wait(topic, value=f"aio-{i}".encode(), partition=i % 3)
+        await p.stop()
+        c = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, enable_auto_commit=False)
+        await c.start()
+        c.assign([AIOTopicPartition(topic, p) for p in range(3)])
+        await c.seek_to_beginning()
+        got = []
+        deadline = time.time() + 60
+        while len(got) < 180 and time.time() < deadline:
+            for _, msgs in (await c.getmany(timeout_ms=500)).items():
+                got.extend(m.value.decode() for m in msgs)
+        await c.stop()
+        return got
+
+    got = asyncio.run(aio())
+    assert sorted(got) == sorted([f"kp-{i}" for i in range(90)] + [f"aio-{i}" for i in range(90)])
+
+    consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap.split(","), group_id=None,
+                             enable_auto_commit=False)
+    consumer.assign([TopicPartition(topic, p) for p in range(3)])
+    consumer.seek_to_beginning()
+    seen = []
+    deadline = time.time() + 60
+    while len(seen) < 180 and time.time() < deadline:
+        for _, msgs in consumer.poll(timeout_ms=500).items():
+            seen.extend(m.value.decode() for m in msgs)
+    consumer.close()
+    assert sorted(seen) == sorted(got)
