@@ -320,7 +320,13 @@ pub struct ControllerConfig {
     pub unclean_leader_election_enable: bool,
     /// `auto.leader.rebalance.enable`
     pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds: preferred leader
+    /// elections run at most this often (and first this long after activation).
+    pub leader_imbalance_check_interval_ms: i64,
 }
+
+/// Kafka's `leader.imbalance.check.interval.seconds` default (300 s).
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT: i64 = 300_000;
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -330,6 +336,7 @@ impl Default for ControllerConfig {
             num_partitions: 1,
             unclean_leader_election_enable: false,
             auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -405,6 +412,8 @@ struct Session {
 pub struct Controller {
     config: ControllerConfig,
     sessions: BTreeMap<BrokerId, Session>,
+    /// When the next preferred leader election (imbalance check) is due.
+    rebalance_due_ms: Option<i64>,
 }
 
 impl Controller {
@@ -413,9 +422,14 @@ impl Controller {
             config.session_timeout_ms > 0,
             "session timeout must be positive"
         );
+        assert!(
+            config.leader_imbalance_check_interval_ms > 0,
+            "leader imbalance check interval must be positive"
+        );
         Controller {
             config,
             sessions: BTreeMap::new(),
+            rebalance_due_ms: None,
         }
     }
 
@@ -426,6 +440,10 @@ impl Controller {
     /// Became the active controller at `now_ms`: start a session for every registered
     /// broker.
     pub fn activate(&mut self, image: &MetadataImage, now_ms: i64) {
+        self.rebalance_due_ms = self
+            .config
+            .auto_leader_rebalance_enable
+            .then(|| now_ms.saturating_add(self.config.leader_imbalance_check_interval_ms));
         self.sessions = image
             .brokers
             .values()
@@ -722,7 +740,14 @@ impl Controller {
             fenced: fenced_now,
             unfenced: None,
         };
-        let rebalance = self.config.auto_leader_rebalance_enable;
+        // Kafka's imbalance check: preferred leaders are restored on a timer, not the
+        // moment they return (which would add a leader change to every recovery).
+        let rebalance = self.config.auto_leader_rebalance_enable
+            && self.rebalance_due_ms.is_none_or(|due| now_ms >= due);
+        if rebalance {
+            self.rebalance_due_ms =
+                Some(now_ms.saturating_add(self.config.leader_imbalance_check_interval_ms));
+        }
         records.extend(self.partition_changes(image, &eligibility, rebalance, |_| true));
         records
     }
@@ -732,6 +757,7 @@ impl Controller {
         self.sessions
             .values()
             .map(|session| session.heartbeat_last_ms + self.config.session_timeout_ms)
+            .chain(self.rebalance_due_ms)
             .min()
     }
 

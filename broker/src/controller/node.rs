@@ -57,7 +57,7 @@ pub struct ControllerNodeConfig {
     pub data_dir: PathBuf,
     /// The active controller's decisions: `broker.session.timeout.ms`,
     /// `default.replication.factor`, `num.partitions`, `unclean.leader.election.enable`,
-    /// `auto.leader.rebalance.enable`.
+    /// `auto.leader.rebalance.enable`, `leader.imbalance.check.interval.seconds`.
     pub controller: ControllerConfig,
     /// `controller.quorum.election.timeout.ms`
     pub election_timeout_ms: u64,
@@ -107,6 +107,10 @@ impl ControllerNodeConfig {
             }
             "auto.leader.rebalance.enable" => {
                 self.controller.auto_leader_rebalance_enable = parse_bool(value)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.controller.leader_imbalance_check_interval_ms =
+                    parse_num(value, 1, i32::MAX as i64)? * 1_000
             }
             "controller.quorum.election.timeout.ms" => {
                 self.election_timeout_ms = parse_num(value, 10, i32::MAX as i64)? as u64

@@ -554,7 +554,11 @@ fn rack_aware_placement_uses_every_rack() {
 
 #[test]
 fn preferred_leader_returns_once_back_in_the_isr() {
-    let mut cluster = three_brokers_one_partition(ControllerConfig::default());
+    // An imbalance check at every tick.
+    let mut cluster = three_brokers_one_partition(ControllerConfig {
+        leader_imbalance_check_interval_ms: 1,
+        ..ControllerConfig::default()
+    });
     cluster.heartbeat(2, 100, 5_000);
     cluster.heartbeat(3, 100, 5_000);
     cluster.tick(TIMEOUT_MS);
@@ -565,7 +569,7 @@ fn preferred_leader_returns_once_back_in_the_isr() {
     assert!(cluster.tick(10_001).is_empty());
     assert_eq!(cluster.partition("t", 0).leader, 2);
 
-    // The leader adds it back; the next tick moves leadership to replicas[0].
+    // The leader adds it back; the next imbalance check moves leadership to replicas[0].
     let expand = alter_request(&cluster, vec![1, 2, 3]);
     let (_, records) = cluster
         .controller
@@ -579,6 +583,28 @@ fn preferred_leader_returns_once_back_in_the_isr() {
     assert_eq!((after.leader, after.isr.as_slice()), (1, &[1, 2, 3][..]));
     assert_eq!(after.leader_epoch, before.leader_epoch + 1);
     assert!(cluster.tick(10_003).is_empty());
+}
+
+#[test]
+fn preferred_leaders_return_only_at_the_imbalance_check() {
+    let mut cluster = three_brokers_one_partition(ControllerConfig::default());
+    cluster.controller.activate(&cluster.image, 0);
+    let interval = LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT;
+    let mut state = cluster.partition("t", 0);
+    state.leader = 2;
+    state.leader_epoch += 1;
+    state.partition_epoch += 1;
+    cluster.set_partition(state);
+    for broker in 1..=3 {
+        cluster.heartbeat(broker, 100, interval - 10);
+    }
+    // Broker 1 is back in the ISR, but the check is not due yet.
+    assert!(partition_records(&cluster.tick(interval - 1)).is_empty());
+    assert_eq!(cluster.partition("t", 0).leader, 2);
+    assert_eq!(cluster.controller.next_deadline_ms(), Some(interval));
+    let records = cluster.tick(interval);
+    assert_eq!(partition_records(&records).len(), 1);
+    assert_eq!(cluster.partition("t", 0).leader, 1);
 }
 
 #[test]
