@@ -23,6 +23,7 @@ pub mod config;
 pub mod controller;
 pub mod log;
 pub mod mix;
+pub mod mutation;
 pub mod observe;
 pub mod producer_state;
 pub mod protocol;

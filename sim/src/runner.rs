@@ -367,6 +367,17 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
 
 /// Run one seed. Never panics: a panic inside the simulation becomes a crash verdict.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
+    run_seed_with_mutation(scenario, seed, None)
+}
+
+/// `run_seed` with a deliberate broker bug switched on for the run (negative tests: it only
+/// takes effect in builds with the broker's `mutations` feature, see
+/// `faultline::mutation`).
+pub fn run_seed_with_mutation(
+    scenario: &Scenario,
+    seed: u64,
+    mutation: Option<faultline::mutation::Mutation>,
+) -> Outcome {
     let wall = std::time::Instant::now();
     let scenario_for_run = scenario.clone();
     // A fresh OS thread per run: std's HashMap keys are per thread and advance with every
@@ -375,6 +386,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
     let result = std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .spawn(move || {
+            faultline::mutation::set(mutation);
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 simulate(&scenario_for_run, seed)
             }))

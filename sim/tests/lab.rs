@@ -164,40 +164,79 @@ fn a_process_crash_keeps_unsynced_acknowledged_records_where_power_loss_drops_th
 }
 
 #[test]
-fn a_cluster_whose_controllers_cannot_start_ends_in_a_clear_crash_not_a_hang() {
+fn a_cluster_elects_a_new_leader_after_a_crash_and_replays_exactly() {
     let s = scenario_from(
         "cluster",
         r#"
-duration = "10s"
+duration = "20s"
 [cluster]
 brokers = 3
 [[topic]]
 name = "t"
 replication_factor = 3
+config = { "min.insync.replicas" = "2" }
 [[producer]]
 name = "p1"
 topic = "t"
+[[consumer]]
+name = "c1"
+topic = "t"
 [[fault]]
 at = "5s"
-for = "1s"
+for = "2s"
 kind = "crash"
 node = "leader:t/0"
 "#,
     );
     let a = run_seed(&s, 5);
-    // With the controller stub, the run must crash naming the controller; once controllers
-    // exist, it must simply not crash on their account.
-    if a.verdict == Verdict::Crash {
-        assert!(
-            a.failures
-                .iter()
-                .any(|f| f.contains("controller-") && f.contains("did not start")),
-            "{:?}",
-            a.failures
-        );
-        let b = run_seed(&s, 5);
-        assert_eq!(a.trace_hash, b.trace_hash, "the crash is not deterministic");
-    }
+    assert_eq!(a.verdict, Verdict::Pass, "{:?}", a.failures);
+    assert!(a.invariants.is_empty(), "{:?}", a.invariants);
+    let leaders: Vec<&str> = a
+        .events
+        .iter()
+        .filter(|e| e.event == "leader")
+        .map(|e| e.what.as_str())
+        .collect();
+    assert!(
+        leaders.contains(&"t/0 epoch 0") && leaders.contains(&"t/0 epoch 1"),
+        "no election after the crash: {leaders:?}"
+    );
+    assert!(a.events.iter().any(|e| e.event == "active-controller"));
+    assert!(a.counters.records_acknowledged > 0 && a.counters.records_read > 0);
+    let b = run_seed(&s, 5);
+    assert_eq!(a.trace_hash, b.trace_hash, "seed 5 ran differently twice");
+}
+
+#[test]
+fn the_matrix_catches_a_leader_that_acknowledges_before_replicating() {
+    // The forbidden cell where a leader cut off with its producer must not acknowledge
+    // alone; with the deliberate bug it does, and what it acknowledged is lost when the
+    // partition heals. Without the bug the same seed passes.
+    let cell = faultline_sim::matrix::cells()
+        .into_iter()
+        .find(|c| c.name() == "acks-all.misr-2.clean.leader-partitioned")
+        .expect("the cell exists");
+    assert_eq!(
+        faultline_sim::matrix::promise(&cell),
+        faultline_sim::matrix::Promise::Forbidden
+    );
+    let s = scenario_from("cell", &cell.scenario_toml());
+    let sound = run_seed(&s, 1);
+    assert_eq!(sound.verdict, Verdict::Pass, "{:?}", sound.failures);
+    let broken = faultline_sim::runner::run_seed_with_mutation(
+        &s,
+        1,
+        Some(faultline::mutation::Mutation::AckBeforeReplication),
+    );
+    assert_eq!(broken.verdict, Verdict::Violation, "{:?}", broken.failures);
+    assert!(
+        broken
+            .violations
+            .iter()
+            .any(|v| v.anomaly == Anomaly::LostWrite),
+        "the lost acknowledged records were not reported: {:?}",
+        broken.failures
+    );
 }
 
 #[test]

@@ -549,6 +549,9 @@ impl BrokerState {
         match &p.role {
             PartitionRole::Standalone => ProduceWait::Done(0),
             PartitionRole::Leader(replica) if replica.leader_epoch() == leader_epoch => {
+                if crate::mutation::is(crate::mutation::Mutation::AckBeforeReplication) {
+                    return ProduceWait::Done(0);
+                }
                 match replica.ack_status(last_offset) {
                     AckStatus::Waiting => ProduceWait::Waiting,
                     status => ProduceWait::Done(status.error_code().unwrap_or(0)),
