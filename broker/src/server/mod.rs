@@ -152,6 +152,9 @@ impl Broker {
             config,
         });
         tracing::info!(node_id = shared.config.node_id, %local_addr, data_dir = %shared.config.data_dir.display(), "broker listening");
+        crate::observe::report(crate::observe::Observation::Started {
+            node: format!("broker-{}", shared.config.node_id),
+        });
         let mut tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), listener)),
             tokio::spawn(flush_loop(shared.clone())),
