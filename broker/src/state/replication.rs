@@ -499,13 +499,16 @@ impl BrokerState {
             p.follower_high_watermark = leader_high_watermark.min(p.log.log_end_offset());
             return Ok(());
         }
+        // Epochs are recorded on a copy that replaces the cache only once the records are
+        // in the log: the cache must never describe offsets the log does not have.
+        let mut epochs = p.epochs.clone();
         for header in &headers {
             if header.partition_leader_epoch >= 0
-                && p.epochs
+                && epochs
                     .latest_epoch()
                     .is_none_or(|e| header.partition_leader_epoch > e)
             {
-                p.epochs
+                epochs
                     .assign(header.partition_leader_epoch, header.base_offset)
                     .map_err(|e| Refusal::new(ResponseError::CorruptMessage, e.to_string()))?;
                 epochs_changed = true;
@@ -514,6 +517,7 @@ impl BrokerState {
         p.log
             .append_replicated(&records[start..end], now_ms)
             .map_err(log_refusal)?;
+        p.epochs = epochs;
         if epochs_changed {
             save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
         }
@@ -755,13 +759,19 @@ fn take_role(
     if state.leader == node_id && eligible {
         if let PartitionRole::Leader(replica) = &mut p.role {
             if replica.leader_epoch() == state.leader_epoch {
-                // Same epoch: the ISR may have changed (ours or the controller's doing).
-                let advanced = matches!(
-                    replica.on_isr_committed(&state.isr, state.partition_epoch, now_ms),
-                    Ok(crate::replica::partition_replica::IsrUpdate::Applied {
-                        high_watermark_advanced: true
-                    })
-                );
+                // Same leader epoch: the ISR may have changed (ours or the controller's
+                // doing), which a newer partition epoch says. An image that leaves this
+                // partition as it was must not touch it: taking its (equal) epoch as an
+                // answer would drop a pending expansion whose AlterPartition is still on
+                // its way, and the high watermark would stop waiting for a replica the
+                // controller is about to add to the ISR.
+                let advanced = state.partition_epoch > replica.partition_epoch()
+                    && matches!(
+                        replica.on_isr_committed(&state.isr, state.partition_epoch, now_ms),
+                        Ok(crate::replica::partition_replica::IsrUpdate::Applied {
+                            high_watermark_advanced: true
+                        })
+                    );
                 for follower in state.replicas.iter().filter(|r| **r != node_id) {
                     let unfenced = image.brokers.get(follower).is_some_and(|b| !b.fenced);
                     replica.set_isr_eligible(*follower, unfenced);
@@ -1040,6 +1050,36 @@ mod tests {
         let p = reopened.partition("t", 0).unwrap();
         assert_eq!(p.log.log_end_offset(), 3);
         assert_eq!(p.epochs.latest_epoch(), Some(0));
+    }
+
+    #[test]
+    fn an_unrelated_image_keeps_a_pending_isr_expansion_and_the_high_watermark_waits() {
+        // Leader 1 of replicas [1, 2, 3], ISR {1, 3}, min.insync.replicas=2.
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let leading = image(&state, 5, ME, 4, &[1, 3], false);
+        state.apply_image(leading, 0).unwrap();
+        let appended = state.produce("t", 0, &batch(0, 0, 3), -1, 0).unwrap();
+        let fetch = |replica_id, offset| FollowerFetch {
+            replica_id,
+            fetch_offset: offset,
+            current_leader_epoch: Some(4),
+            last_fetched_epoch: None,
+        };
+        // Broker 2 fetches at the high watermark (0): the leader proposes it into the ISR
+        // and, while the change is pending, waits for it too.
+        state.follower_fetch("t", 0, &fetch(2, 0), 1 << 20, 0).unwrap();
+        assert_eq!(state.take_alter_requests().len(), 1);
+        // Metadata about something else: same partition state, a newer image.
+        let unrelated = image(&state, 6, ME, 4, &[1, 3], false);
+        state.apply_image(unrelated, 0).unwrap();
+        // Broker 3 has everything; broker 2 has nothing yet: nothing is committed.
+        state.follower_fetch("t", 0, &fetch(3, 3), 1 << 20, 0).unwrap();
+        assert_eq!(state.partition("t", 0).unwrap().high_watermark(), 0);
+        assert_eq!(
+            state.produce_status("t", 0, 4, appended.last_offset),
+            ProduceWait::Waiting
+        );
     }
 
     #[test]
