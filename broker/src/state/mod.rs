@@ -125,6 +125,8 @@ const TOPICS_FILE: &str = "topics.json";
 const PRODUCER_ID_FILE: &str = "producer-id-block";
 /// Kafka's name for the per-partition epoch cache checkpoint.
 const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
+/// Kafka's name for the file that ties a partition directory to its topic id.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
 pub struct BrokerState {
     storage: Arc<dyn Storage>,
@@ -644,6 +646,9 @@ impl BrokerState {
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let dir = self.config.data_dir.join(format!("{name}-{index}"));
+            if self.cluster.is_some() {
+                self.claim_partition_dir(&dir, id)?;
+            }
             let log = PartitionLog::open(
                 self.storage.clone(),
                 dir.clone(),
@@ -707,6 +712,38 @@ impl BrokerState {
             })?;
         save_epochs(self.storage.as_ref(), dir, &epochs)?;
         Ok((leader_epoch, epochs))
+    }
+
+    /// Make `dir` the directory of topic `id`'s partition: a directory left by an earlier
+    /// topic of the same name (deleted while this broker was down, or deleted and created
+    /// again between two metadata images it saw) holds another topic's records and epochs,
+    /// which must never be mistaken for this one's. Kafka keeps the topic id in the same
+    /// file name for the same reason.
+    fn claim_partition_dir(&self, dir: &Path, id: u128) -> Result<(), StateError> {
+        let path = dir.join(PARTITION_METADATA_FILE);
+        let expected = format!("version: 0\ntopic_id: {id:032x}\n");
+        match read_whole(self.storage.as_ref(), &path)? {
+            Some(bytes) if bytes == expected.as_bytes() => return Ok(()),
+            Some(bytes) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    found = %String::from_utf8_lossy(&bytes).trim(),
+                    topic_id = format!("{id:032x}"),
+                    "partition directory belongs to another topic of this name; removing it"
+                );
+                self.storage.remove_dir_all(dir)?;
+            }
+            None if self.storage.exists(dir) => {
+                // Written before the id was kept (or torn before it was): nothing proves
+                // it is this topic's, so it cannot be trusted.
+                tracing::warn!(dir = %dir.display(), "partition directory without a topic id; removing it");
+                self.storage.remove_dir_all(dir)?;
+            }
+            None => {}
+        }
+        self.storage.create_dir_all(dir)?;
+        write_file_atomic(self.storage.as_ref(), &path, expected.as_bytes(), true)?;
+        Ok(())
     }
 
     /// The partition's epoch cache from its checkpoint, cut back to the log: the

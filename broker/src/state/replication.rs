@@ -190,6 +190,15 @@ impl BrokerState {
             if known {
                 continue;
             }
+            // Same name, another id: the old topic was deleted and a new one created
+            // between two images this broker saw. Its logs go first.
+            if let Some(old) = self.topics.remove(name) {
+                for (i, partition) in old.partitions.into_iter().enumerate() {
+                    if let Err(source) = partition.log.delete() {
+                        tracing::error!(topic = name, partition = i, error = %source, "cannot delete a replaced topic's log");
+                    }
+                }
+            }
             let config =
                 TopicConfig::new(&self.config.log, self.config.message_max_bytes, &topic.configs)
                     .unwrap_or_else(|e| {
@@ -1068,18 +1077,59 @@ mod tests {
         };
         // Broker 2 fetches at the high watermark (0): the leader proposes it into the ISR
         // and, while the change is pending, waits for it too.
-        state.follower_fetch("t", 0, &fetch(2, 0), 1 << 20, 0).unwrap();
+        state
+            .follower_fetch("t", 0, &fetch(2, 0), 1 << 20, 0)
+            .unwrap();
         assert_eq!(state.take_alter_requests().len(), 1);
         // Metadata about something else: same partition state, a newer image.
         let unrelated = image(&state, 6, ME, 4, &[1, 3], false);
         state.apply_image(unrelated, 0).unwrap();
         // Broker 3 has everything; broker 2 has nothing yet: nothing is committed.
-        state.follower_fetch("t", 0, &fetch(3, 3), 1 << 20, 0).unwrap();
+        state
+            .follower_fetch("t", 0, &fetch(3, 3), 1 << 20, 0)
+            .unwrap();
         assert_eq!(state.partition("t", 0).unwrap().high_watermark(), 0);
         assert_eq!(
             state.produce_status("t", 0, 4, appended.last_offset),
             ProduceWait::Waiting
         );
+    }
+
+    #[test]
+    fn a_topic_created_again_under_the_same_name_never_sees_the_old_ones_records() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let first = image(&state, 5, 2, 0, &[1, 2, 3], false);
+        state.apply_image(first, 0).unwrap();
+        state
+            .follower_append("t", 0, 2, 0, &batch(0, 0, 3), 3, 0)
+            .unwrap();
+        // Deleted and created again between two images this broker saw: new id.
+        let mut again = image(&state, 9, 2, 0, &[1, 2, 3], false);
+        again.topics.get_mut("t").unwrap().id = 43;
+        state.apply_image(again, 0).unwrap();
+        let p = state.partition("t", 0).unwrap();
+        assert_eq!((p.log.log_end_offset(), p.epochs.latest_epoch()), (0, None));
+        state
+            .follower_append("t", 0, 2, 0, &batch(0, 0, 2), 2, 0)
+            .unwrap();
+        // Deleted while this broker was down: the directory on disk is the old topic's.
+        let mut restarted = clustered(&disk);
+        let mut third = image(&restarted, 12, 2, 0, &[1, 2, 3], false);
+        third.topics.get_mut("t").unwrap().id = 44;
+        restarted.apply_image(third, 0).unwrap();
+        assert_eq!(restarted.partition("t", 0).unwrap().log.log_end_offset(), 0);
+        restarted
+            .follower_append("t", 0, 2, 0, &batch(0, 0, 4), 4, 0)
+            .unwrap();
+        restarted.sync_all().unwrap();
+        drop(restarted);
+        // The same topic after a restart keeps its records.
+        let mut reopened = clustered(&disk);
+        let mut same = image(&reopened, 12, 2, 0, &[1, 2, 3], false);
+        same.topics.get_mut("t").unwrap().id = 44;
+        reopened.apply_image(same, 0).unwrap();
+        assert_eq!(reopened.partition("t", 0).unwrap().log.log_end_offset(), 4);
     }
 
     #[test]
