@@ -176,10 +176,9 @@ impl BrokerState {
             if let Some(topic) = self.topics.remove(&name) {
                 changed = true;
                 for (i, partition) in topic.partitions.into_iter().enumerate() {
-                    partition.log.delete().map_err(|source| StateError::Log {
-                        dir: PathBuf::from(format!("{name}-{i}")),
-                        source,
-                    })?;
+                    if let Err(source) = partition.log.delete() {
+                        tracing::error!(topic = name, partition = i, error = %source, "cannot delete a deleted topic's log");
+                    }
                 }
                 tracing::info!(topic = name, "deleted topic (metadata)");
             }
@@ -214,16 +213,22 @@ impl BrokerState {
                 .partitions
                 .first()
                 .map_or(1, |p| p.replicas.len() as i16);
-            let opened = self.open_topic(
+            // One topic that cannot be opened (a storage error) does not hold up the
+            // others; it is tried again with the next image.
+            match self.open_topic(
                 name.clone(),
                 topic.id,
                 topic.partitions.len() as i32,
                 replication_factor,
                 config,
                 now_ms,
-            )?;
-            self.topics.insert(name.clone(), opened);
-            changed = true;
+            ) {
+                Ok(opened) => {
+                    self.topics.insert(name.clone(), opened);
+                    changed = true;
+                }
+                Err(e) => tracing::error!(topic = name, error = %e, "cannot open topic"),
+            }
         }
         let eligible = self.eligible_to_lead();
         let lag_ms = self.config.replica_lag_time_max_ms;
@@ -243,7 +248,7 @@ impl BrokerState {
                     replica_lag_time_max_ms: lag_ms,
                     min_insync_replicas,
                 };
-                changed |= take_role(
+                match take_role(
                     p,
                     node_id,
                     name,
@@ -254,7 +259,14 @@ impl BrokerState {
                     now_ms,
                     self.storage.as_ref(),
                     &self.config.data_dir,
-                )?;
+                ) {
+                    Ok(role_changed) => changed |= role_changed,
+                    Err(e) => {
+                        // The replica stays as it was; the others still take their roles.
+                        tracing::error!(topic = name, partition = state.partition, error = %e, "cannot take the role metadata gives");
+                        changed = true;
+                    }
+                }
             }
         }
         Ok(changed)
