@@ -164,11 +164,15 @@ fn refusal_parts(r: &Refusal) -> (i16, Option<StrBytes>) {
     (r.error.code(), Some(str_bytes(&r.message)))
 }
 
-fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> MetadataResponse {
-    let node_id = shared.config.node_id;
-    let mut state = shared.state();
+/// The topics a Metadata request names (None: all of them) and whether missing ones may
+/// be created.
+fn metadata_request_topics(
+    shared: &Shared,
+    req: &MetadataRequest,
+    version: i16,
+) -> (Option<Vec<String>>, bool) {
     // v0 sends an empty list for "all topics"; v1+ sends null.
-    let names: Option<Vec<String>> = match &req.topics {
+    let names = match &req.topics {
         None => None,
         Some(topics) if topics.is_empty() && version == 0 => None,
         Some(topics) => Some(
@@ -180,6 +184,13 @@ fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> MetadataRes
     };
     let auto_create =
         shared.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    (names, auto_create)
+}
+
+fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> MetadataResponse {
+    let node_id = shared.config.node_id;
+    let mut state = shared.state();
+    let (names, auto_create) = metadata_request_topics(shared, req, version);
     let names = names.unwrap_or_else(|| state.topics().map(|t| t.name.clone()).collect());
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
@@ -737,18 +748,7 @@ async fn cluster_metadata(
     req: &MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let requested: Option<Vec<String>> = match &req.topics {
-        None => None,
-        Some(topics) if topics.is_empty() && version == 0 => None,
-        Some(topics) => Some(
-            topics
-                .iter()
-                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
-                .collect(),
-        ),
-    };
-    let auto_create =
-        shared.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let (requested, auto_create) = metadata_request_topics(shared, req, version);
     let image = shared.state().image().cloned().unwrap_or_default();
     let mut created = BTreeMap::new();
     if let (Some(names), true) = (&requested, auto_create) {
