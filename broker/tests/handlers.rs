@@ -346,6 +346,31 @@ async fn corrupt_batches_and_bad_acks_are_refused_without_appending() {
 }
 
 #[tokio::test]
+async fn a_refused_acks_0_produce_closes_the_connection_so_the_producer_learns() {
+    let (_storage, _broker, addr) = with_topic("zero", 1, &[]).await;
+    let good = encode_batch(&[record(1)], &BatchOptions::default()).freeze();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    // Accepted: no answer, and the connection stays usable.
+    conn.write_request_no_response(&produce_request("zero", 0, 0, good.clone()))
+        .await
+        .unwrap();
+    assert_eq!(produce_raw(&mut conn, "zero", good.clone()).await.0, 0);
+    // Refused (no such partition): the broker closes the connection, as Kafka does.
+    conn.write_request_no_response(&produce_request("zero", 7, 0, good.clone()))
+        .await
+        .unwrap();
+    let next = conn
+        .request(&produce_request("zero", 0, -1, good.clone()))
+        .await;
+    assert!(
+        next.is_err(),
+        "the connection survived a refused acks=0 produce"
+    );
+    let mut fresh = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    assert_eq!(produce_raw(&mut fresh, "zero", good).await.0, 0);
+}
+
+#[tokio::test]
 async fn min_insync_replicas_above_the_isr_refuses_acks_all_only() {
     let (_storage, _broker, addr) = with_topic("misr", 1, &[("min.insync.replicas", "2")]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();

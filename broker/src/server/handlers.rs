@@ -77,6 +77,20 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
                 wait_for_replication(shared, &mut resp, waits, timeout_ms).await;
             }
             if acks == 0 {
+                // No answer can carry an error, so, as Kafka does, a failed acks=0 produce
+                // closes the connection: the producer notices and refreshes its metadata
+                // (after a leader change it would otherwise write to the old leader forever).
+                let failed = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partition_responses.iter())
+                    .find(|p| p.error_code != 0);
+                if let Some(p) = failed {
+                    return Err(format!(
+                        "acks=0 produce refused with error {} on partition {}",
+                        p.error_code, p.index
+                    ));
+                }
                 return Ok(None);
             }
             encode(correlation_id, response_header_version, version, &resp).map(Some)

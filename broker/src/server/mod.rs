@@ -323,7 +323,7 @@ async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) 
             }
             Ok(None) => {} // acks=0 produce: no response
             Err(reason) => {
-                tracing::warn!(%peer, %reason, "malformed request, closing connection");
+                tracing::warn!(%peer, %reason, "closing connection");
                 return;
             }
         }
