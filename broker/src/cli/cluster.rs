@@ -242,9 +242,10 @@ pub async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     for node in &mut nodes {
         // SIGTERM: brokers sync their logs on the way out.
-        let _ = Command::new("kill")
-            .arg(node.child.id().to_string())
-            .status();
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(node.child.id() as libc::pid_t, libc::SIGTERM);
+        }
     }
     for node in &mut nodes {
         let _ = node.child.wait();
