@@ -299,8 +299,10 @@ pub fn cells() -> Vec<Cell> {
 ///   leaving flushing to the operating system, so a power loss of every replica at once
 ///   may lose acknowledged records whatever acks says.
 ///
-/// Hence: forbidden only for acks=all with min.insync.replicas=2 and clean elections under
-/// faults that leave a replica's page cache (not under a correlated power loss). Expected
+/// Hence: forbidden for acks=all with clean elections under faults that leave a replica's
+/// page cache (not under a correlated power loss), with either min.insync.replicas: the
+/// setting decides whether a write is taken while the ISR is small, not whether an
+/// acknowledged one survives while an ISR member does. Expected
 /// where the sequence makes loss certain: acks=1 with the leader partitioned away (it
 /// acknowledges alone until fenced, then truncates); acks=1, or acks=all with
 /// min.insync.replicas=1, with unclean election after the ISR shrank to the leader and the
@@ -314,12 +316,11 @@ pub fn promise(cell: &Cell) -> Promise {
     match cell.fault {
         Fault::CorrelatedPowerLoss if acked => Promise::Expected,
         Fault::CorrelatedPowerLoss => Promise::Allowed,
-        _ if cell.acks == AcksSpec::All
-            && cell.min_insync_replicas >= 2
-            && !cell.unclean_leader_election =>
-        {
-            Promise::Forbidden
-        }
+        // acks=all with clean elections: what was acknowledged is on every replica of the
+        // ISR at that moment, and only an ISR member can lead, so it survives as long as
+        // one of them does (whatever min.insync.replicas, which only decides whether a write
+        // is taken when the ISR is small). Crashes and partitions keep every page cache.
+        _ if cell.acks == AcksSpec::All && !cell.unclean_leader_election => Promise::Forbidden,
         Fault::LeaderPartitioned if cell.acks == AcksSpec::One => Promise::Expected,
         Fault::LaggingFollowerThenLeaderCrash
             if leader_only_acks && cell.unclean_leader_election =>
@@ -539,13 +540,15 @@ mod tests {
         use Fault::*;
         use Promise::*;
         let check = |c: Cell, want: Promise| assert_eq!(promise(&c), want, "{}", c.name());
-        // The one configuration Kafka documents as durable, under faults that keep a replica.
+        // acks=all with clean elections, under faults that keep a replica's page cache,
+        // whatever min.insync.replicas says.
         for f in [
             LeaderCrash,
             LeaderPartitioned,
             LaggingFollowerThenLeaderCrash,
         ] {
             check(cell(All, 2, false, f), Forbidden);
+            check(cell(All, 1, false, f), Forbidden);
         }
         // Durability rests on replication, not fsync: power loss of all replicas loses.
         check(cell(All, 2, false, CorrelatedPowerLoss), Expected);
@@ -558,7 +561,6 @@ mod tests {
         check(cell(All, 1, true, LaggingFollowerThenLeaderCrash), Expected);
         check(cell(One, 2, true, LaggingFollowerThenLeaderCrash), Expected);
         check(cell(All, 2, true, LaggingFollowerThenLeaderCrash), Allowed);
-        check(cell(All, 1, false, LaggingFollowerThenLeaderCrash), Allowed);
         check(cell(One, 1, false, LeaderCrash), Allowed);
         check(cell(All, 2, true, LeaderCrash), Allowed);
         // acks=0 acknowledges nothing: never forbidden, never expected.
@@ -566,7 +568,7 @@ mod tests {
             check(c, Allowed);
         }
         let forbidden = cells().iter().filter(|c| promise(c) == Forbidden).count();
-        assert_eq!(forbidden, 3);
+        assert_eq!(forbidden, 6);
     }
 
     #[test]
