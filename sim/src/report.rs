@@ -224,6 +224,29 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
     md
 }
 
+/// One history op as report evidence: its JSON, with long record and value lists cut to
+/// their first and last few (a final read can hold thousands; `history.jsonl` has them all).
+fn op_line(op: &crate::history::Op) -> String {
+    const KEEP: usize = 3;
+    let mut value = serde_json::to_value(op).expect("op serializes");
+    if let Some(fields) = value.as_object_mut() {
+        for key in ["records", "values"] {
+            if let Some(serde_json::Value::Array(items)) = fields.get_mut(key) {
+                if items.len() > 2 * KEEP + 1 {
+                    let cut = items.len() - 2 * KEEP;
+                    let tail = items.split_off(items.len() - KEEP);
+                    items.truncate(KEEP);
+                    items.push(serde_json::Value::String(format!(
+                        "... {cut} more (history.jsonl has them) ..."
+                    )));
+                    items.extend(tail);
+                }
+            }
+        }
+    }
+    value.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,27 +319,4 @@ mod tests {
         );
         assert!(md.contains("## Invariants\n\nNone broken"), "{md}");
     }
-}
-
-/// One history op as report evidence: its JSON, with long record and value lists cut to
-/// their first and last few (a final read can hold thousands; `history.jsonl` has them all).
-fn op_line(op: &crate::history::Op) -> String {
-    const KEEP: usize = 3;
-    let mut value = serde_json::to_value(op).expect("op serializes");
-    if let Some(fields) = value.as_object_mut() {
-        for key in ["records", "values"] {
-            if let Some(serde_json::Value::Array(items)) = fields.get_mut(key) {
-                if items.len() > 2 * KEEP + 1 {
-                    let cut = items.len() - 2 * KEEP;
-                    let tail = items.split_off(items.len() - KEEP);
-                    items.truncate(KEEP);
-                    items.push(serde_json::Value::String(format!(
-                        "... {cut} more (history.jsonl has them) ..."
-                    )));
-                    items.extend(tail);
-                }
-            }
-        }
-    }
-    value.to_string()
 }
