@@ -819,6 +819,17 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     };
     let mut failures = Outcome::judge(scenario, &violations);
     failures.extend(Outcome::judge_invariants(scenario, &broken));
+    for entry in &scenario.must_see {
+        let seen = events
+            .iter()
+            .any(|e| crate::scenario::must_see_matches(entry, &e.event, &e.what, &e.target));
+        if !seen {
+            failures.push(format!(
+                "must_see: the run never recorded a `{entry}` event, so it did not reach the \
+                 mechanism the scenario is about"
+            ));
+        }
+    }
     if let Some(e) = &liveness_error {
         failures.insert(0, format!("liveness: {e}"));
     }

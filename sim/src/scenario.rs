@@ -418,6 +418,8 @@ struct ScenarioToml {
     nemesis: Option<NemesisSpec>,
     #[serde(default)]
     expect: BTreeMap<String, Spanned<Expectation>>,
+    #[serde(default)]
+    must_see: Vec<Spanned<String>>,
 }
 
 /// A validated scenario, ready to run.
@@ -443,6 +445,9 @@ pub struct Scenario {
     /// `expect.invariant`: what a broken replication or controller invariant means here
     /// (forbidden by default).
     pub invariant_expectation: Expectation,
+    /// Timeline events the run must record (`kind` or `kind: text`): proof that the fault
+    /// sequence reached the mechanism the scenario is about.
+    pub must_see: Vec<String>,
 }
 
 impl Scenario {
@@ -1201,6 +1206,19 @@ fn validate(
             return Err(err(s.span(), "seeds".into(), "must be at least 1".into()));
         }
     }
+    for (i, entry) in raw.must_see.iter().enumerate() {
+        let kind = entry.get_ref().split(':').next().unwrap_or("").trim();
+        if !MUST_SEE_KINDS.contains(&kind) {
+            return Err(err(
+                entry.span(),
+                format!("must_see[{i}]"),
+                format!(
+                    "unknown event kind {kind:?} (known: {})",
+                    MUST_SEE_KINDS.join(", ")
+                ),
+            ));
+        }
+    }
     let name = raw.name.unwrap_or_else(|| {
         path.file_stem()
             .map_or("scenario".into(), |s| s.to_string_lossy().into_owned())
@@ -1222,7 +1240,29 @@ fn validate(
         nemesis: raw.nemesis,
         expect,
         invariant_expectation,
+        must_see: raw.must_see.into_iter().map(|e| e.into_inner()).collect(),
     })
+}
+
+/// Event kinds a scenario may require with `must_see`.
+pub const MUST_SEE_KINDS: &[&str] = &[
+    "leader",
+    "active-controller",
+    "truncate",
+    "fault-start",
+    "fault-end",
+];
+
+/// Whether `event` is what the `must_see` entry `entry` asks for: the kind, and when the
+/// entry has `: text`, that text inside what the event says or whom it targets.
+pub fn must_see_matches(entry: &str, event: &str, what: &str, target: &str) -> bool {
+    match entry.split_once(':') {
+        None => entry.trim() == event,
+        Some((kind, text)) => {
+            let text = text.trim();
+            kind.trim() == event && (what.contains(text) || target.contains(text))
+        }
+    }
 }
 
 /// FNV-1a, 64 bit: a stable hash for scenario files and traces.
@@ -1534,6 +1574,51 @@ invariant = "allowed"
             }
         }
         assert!(seen > 0, "no scenario files found");
+    }
+
+    #[test]
+    fn must_see_names_event_kinds_and_optional_text() {
+        let with = |entry: &str| format!("must_see = [{entry}]\n{GOOD}");
+        let text = with(r#""truncate", "leader: t/0 epoch 2""#);
+        let s = parse(Path::new("s.toml"), &text).unwrap();
+        assert_eq!(s.must_see, vec!["truncate", "leader: t/0 epoch 2"]);
+        assert!(must_see_matches(
+            "truncate",
+            "truncate",
+            "t/0 to offset 5",
+            "broker-1"
+        ));
+        assert!(!must_see_matches(
+            "truncate",
+            "leader",
+            "t/0 epoch 2",
+            "broker-1"
+        ));
+        assert!(must_see_matches(
+            "leader: epoch 2",
+            "leader",
+            "t/0 epoch 2",
+            "broker-1"
+        ));
+        assert!(must_see_matches(
+            "leader: broker-3",
+            "leader",
+            "t/0 epoch 2",
+            "broker-3"
+        ));
+        assert!(!must_see_matches(
+            "leader: epoch 3",
+            "leader",
+            "t/0 epoch 2",
+            "broker-3"
+        ));
+        let e = parse(Path::new("s.toml"), &with(r#""truncated""#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.toml:1: must_see[0]: unknown event kind \"truncated\""),
+            "{e}"
+        );
     }
 
     #[test]
