@@ -103,6 +103,15 @@ mod lab {
     }
 
     pub fn main() -> i32 {
+        // Node logs only when asked for (RUST_LOG=info, ...): every node of a run writes to
+        // stderr, which is for debugging one seed, not for sweeps.
+        if std::env::var_os("RUST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init();
+        }
         let cli = match Cli::try_parse() {
             Ok(cli) => cli,
             Err(e) => {
