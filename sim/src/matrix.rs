@@ -175,6 +175,23 @@ impl Cell {
         self.acks == AcksSpec::All
     }
 
+    /// Timeline events every seed of the cell must record (TOML strings): proof that the
+    /// fault sequence did what the cell is about, so that a loss cannot count as found (or a
+    /// clean run as safe) when the mechanism never ran: the fault fired, and an expected
+    /// loss by a leader that acknowledged alone shows as that leader's truncation.
+    pub fn must_see(&self) -> Vec<&'static str> {
+        let mut events = vec![r#""fault-start""#];
+        let truncates = promise(self) == Promise::Expected
+            && matches!(
+                self.fault,
+                Fault::LeaderPartitioned | Fault::LaggingFollowerThenLeaderCrash
+            );
+        if truncates {
+            events.push(r#""truncate""#);
+        }
+        events
+    }
+
     /// The cell's scenario file.
     pub fn scenario_toml(&self) -> String {
         let promise = promise(self);
@@ -214,6 +231,7 @@ description = """Guarantees matrix cell: {configuration}, fault {fault}. Kafka's
 replica.lag.time.max.ms={lag}, Kafka's default flush policy (no forced fsync)."""
 duration = "40s"
 liveness = "60s"
+must_see = [{must_see}]
 
 [cluster]
 brokers = 3
@@ -257,6 +275,7 @@ duplicate = "{duplicate}"
             idempotence = self.idempotence(),
             faults = self.fault.faults_toml(),
             consequence = consequence,
+            must_see = self.must_see().join(", "),
         )
     }
 }
@@ -569,6 +588,23 @@ mod tests {
         }
         let forbidden = cells().iter().filter(|c| promise(c) == Forbidden).count();
         assert_eq!(forbidden, 6);
+    }
+
+    #[test]
+    fn cells_state_the_events_their_mechanism_must_show() {
+        use AcksSpec::*;
+        use Fault::*;
+        let unclean = cell(All, 1, true, LaggingFollowerThenLeaderCrash);
+        assert_eq!(unclean.must_see(), [r#""fault-start""#, r#""truncate""#]);
+        let partitioned = cell(One, 1, false, LeaderPartitioned);
+        assert!(partitioned.must_see().contains(&r#""truncate""#));
+        let forbidden = cell(All, 2, false, LeaderCrash);
+        assert_eq!(forbidden.must_see(), [r#""fault-start""#]);
+        let text = unclean.scenario_toml();
+        assert!(
+            text.contains(r#"must_see = ["fault-start", "truncate"]"#),
+            "{text}"
+        );
     }
 
     #[test]
