@@ -618,15 +618,7 @@ fn create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResp
                 .with_name(topic.name.clone())
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
-            let overrides: BTreeMap<String, String> = topic
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
-                .collect();
+            let overrides = topic_overrides(topic);
             let result = if !topic.assignments.is_empty() {
                 Err(Refusal::new(
                     ResponseError::InvalidRequest,
@@ -656,6 +648,19 @@ fn create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResp
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// A CreateTopics entry's settings (`null` values, meaning "the default", are dropped).
+fn topic_overrides(topic: &create_topics_request::CreatableTopic) -> BTreeMap<String, String> {
+    topic
+        .configs
+        .iter()
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 fn delete_topics(shared: &Shared, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -945,15 +950,7 @@ async fn cluster_create_topics(shared: &Shared, req: &CreateTopicsRequest) -> Cr
                 } else {
                     topic.replication_factor
                 },
-                configs: topic
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect(),
+                configs: topic_overrides(topic),
                 assignment,
             }
         })
