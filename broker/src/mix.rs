@@ -1,6 +1,7 @@
-//! splitmix64, the one pseudo-random generator of the project: node code seeds it from the
-//! runtime's clock (simulated and seeded under the lab), the lab from a run's seed. Small,
-//! fast, and the same sequence on every platform, which is all determinism asks of it.
+//! splitmix64, the one pseudo-random generator of the project, and FNV-1a, its one stable
+//! hash. Node code seeds the generator from the runtime's clock (simulated and seeded under
+//! the lab), the lab from a run's seed. Small, fast, and the same on every platform, which
+//! is all determinism asks of them.
 
 /// A splitmix64 generator.
 #[derive(Debug, Clone)]
@@ -33,12 +34,43 @@ impl SplitMix64 {
 
 /// FNV-1a (64 bit) of `bytes`: a stable digest for logs and traces.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= *b as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    let mut hash = Fnv1a::default();
+    hash.update(bytes);
+    hash.finish()
+}
+
+/// FNV-1a as a writer, so that serialized data can be hashed as it is produced.
+#[derive(Debug, Clone)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
     }
-    hash
+}
+
+impl Fnv1a {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

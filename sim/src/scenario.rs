@@ -1265,45 +1265,9 @@ pub fn must_see_matches(entry: &str, event: &str, what: &str, target: &str) -> b
     }
 }
 
-/// FNV-1a, 64 bit: a stable hash for scenario files and traces.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h = Fnv1a::default();
-    h.update(bytes);
-    h.finish()
-}
-
-/// FNV-1a as a writer, so serialized traces can be hashed as they are produced.
-pub struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv1a {
-    pub fn update(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl std::io::Write for Fnv1a {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// FNV-1a, 64 bit: a stable hash for scenario files and traces (the project's one
+/// implementation, with its streaming writer).
+pub use faultline::mix::{fnv1a, Fnv1a};
 
 #[cfg(test)]
 mod tests {

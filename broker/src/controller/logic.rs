@@ -302,7 +302,7 @@ impl MetadataImage {
     }
 
     /// Registered and unfenced: may lead, may be in an ISR.
-    fn broker_eligible(&self, id: BrokerId) -> bool {
+    pub fn broker_eligible(&self, id: BrokerId) -> bool {
         self.brokers.get(&id).is_some_and(|broker| !broker.fenced)
     }
 }

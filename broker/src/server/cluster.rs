@@ -14,7 +14,6 @@ use crate::state::FetchTarget;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +104,7 @@ fn apply_image(shared: &Arc<Shared>, image: crate::controller::logic::MetadataIm
                 true
             }
         };
-        let leaders: BTreeSet<i32> = state.fetch_targets().into_keys().collect();
+        let leaders = state.followed_leaders();
         (changed, leaders)
     };
     if changed {
@@ -187,7 +186,7 @@ async fn fetcher_loop(shared: Arc<Shared>, leader: i32) {
         let changed = shared.appended.notified();
         let (targets, address) = {
             let state = shared.state();
-            let targets = state.fetch_targets().remove(&leader).unwrap_or_default();
+            let targets = state.fetch_targets(leader);
             let address = state
                 .image()
                 .and_then(|image| image.brokers.get(&leader))

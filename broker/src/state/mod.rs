@@ -664,12 +664,10 @@ impl BrokerState {
                 dir: dir.clone(),
                 source,
             })?;
-            let mut producers = ProducerStateTable::default();
-            log.scan_headers(log.log_start_offset(), &mut |h| producers.record(h))
-                .map_err(|source| StateError::Log {
-                    dir: dir.clone(),
-                    source,
-                })?;
+            let producers = producers_from(&log).map_err(|source| StateError::Log {
+                dir: dir.clone(),
+                source,
+            })?;
             let (leader_epoch, epochs, role) = if self.cluster.is_some() {
                 // The controller decides who leads; until it says, this replica waits.
                 let epochs = self.load_epochs(&dir, log.log_end_offset())?;
@@ -829,6 +827,13 @@ fn first_record_at_or_after(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, 
         .flat_map(|(_, records)| records.iter())
         .find(|r| r.timestamp >= timestamp)
         .map(|r| (r.offset, r.timestamp))
+}
+
+/// Producer state exactly as the log describes it (on open, and after a truncation).
+fn producers_from(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
+    let mut producers = ProducerStateTable::default();
+    log.scan_headers(log.log_start_offset(), &mut |h| producers.record(h))?;
+    Ok(producers)
 }
 
 fn not_leader(topic: &str, partition: i32, role: &PartitionRole) -> Refusal {

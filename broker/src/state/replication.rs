@@ -20,7 +20,7 @@
 //!   leader of another epoch refuses with FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH.
 
 use super::{
-    not_leader, save_epochs, storage_refusal, unknown_partition, BrokerState, Partition, Refusal,
+    not_leader, producers_from, save_epochs, storage_refusal, BrokerState, Partition, Refusal,
     StateError,
 };
 use crate::controller::logic::{ControllerError, MetadataImage, PartitionState, NO_LEADER};
@@ -119,10 +119,6 @@ pub struct FetchTarget {
 }
 
 impl BrokerState {
-    pub fn is_clustered(&self) -> bool {
-        self.cluster.is_some()
-    }
-
     /// This process's registration id, when clustered.
     pub fn incarnation(&self) -> Option<u64> {
         self.cluster.as_ref().map(|c| c.incarnation)
@@ -175,11 +171,7 @@ impl BrokerState {
         for name in gone {
             if let Some(topic) = self.topics.remove(&name) {
                 changed = true;
-                for (i, partition) in topic.partitions.into_iter().enumerate() {
-                    if let Err(source) = partition.log.delete() {
-                        tracing::error!(topic = name, partition = i, error = %source, "cannot delete a deleted topic's log");
-                    }
-                }
+                delete_logs(topic);
                 tracing::info!(topic = name, "deleted topic (metadata)");
             }
         }
@@ -192,11 +184,7 @@ impl BrokerState {
             // Same name, another id: the old topic was deleted and a new one created
             // between two images this broker saw. Its logs go first.
             if let Some(old) = self.topics.remove(name) {
-                for (i, partition) in old.partitions.into_iter().enumerate() {
-                    if let Err(source) = partition.log.delete() {
-                        tracing::error!(topic = name, partition = i, error = %source, "cannot delete a replaced topic's log");
-                    }
-                }
+                delete_logs(old);
             }
             let config =
                 TopicConfig::new(&self.config.log, self.config.message_max_bytes, &topic.configs)
@@ -368,20 +356,34 @@ impl BrokerState {
         ))
     }
 
-    /// Partitions this broker follows, grouped by leader.
-    pub fn fetch_targets(&self) -> BTreeMap<i32, Vec<FetchTarget>> {
-        let mut targets: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
+    /// The leaders this broker follows some partition from.
+    pub fn followed_leaders(&self) -> std::collections::BTreeSet<i32> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| match p.role {
+                PartitionRole::Follower { leader, .. } => Some(leader),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The partitions this broker follows from `leader`.
+    pub fn fetch_targets(&self, from: i32) -> Vec<FetchTarget> {
+        let mut targets = Vec::new();
         for topic in self.topics.values() {
             for (i, p) in topic.partitions.iter().enumerate() {
                 if let PartitionRole::Follower { leader, truncated } = p.role {
-                    targets.entry(leader).or_default().push(FetchTarget {
-                        topic: topic.name.clone(),
-                        partition: i as i32,
-                        leader_epoch: p.leader_epoch,
-                        fetch_offset: p.log.log_end_offset(),
-                        last_fetched_epoch: p.epochs.latest_epoch(),
-                        truncated,
-                    });
+                    if leader == from {
+                        targets.push(FetchTarget {
+                            topic: topic.name.clone(),
+                            partition: i as i32,
+                            leader_epoch: p.leader_epoch,
+                            fetch_offset: p.log.log_end_offset(),
+                            last_fetched_epoch: p.epochs.latest_epoch(),
+                            truncated,
+                        });
+                    }
                 }
             }
         }
@@ -447,10 +449,7 @@ impl BrokerState {
             p.epochs.truncate_from_end(new_end);
             save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
             // Producer state must describe exactly what is left.
-            p.producers.clear();
-            let producers = &mut p.producers;
-            p.log
-                .scan_headers(p.log.log_start_offset(), &mut |h| producers.record(h))
+            p.producers = producers_from(&p.log)
                 .map_err(|source| storage_refusal(StateError::Log { dir, source }))?;
             p.follower_high_watermark = p.follower_high_watermark.min(new_end);
             tracing::info!(
@@ -685,8 +684,9 @@ impl BrokerState {
                 tracing::info!(topic, partition, code = e.code, error = %e.message, "AlterPartition refused");
                 // Refusals that say nothing was applied free the pending change; others
                 // wait for the metadata image to settle it (as Kafka).
-                const OPERATION_NOT_ATTEMPTED: i16 = 55;
-                const INELIGIBLE_REPLICA: i16 = 107;
+                use crate::controller::logic::error_code::{
+                    INELIGIBLE_REPLICA, OPERATION_NOT_ATTEMPTED,
+                };
                 if matches!(e.code, OPERATION_NOT_ATTEMPTED | INELIGIBLE_REPLICA) {
                     replica.on_alter_partition_rejected(request);
                 }
@@ -734,14 +734,6 @@ impl BrokerState {
             ref other => Err(not_leader(topic, partition, other)),
         }
     }
-
-    /// Whether the partition exists in the image (a clustered broker may hold no replica).
-    pub fn known_partition(&self, topic: &str, partition: i32) -> Result<(), Refusal> {
-        match &self.cluster {
-            Some(c) if c.image.partition(topic, partition).is_some() => Ok(()),
-            _ => Err(unknown_partition(topic, partition)),
-        }
-    }
 }
 
 impl Partition {
@@ -754,6 +746,17 @@ impl Partition {
                 leader_epoch: self.leader_epoch,
                 high_watermark: self.high_watermark(),
             });
+        }
+    }
+}
+
+/// Delete every partition log of a topic gone from the metadata (a failure is logged: the
+/// directory is then only disk space, never read again, since directories carry their
+/// topic id).
+fn delete_logs(topic: super::Topic) {
+    for (i, partition) in topic.partitions.into_iter().enumerate() {
+        if let Err(e) = partition.log.delete() {
+            tracing::error!(topic = topic.name, partition = i, error = %e, "cannot delete a partition log");
         }
     }
 }
@@ -794,8 +797,7 @@ fn take_role(
                         })
                     );
                 for follower in state.replicas.iter().filter(|r| **r != node_id) {
-                    let unfenced = image.brokers.get(follower).is_some_and(|b| !b.fenced);
-                    replica.set_isr_eligible(*follower, unfenced);
+                    replica.set_isr_eligible(*follower, image.broker_eligible(*follower));
                 }
                 if advanced {
                     p.report_high_watermark(node_id, topic, state.partition);
@@ -832,8 +834,7 @@ fn take_role(
                     save_epochs(storage, p.log.dir(), &p.epochs)?;
                 }
                 for follower in state.replicas.iter().filter(|r| **r != node_id) {
-                    let unfenced = image.brokers.get(follower).is_some_and(|b| !b.fenced);
-                    replica.set_isr_eligible(*follower, unfenced);
+                    replica.set_isr_eligible(*follower, image.broker_eligible(*follower));
                 }
                 p.leader_epoch = state.leader_epoch;
                 p.role = PartitionRole::Leader(Box::new(replica));
