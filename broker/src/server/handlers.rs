@@ -10,7 +10,7 @@ use super::Shared;
 use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::protocol::{supported_range, RequestPrefix, SUPPORTED_APIS};
 use crate::replica::partition_replica::FollowerFetch;
-use crate::state::{validate_topic_name, BrokerState, ProduceWait, Refusal};
+use crate::state::{check_leader_epoch, validate_topic_name, BrokerState, ProduceWait, Refusal};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -543,23 +543,6 @@ fn fetch_response(
         total,
         answer_now,
     )
-}
-
-/// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
-fn check_leader_epoch(requested: i32, current: i32) -> Result<(), Refusal> {
-    if requested < 0 || requested == current {
-        Ok(())
-    } else if requested < current {
-        Err(Refusal::new(
-            ResponseError::FencedLeaderEpoch,
-            format!("epoch {requested} is older than {current}"),
-        ))
-    } else {
-        Err(Refusal::new(
-            ResponseError::UnknownLeaderEpoch,
-            format!("epoch {requested} is newer than {current}"),
-        ))
-    }
 }
 
 fn list_offsets(shared: &Shared, req: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {

@@ -829,6 +829,23 @@ fn first_record_at_or_after(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, 
         .map(|r| (r.offset, r.timestamp))
 }
 
+/// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
+pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), Refusal> {
+    if requested < 0 || requested == current {
+        Ok(())
+    } else if requested < current {
+        Err(Refusal::new(
+            ResponseError::FencedLeaderEpoch,
+            format!("epoch {requested} is older than {current}"),
+        ))
+    } else {
+        Err(Refusal::new(
+            ResponseError::UnknownLeaderEpoch,
+            format!("epoch {requested} is newer than {current}"),
+        ))
+    }
+}
+
 /// Producer state exactly as the log describes it (on open, and after a truncation).
 fn producers_from(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
     let mut producers = ProducerStateTable::default();

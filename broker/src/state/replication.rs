@@ -20,8 +20,8 @@
 //!   leader of another epoch refuses with FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH.
 
 use super::{
-    not_leader, producers_from, save_epochs, storage_refusal, BrokerState, Partition, Refusal,
-    StateError,
+    check_leader_epoch, not_leader, producers_from, save_epochs, storage_refusal, BrokerState,
+    Partition, Refusal, StateError,
 };
 use crate::controller::logic::{ControllerError, MetadataImage, PartitionState, NO_LEADER};
 use crate::observe::{self, Observation};
@@ -278,23 +278,9 @@ impl BrokerState {
             log_end_offset: p.log.log_end_offset(),
         };
         let PartitionRole::Leader(replica) = &mut p.role else {
-            let error = if fetch
-                .current_leader_epoch
-                .is_some_and(|e| e > p.leader_epoch)
-            {
-                ResponseError::UnknownLeaderEpoch
-            } else if fetch
-                .current_leader_epoch
-                .is_some_and(|e| e < p.leader_epoch)
-            {
-                ResponseError::FencedLeaderEpoch
-            } else {
-                ResponseError::NotLeaderOrFollower
-            };
-            return Err(Refusal::new(
-                error,
-                not_leader(topic, partition, &p.role).message,
-            ));
+            // A fetcher that knows another epoch is told which way it is off (KIP-320).
+            check_leader_epoch(fetch.current_leader_epoch.unwrap_or(-1), p.leader_epoch)?;
+            return Err(not_leader(topic, partition, &p.role));
         };
         let decision = replica.on_follower_fetch(fetch, log, &p.epochs, now_ms);
         let (high_watermark, advanced) = match decision {
