@@ -371,6 +371,40 @@ async fn a_refused_acks_0_produce_closes_the_connection_so_the_producer_learns()
 }
 
 #[tokio::test]
+async fn a_timed_out_request_breaks_its_connection_and_the_client_reconnects() {
+    let (_storage, _broker, addr) = with_topic("slow", 1, &[]).await;
+    // Parks for a second at the broker: longer than the client waits.
+    let parked = FetchRequest::default()
+        .with_max_wait_ms(1_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("slow")))
+            .with_partitions(vec![
+                fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)
+            ])]);
+    let short = Duration::from_millis(200);
+    let mut conn = Connection::connect(&addr, "raw", short).await.unwrap();
+    assert!(matches!(
+        conn.request(&parked).await,
+        Err(ClientError::Timeout(_))
+    ));
+    // The late answer must never be read as the answer to the next request.
+    assert!(conn.is_broken());
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(conn.request(&MetadataRequest::default()).await.is_err());
+    // A client drops a broken connection and opens a new one.
+    let mut client = Client::new(&addr, "c", short);
+    client.refresh_metadata(None, false).await.unwrap();
+    let node = *client.brokers().keys().next().unwrap();
+    let first = client.connection(node).await.unwrap();
+    assert!(first.request(&parked).await.is_err());
+    let again = client.connection(node).await.unwrap();
+    assert!(!again.is_broken());
+    again.request(&MetadataRequest::default()).await.unwrap();
+}
+
+#[tokio::test]
 async fn min_insync_replicas_above_the_isr_refuses_acks_all_only() {
     let (_storage, _broker, addr) = with_topic("misr", 1, &[("min.insync.replicas", "2")]).await;
     let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();

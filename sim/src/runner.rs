@@ -10,7 +10,7 @@ use crate::outcome::{Counters, Event, Outcome, Verdict};
 use crate::scenario::{fnv1a, AcksSpec, FaultKind, FaultSpec, Fnv1a, Scenario};
 use bytes::Bytes;
 use faultline::client::{
-    Acks, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+    Acks, Client, ClientError, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
 };
 use faultline::config::BrokerConfig;
 use faultline::controller::{ControllerControl, ControllerNode, ControllerNodeConfig};
@@ -583,11 +583,28 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
             admin
                 .spawn(async move {
                     let mut client = Client::new(&bootstrap, "admin", CLIENT_TIMEOUT);
+                    // An attempt whose answer was lost may have created the topics: a
+                    // topic that already exists is one the scenario asked for.
+                    let created = |r: &Result<(), ClientError>| match r {
+                        Ok(()) => true,
+                        // Kafka's TOPIC_ALREADY_EXISTS.
+                        Err(ClientError::Kafka { error, .. }) => error.code() == 36,
+                        Err(_) => false,
+                    };
+                    let mut pending = topics;
                     for _ in 0..100 {
-                        match client.create_topics(&topics).await {
-                            Ok(results) if results.iter().all(|(_, r)| r.is_ok()) => return,
-                            _ => sleep(Duration::from_millis(100)).await,
+                        if let Ok(results) = client.create_topics(&pending).await {
+                            let done: BTreeSet<String> = results
+                                .iter()
+                                .filter(|(_, r)| created(r))
+                                .map(|(name, _)| name.clone())
+                                .collect();
+                            pending.retain(|t| !done.contains(&t.name));
+                            if pending.is_empty() {
+                                return;
+                            }
                         }
+                        sleep(Duration::from_millis(100)).await;
                     }
                     panic!("the cluster never accepted the scenario's topics");
                 })

@@ -44,6 +44,9 @@ pub struct Connection {
     versions: BTreeMap<i16, i16>,
     timeout: Duration,
     pub addr: String,
+    /// Set by a failed read or write: where the stream stands is unknown (a late answer to a
+    /// timed-out request would be taken for the next request's), so it is never used again.
+    broken: bool,
 }
 
 impl Connection {
@@ -66,6 +69,7 @@ impl Connection {
             versions: BTreeMap::new(),
             timeout,
             addr: addr.to_string(),
+            broken: false,
         };
         conn.versions.insert(ApiKey::ApiVersions as i16, 3);
         let req = ApiVersionsRequest::default()
@@ -101,6 +105,11 @@ impl Connection {
         self.read_response::<R>().await
     }
 
+    /// Whether an earlier failure left the stream unusable; drop the connection then.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Write a request without waiting. Pair every call with one `read_response`, unless
     /// `expect_response` is false (a produce with acks=0).
     pub async fn write_request<R: Request>(&mut self, req: &R) -> Result<(), ClientError> {
@@ -119,6 +128,12 @@ impl Connection {
         req: &R,
         expect_response: bool,
     ) -> Result<(), ClientError> {
+        if self.broken {
+            return Err(ClientError::Io(format!(
+                "the connection to {} failed earlier",
+                self.addr
+            )));
+        }
         let key = ApiKey::try_from(R::KEY).expect("request types have known keys");
         let version = self.version(key).ok_or_else(|| {
             ClientError::Protocol(format!(
@@ -138,18 +153,31 @@ impl Connection {
             .encode(&mut buf, key.request_header_version(version))
             .and_then(|_| req.encode(&mut buf, version))
             .map_err(|e| ClientError::Protocol(format!("encoding {key:?}: {e}")))?;
-        tokio::time::timeout(self.timeout, write_frame(&mut self.stream, &buf))
+        let written = tokio::time::timeout(self.timeout, write_frame(&mut self.stream, &buf))
             .await
-            .map_err(|_| ClientError::Timeout(format!("writing to {}", self.addr)))?
-            .map_err(|e| ClientError::Io(format!("writing to {}: {e}", self.addr)))?;
+            .map_err(|_| ClientError::Timeout(format!("writing to {}", self.addr)))
+            .and_then(|r| r.map_err(|e| ClientError::Io(format!("writing to {}: {e}", self.addr))));
+        if let Err(e) = written {
+            self.broken = true;
+            return Err(e);
+        }
         if expect_response {
             self.in_flight.push_back((correlation_id, key, version));
         }
         Ok(())
     }
 
-    /// Read the response to the oldest request in flight, which must be of type `R`.
+    /// Read the response to the oldest request in flight, which must be of type `R`. Any
+    /// failure breaks the connection.
     pub async fn read_response<R: Request>(&mut self) -> Result<R::Response, ClientError> {
+        let result = self.read_response_inner::<R>().await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn read_response_inner<R: Request>(&mut self) -> Result<R::Response, ClientError> {
         let (correlation_id, key, version) = self
             .in_flight
             .pop_front()

@@ -111,8 +111,16 @@ impl Client {
     }
 
     pub(crate) async fn any_connection(&mut self) -> Result<&mut Connection, ClientError> {
+        self.connections.retain(|_, c| !c.is_broken());
         if let Some(id) = self.connections.keys().next().copied() {
             return Ok(self.connections.get_mut(&id).expect("key just read"));
+        }
+        if self
+            .bootstrap_connection
+            .as_ref()
+            .is_some_and(|c| c.is_broken())
+        {
+            self.bootstrap_connection = None;
         }
         if self.bootstrap_connection.is_none() {
             let mut last = ClientError::Io("no bootstrap servers given".into());
@@ -132,8 +140,15 @@ impl Client {
         Ok(self.bootstrap_connection.as_mut().expect("set above"))
     }
 
-    /// A connection to broker `node_id`, opened on first use.
+    /// A connection to broker `node_id`, opened on first use (and again after one failed).
     pub async fn connection(&mut self, node_id: i32) -> Result<&mut Connection, ClientError> {
+        if self
+            .connections
+            .get(&node_id)
+            .is_some_and(|c| c.is_broken())
+        {
+            self.connections.remove(&node_id);
+        }
         if !self.connections.contains_key(&node_id) {
             let addr = self
                 .brokers

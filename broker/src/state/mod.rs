@@ -545,6 +545,24 @@ impl BrokerState {
         timestamp: i64,
     ) -> Result<(i64, i64), Refusal> {
         let p = self.partition(topic, partition)?;
+        // KIP-207: a new leader's high watermark starts where it knew it, which may be below
+        // what the previous leader had committed; until it reaches the start of this leader
+        // epoch (where everything committed before lies below), offsets it answers could go
+        // back, so it answers OFFSET_NOT_AVAILABLE and the client retries.
+        if let PartitionRole::Leader(replica) = &p.role {
+            if replica.high_watermark() < replica.leader_epoch_start_offset() {
+                return Err(Refusal::new(
+                    ResponseError::OffsetNotAvailable,
+                    format!(
+                        "{topic}-{partition}: the high watermark {} has not reached the start \
+                         of leader epoch {} at offset {}",
+                        replica.high_watermark(),
+                        replica.leader_epoch(),
+                        replica.leader_epoch_start_offset()
+                    ),
+                ));
+            }
+        }
         let io = |e: LogError| {
             storage_refusal(StateError::Log {
                 dir: PathBuf::from(format!("{topic}-{partition}")),

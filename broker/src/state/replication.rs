@@ -1132,6 +1132,31 @@ mod tests {
     }
 
     #[test]
+    fn a_new_leader_answers_offset_not_available_until_its_high_watermark_catches_up() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        let following = image(&state, 5, 2, 1, &[1, 2], false);
+        state.apply_image(following, 0).unwrap();
+        // Three records replicated; the old leader had told us only offset 1 was committed.
+        state
+            .follower_append("t", 0, 2, 1, &batch(1, 0, 3), 1, 0)
+            .unwrap();
+        let leading = image(&state, 6, ME, 2, &[1, 2], false);
+        state.apply_image(leading, 0).unwrap();
+        let refused = state.list_offset("t", 0, -1).unwrap_err();
+        assert_eq!(refused.error, ResponseError::OffsetNotAvailable);
+        // Broker 2 shows it has all three: the high watermark reaches the epoch start.
+        let fetch = FollowerFetch {
+            replica_id: 2,
+            fetch_offset: 3,
+            current_leader_epoch: Some(2),
+            last_fetched_epoch: None,
+        };
+        state.follower_fetch("t", 0, &fetch, 1 << 20, 0).unwrap();
+        assert_eq!(state.list_offset("t", 0, -1).unwrap(), (3, -1));
+    }
+
+    #[test]
     fn a_leader_fences_followers_of_other_epochs_and_commits_what_the_isr_has() {
         let disk = MemStorage::default();
         let mut state = clustered(&disk);
