@@ -805,6 +805,14 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         }
         observe::uninstall();
         let simulated_ns = Instant::now().duration_since(start).as_nanos() as u64;
+        // Stop every node and let the executor drop their tasks: a task parked on a waker
+        // that lives inside the state it owns (a broker's Notify, a channel) is never woken
+        // again, and would otherwise outlive the runtime with everything it holds (a disk's
+        // worth of logs per node, per seed, for the whole sweep).
+        for node in nodes.values().chain(std::iter::once(&admin)) {
+            handle.kill(node.id());
+        }
+        sleep(Duration::from_millis(1)).await;
         let mut r = rec.lock().unwrap();
         (
             std::mem::take(&mut r.history),

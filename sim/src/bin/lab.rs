@@ -145,6 +145,15 @@ mod lab {
 
     /// What one seed of a matrix cell showed: loss (lost-write or unseen), and everything
     /// else that went wrong.
+    /// What `run` keeps of one seed once its report is written.
+    struct SeedSummary {
+        seed: u64,
+        simulated_ns: u64,
+        wall_ms: u64,
+        passed: bool,
+        reasons: Vec<String>,
+    }
+
     fn finding(outcome: &Outcome) -> SeedFinding {
         let lost = outcome
             .violations
@@ -234,7 +243,17 @@ mod lab {
         );
         let commit = commit();
         let started = std::time::Instant::now();
-        let outcomes = run_all(&scenarios, work, jobs, false);
+        let reports_dir = reports.to_path_buf();
+        let commit_for_reports = commit.clone();
+        let outcomes = run_all(&scenarios, work, jobs, false, move |s, outcome, _| {
+            let failed = outcome.verdict != Verdict::Pass;
+            if let Err(e) =
+                report::write_with(&reports_dir, s, &outcome, &commit_for_reports, failed)
+            {
+                eprintln!("warning: could not write a report: {e}");
+            }
+            finding(&outcome)
+        });
         let mut results: Vec<CellResult> = cells
             .iter()
             .zip(&scenarios)
@@ -244,12 +263,8 @@ mod lab {
                 seeds: Vec::new(),
             })
             .collect();
-        for (i, outcome, _) in &outcomes {
-            let failed = outcome.verdict != Verdict::Pass;
-            if let Err(e) = report::write_with(reports, &scenarios[*i], outcome, &commit, failed) {
-                eprintln!("warning: could not write a report: {e}");
-            }
-            results[*i].seeds.push(finding(outcome));
+        for (i, found) in outcomes.iter() {
+            results[*i].seeds.push(found.clone());
         }
         print!("{}", matrix::table(&results));
         let path = reports.join("guarantees.md");
@@ -338,28 +353,39 @@ mod lab {
     }
 
     /// Run (scenario index, seed) jobs over `jobs` threads; results in job order.
-    fn run_all(
+    /// Run every (scenario index, seed) of `work` over `jobs` threads. Each outcome (and its
+    /// second run with `twice`) goes to `digest` on the thread that ran it, which writes
+    /// what it must and keeps what the caller needs: a history is large, and a sweep of
+    /// thousands of seeds must not hold them all.
+    fn run_all<T: Send + 'static>(
         scenarios: &[Scenario],
         work: Vec<(usize, u64)>,
         jobs: usize,
         twice: bool,
-    ) -> Vec<(usize, Outcome, Option<Outcome>)> {
+        digest: impl Fn(&Scenario, Outcome, Option<Outcome>) -> T + Send + Sync + 'static,
+    ) -> Vec<(usize, T)> {
         let queue = Arc::new(Mutex::new(
             work.into_iter().enumerate().collect::<VecDeque<_>>(),
         ));
         let results = Arc::new(Mutex::new(Vec::new()));
         let scenarios = Arc::new(scenarios.to_vec());
+        let digest = Arc::new(digest);
         let threads: Vec<_> = (0..jobs.max(1))
             .map(|_| {
-                let (queue, results, scenarios) =
-                    (queue.clone(), results.clone(), scenarios.clone());
+                let (queue, results, scenarios, digest) = (
+                    queue.clone(),
+                    results.clone(),
+                    scenarios.clone(),
+                    digest.clone(),
+                );
                 std::thread::spawn(move || loop {
                     let Some((order, (index, seed))) = queue.lock().unwrap().pop_front() else {
                         return;
                     };
                     let first = run_seed(&scenarios[index], seed);
                     let second = twice.then(|| run_seed(&scenarios[index], seed));
-                    results.lock().unwrap().push((order, index, first, second));
+                    let kept = digest(&scenarios[index], first, second);
+                    results.lock().unwrap().push((order, index, kept));
                 })
             })
             .collect();
@@ -368,7 +394,7 @@ mod lab {
         }
         let mut results = std::mem::take(&mut *results.lock().unwrap());
         results.sort_by_key(|r| r.0);
-        results.into_iter().map(|(_, i, a, b)| (i, a, b)).collect()
+        results.into_iter().map(|(_, i, kept)| (i, kept)).collect()
     }
 
     fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
@@ -412,42 +438,60 @@ mod lab {
         }
         let commit = commit();
         let started = std::time::Instant::now();
-        let results = run_all(&scenarios, work, seeds.jobs, check_determinism);
+        let reports_dir = reports.to_path_buf();
+        let commit_for_reports = commit.clone();
+        let results = run_all(
+            &scenarios,
+            work,
+            seeds.jobs,
+            check_determinism,
+            move |s, outcome, again| {
+                let mut reasons = outcome.failures.clone();
+                if let Some(again) = &again {
+                    if again.trace_hash != outcome.trace_hash || again.verdict != outcome.verdict {
+                        reasons.push(format!(
+                            "nondeterministic: trace {:016x} then {:016x}",
+                            outcome.trace_hash, again.trace_hash
+                        ));
+                    }
+                }
+                let passed = reasons.is_empty() && outcome.verdict == Verdict::Pass;
+                let with_history = histories == Histories::All || !passed;
+                if let Err(e) =
+                    report::write_with(&reports_dir, s, &outcome, &commit_for_reports, with_history)
+                {
+                    eprintln!(
+                        "warning: could not write the report of {} seed {}: {e}",
+                        s.name, outcome.seed
+                    );
+                }
+                SeedSummary {
+                    seed: outcome.seed,
+                    simulated_ns: outcome.simulated_ns,
+                    wall_ms: outcome.wall_ms,
+                    passed,
+                    reasons,
+                }
+            },
+        );
         let wall = started.elapsed().as_secs_f64();
         let mut rows: Vec<(u64, u64, u64, u64, u64)> = vec![(0, 0, 0, 0, 0); scenarios.len()];
         let mut failures = Vec::new();
-        for (i, outcome, again) in &results {
+        for (i, seed) in &results {
             let s = &scenarios[*i];
             let row = &mut rows[*i];
             row.0 += 1;
-            row.3 += outcome.simulated_ns;
-            row.4 += outcome.wall_ms;
-            let mut reasons = outcome.failures.clone();
-            if let Some(again) = again {
-                if again.trace_hash != outcome.trace_hash || again.verdict != outcome.verdict {
-                    reasons.push(format!(
-                        "nondeterministic: trace {:016x} then {:016x}",
-                        outcome.trace_hash, again.trace_hash
-                    ));
-                }
-            }
-            let failed = !reasons.is_empty() || outcome.verdict != Verdict::Pass;
-            let with_history = histories == Histories::All || failed;
-            if let Err(e) = report::write_with(reports, s, outcome, &commit, with_history) {
-                eprintln!(
-                    "warning: could not write the report of {} seed {}: {e}",
-                    s.name, outcome.seed
-                );
-            }
-            if reasons.is_empty() && outcome.verdict == Verdict::Pass {
+            row.3 += seed.simulated_ns;
+            row.4 += seed.wall_ms;
+            if seed.passed {
                 row.1 += 1;
             } else {
                 row.2 += 1;
                 failures.push((
                     s.name.clone(),
-                    outcome.seed,
-                    reasons,
-                    report::repro_command(s, outcome.seed),
+                    seed.seed,
+                    seed.reasons.clone(),
+                    report::repro_command(s, seed.seed),
                 ));
             }
         }
@@ -574,6 +618,7 @@ mod lab {
                 (1..=seeds).map(|seed| (0, seed)).collect(),
                 jobs,
                 false,
+                |_, _, _| (),
             );
             let wall = started.elapsed().as_secs_f64();
             println!(
