@@ -10,7 +10,7 @@ use super::Shared;
 use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::protocol::{supported_range, RequestPrefix, SUPPORTED_APIS};
 use crate::replica::partition_replica::FollowerFetch;
-use crate::state::{check_leader_epoch, validate_topic_name, BrokerState, ProduceWait, Refusal};
+use crate::state::{validate_topic_name, BrokerState, ProduceWait, Refusal};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -412,8 +412,7 @@ fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespon
     }
     let state = shared.state();
     fetch_response(req, version, |name, part, max_bytes| {
-        let p = state.partition(name, part.partition)?;
-        check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
+        state.leading_partition(name, part.partition, part.current_leader_epoch)?;
         let read = state.read(name, part.partition, part.fetch_offset, max_bytes)?;
         Ok(PartitionAnswer {
             records: read.records,
@@ -561,13 +560,13 @@ fn list_offsets(shared: &Shared, req: &ListOffsetsRequest, version: i16) -> List
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let result = state.partition(name, part.partition_index).and_then(|p| {
-                        check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
-                        state.check_leads(name, part.partition_index)?;
-                        let found =
-                            state.list_offset(name, part.partition_index, part.timestamp)?;
-                        Ok((found, p.leader_epoch))
-                    });
+                    let result = state
+                        .leading_partition(name, part.partition_index, part.current_leader_epoch)
+                        .and_then(|p| {
+                            let found =
+                                state.list_offset(name, part.partition_index, part.timestamp)?;
+                            Ok((found, p.leader_epoch))
+                        });
                     match result {
                         Ok(((offset, timestamp), epoch)) => {
                             resp.offset = offset;
@@ -719,11 +718,11 @@ fn offset_for_leader_epoch(
                         .with_partition(part.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let result = state.partition(name, part.partition).and_then(|p| {
-                        check_leader_epoch(part.current_leader_epoch, p.leader_epoch)?;
-                        state.check_leads(name, part.partition)?;
-                        state.end_offset_for_epoch(name, part.partition, part.leader_epoch)
-                    });
+                    let result = state
+                        .leading_partition(name, part.partition, part.current_leader_epoch)
+                        .and_then(|_| {
+                            state.end_offset_for_epoch(name, part.partition, part.leader_epoch)
+                        });
                     match result {
                         Ok((epoch, end_offset)) => {
                             resp.leader_epoch = epoch;

@@ -219,6 +219,22 @@ impl BrokerState {
             .ok_or_else(|| unknown_partition(topic, partition))
     }
 
+    /// A partition this broker leads, for a client that named `current_leader_epoch`
+    /// (negative: none): unknown, fenced by epoch (KIP-320) or led elsewhere are refusals.
+    pub fn leading_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<&Partition, Refusal> {
+        let p = self.partition(topic, partition)?;
+        check_leader_epoch(current_leader_epoch, p.leader_epoch)?;
+        match p.role {
+            PartitionRole::Standalone | PartitionRole::Leader(_) => Ok(p),
+            ref other => Err(not_leader(topic, partition, other)),
+        }
+    }
+
     fn partition_mut(
         &mut self,
         topic: &str,

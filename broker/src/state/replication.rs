@@ -711,15 +711,6 @@ impl BrokerState {
             batches,
         })
     }
-
-    /// OffsetForLeaderEpoch on a clustered broker is answered by the leader only.
-    pub fn check_leads(&self, topic: &str, partition: i32) -> Result<(), Refusal> {
-        let p = self.partition(topic, partition)?;
-        match p.role {
-            PartitionRole::Standalone | PartitionRole::Leader(_) => Ok(()),
-            ref other => Err(not_leader(topic, partition, other)),
-        }
-    }
 }
 
 impl Partition {
