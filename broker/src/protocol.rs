@@ -20,6 +20,62 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
+/// Kafka's ACL operation codes (`AclOperation`), the bit numbers of the authorized
+/// operation sets that Metadata (KIP-430), DescribeGroups and DescribeCluster report.
+pub mod acl_operation {
+    pub const READ: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const CREATE: u8 = 5;
+    pub const DELETE: u8 = 6;
+    pub const ALTER: u8 = 7;
+    pub const DESCRIBE: u8 = 8;
+    pub const CLUSTER_ACTION: u8 = 9;
+    pub const DESCRIBE_CONFIGS: u8 = 10;
+    pub const ALTER_CONFIGS: u8 = 11;
+    pub const IDEMPOTENT_WRITE: u8 = 12;
+
+    /// The bit set of `operations`, as the wire carries it.
+    pub const fn bits(operations: &[u8]) -> i32 {
+        let mut set = 0i32;
+        let mut i = 0;
+        while i < operations.len() {
+            set |= 1 << operations[i];
+            i += 1;
+        }
+        set
+    }
+}
+
+/// What a client may do to a topic. This broker has no authorizer, so, as Kafka without
+/// one, every operation the resource type supports is allowed.
+pub const TOPIC_AUTHORIZED_OPERATIONS: i32 = {
+    use acl_operation::*;
+    bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DELETE,
+        ALTER,
+        DESCRIBE,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ])
+};
+
+/// What a client may do to the cluster (no authorizer: everything the type supports).
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = {
+    use acl_operation::*;
+    bits(&[
+        CREATE,
+        ALTER,
+        DESCRIBE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+    ])
+};
+
 /// The advertised range of `key`, if it is served at all.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS
@@ -52,6 +108,15 @@ impl RequestPrefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorized_operation_sets_match_kafkas_bit_numbers() {
+        // READ..ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: bits 3-8, 10, 11.
+        assert_eq!(TOPIC_AUTHORIZED_OPERATIONS, 0b1101_1111_1000);
+        // CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+        // IDEMPOTENT_WRITE: bits 5, 7-12.
+        assert_eq!(CLUSTER_AUTHORIZED_OPERATIONS, 0b1_1111_1010_0000);
+    }
 
     #[test]
     fn advertised_ranges_are_decodable_by_the_codec() {

@@ -250,6 +250,81 @@ async fn acks_all_survives_leader_power_loss_and_the_replica_rejoins() {
     let _ = &cluster.controllers;
 }
 
+/// A manual replica assignment reaches the controller and decides placement and
+/// preferred leaders; one naming an unregistered broker is refused.
+#[tokio::test]
+async fn create_topics_with_manual_assignment_places_replicas_as_asked() {
+    use faultline::client::Connection;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = Cluster::start().await;
+    let addr = cluster.broker_addrs[0].to_string();
+    let topic = |name: &'static str, assignment: &[&[i32]]| {
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                assignment
+                    .iter()
+                    .enumerate()
+                    .map(|(p, brokers)| {
+                        create_topics_request::CreatableReplicaAssignment::default()
+                            .with_partition_index(p as i32)
+                            .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+                    })
+                    .collect(),
+            )
+    };
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            topic("manual", &[&[3, 1], &[2, 3]]),
+            topic("manual-bad", &[&[1, 9]]),
+        ]);
+    let mut conn = None;
+    for _ in 0..100 {
+        match Connection::connect(&addr, "admin", TIMEOUT).await {
+            Ok(c) => {
+                conn = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let mut conn = conn.expect("broker answers");
+    // The brokers may still be registering: retry until every one is known.
+    let mut resp = conn.request(&req).await.unwrap();
+    for _ in 0..100 {
+        if resp.topics[0].error_code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        resp = conn.request(&req).await.unwrap();
+    }
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
+    assert_eq!(
+        (
+            resp.topics[0].num_partitions,
+            resp.topics[0].replication_factor
+        ),
+        (2, 2)
+    );
+    assert_eq!(resp.topics[1].error_code, 39, "INVALID_REPLICA_ASSIGNMENT");
+    wait_for_leader(&cluster.bootstrap(), "manual").await;
+    let mut client = Client::new(&cluster.bootstrap(), "probe", TIMEOUT);
+    let topics = client
+        .refresh_metadata(Some(&["manual"]), false)
+        .await
+        .unwrap();
+    let replicas: Vec<(Vec<i32>, i32)> = topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.replicas.clone(), p.leader))
+        .collect();
+    assert_eq!(replicas, [(vec![3, 1], 3), (vec![2, 3], 2)]);
+}
+
 #[tokio::test]
 async fn controllers_survive_garbage_and_keep_answering() {
     use faultline::controller::rpc::{Request, Response};

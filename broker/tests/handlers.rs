@@ -526,6 +526,165 @@ async fn fetch_returns_a_whole_first_batch_even_above_max_bytes() {
     assert_eq!(consumer.poll().await.unwrap().len(), 50);
 }
 
+/// KIP-74: the response's `max_bytes` bounds the first partition too; only one whole
+/// batch may exceed it. (A client whose `fetch.max.bytes` is below its
+/// `max.partition.fetch.bytes` otherwise gets a response larger than it can receive.)
+#[tokio::test]
+async fn fetch_max_bytes_bounds_the_first_partition_to_one_batch_over() {
+    let (_storage, _broker, addr) = with_topic("kip74-response", 2, &[]).await;
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    let big = |i: usize| NewRecord {
+        value: Some(Bytes::from(vec![b'v'; 900])),
+        ..record(i)
+    };
+    for partition in 0..2 {
+        for i in 0..5 {
+            let batch = encode_batch(&[big(i)], &BatchOptions::default()).freeze();
+            let resp = conn
+                .request(&produce_request("kip74-response", partition, -1, batch))
+                .await
+                .unwrap();
+            assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    let one_batch = encode_batch(&[big(0)], &BatchOptions::default()).len();
+    for (max_bytes, batches) in [
+        (1_000, 1),
+        (2 * one_batch as i32, 2),
+        (20 * one_batch as i32, 10),
+    ] {
+        let partitions = (0..2)
+            .map(|p| {
+                fetch_request::FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(20_000_000)
+            })
+            .collect();
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("kip74-response")))
+                .with_partitions(partitions)]);
+        let resp = conn.request(&req).await.unwrap();
+        let sizes: Vec<usize> = resp.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .collect();
+        assert_eq!(
+            sizes.iter().sum::<usize>(),
+            batches * one_batch,
+            "max_bytes {max_bytes}: partition sizes {sizes:?}"
+        );
+    }
+}
+
+/// KIP-430: Metadata reports the authorized operation sets a client asks for (librdkafka's
+/// DescribeTopics and DescribeCluster read them), and Kafka's "omitted" value otherwise.
+#[tokio::test]
+async fn metadata_reports_authorized_operations_when_asked() {
+    let (_storage, _broker, addr) = with_topic("ops", 1, &[]).await;
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    // The cluster's set is in Metadata v8 to v10 only.
+    for (version, include) in [(10, false), (10, true), (12, true)] {
+        conn.pin_version(ApiKey::Metadata, version);
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(TopicName(StrBytes::from_static_str("ops"))))]))
+            .with_include_topic_authorized_operations(include)
+            .with_include_cluster_authorized_operations(include && version <= 10);
+        let resp = conn.request(&req).await.unwrap();
+        let (topic_ops, cluster_ops) = match (version, include) {
+            (10, true) => (0b1101_1111_1000, 0b1_1111_1010_0000),
+            (_, true) => (0b1101_1111_1000, i32::MIN),
+            (_, false) => (i32::MIN, i32::MIN),
+        };
+        assert_eq!(resp.topics[0].topic_authorized_operations, topic_ops);
+        assert_eq!(resp.cluster_authorized_operations, cluster_ops);
+    }
+}
+
+/// A CreateTopics entry with a manual replica assignment, for raw requests.
+fn assigned_topic(
+    name: &'static str,
+    counts: (i32, i16),
+    assignment: &[(i32, &[i32])],
+) -> create_topics_request::CreatableTopic {
+    create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str(name)))
+        .with_num_partitions(counts.0)
+        .with_replication_factor(counts.1)
+        .with_assignments(
+            assignment
+                .iter()
+                .map(|(partition, brokers)| {
+                    create_topics_request::CreatableReplicaAssignment::default()
+                        .with_partition_index(*partition)
+                        .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+                })
+                .collect(),
+        )
+}
+
+/// Manual replica assignments are taken as Kafka takes them; on a standalone broker they
+/// may name only this broker.
+#[tokio::test]
+async fn create_topics_takes_manual_replica_assignments() {
+    let storage = MemStorage::default();
+    let broker = start(&storage, |c| c.node_id = 7).await;
+    let addr = broker.local_addr().to_string();
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    let cases: Vec<(create_topics_request::CreatableTopic, i16)> = vec![
+        (
+            assigned_topic("placed", (-1, -1), &[(1, &[7]), (0, &[7]), (2, &[7])]),
+            0,
+        ),
+        (
+            assigned_topic("unknown-broker", (-1, -1), &[(0, &[7, 8])]),
+            ResponseError::InvalidReplicaAssignment.code(),
+        ),
+        (
+            assigned_topic("gap", (-1, -1), &[(0, &[7]), (2, &[7])]),
+            ResponseError::InvalidReplicaAssignment.code(),
+        ),
+        (
+            assigned_topic("twice", (-1, -1), &[(0, &[7, 7])]),
+            ResponseError::InvalidReplicaAssignment.code(),
+        ),
+        (
+            assigned_topic("with-count", (1, -1), &[(0, &[7])]),
+            ResponseError::InvalidRequest.code(),
+        ),
+    ];
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(cases.iter().map(|(t, _)| t.clone()).collect());
+    let resp = conn.request(&req).await.unwrap();
+    for ((topic, expected), got) in cases.iter().zip(&resp.topics) {
+        assert_eq!(got.name, topic.name);
+        assert_eq!(
+            got.error_code, *expected,
+            "{}: {:?}",
+            topic.name.0, got.error_message
+        );
+    }
+    assert_eq!(
+        (
+            resp.topics[0].num_partitions,
+            resp.topics[0].replication_factor
+        ),
+        (3, 1)
+    );
+    let mut client = Client::new(&addr, "admin", TIMEOUT);
+    let topics = client.refresh_metadata(None, false).await.unwrap();
+    let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["placed"], "only the valid topic exists");
+    assert!(topics[0].partitions.iter().all(|p| p.replicas == [7]));
+}
+
 #[tokio::test]
 async fn metadata_auto_creates_and_admin_errors_are_reported() {
     let storage = MemStorage::default();

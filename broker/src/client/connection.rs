@@ -99,6 +99,12 @@ impl Connection {
         self.versions.get(&(key as i16)).copied()
     }
 
+    /// Use `version` of `key` from now on (a request shape that only older versions have;
+    /// the broker refuses a version it does not serve).
+    pub fn pin_version(&mut self, key: ApiKey, version: i16) {
+        self.versions.insert(key as i16, version);
+    }
+
     /// Send one request and wait for its response.
     pub async fn request<R: Request>(&mut self, req: &R) -> Result<R::Response, ClientError> {
         self.write_request(req).await?;

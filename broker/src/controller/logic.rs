@@ -854,7 +854,11 @@ impl Controller {
                         "a manual assignment needs partitions and replication factor -1",
                     ));
                 }
-                validate_assignment(image, assignment)?;
+                validate_assignment(
+                    assignment,
+                    |id| image.brokers.contains_key(&id),
+                    |id| image.broker_eligible(id),
+                )?;
                 assignment.clone()
             }
             None => self.place(image, topic, topic_id)?,
@@ -1114,10 +1118,12 @@ fn fold_topic_name(name: &str) -> String {
 }
 
 /// A manual assignment: 1..=TOPIC_PARTITIONS_MAX partitions of the same non-zero length,
-/// distinct registered brokers, at least one eligible broker per partition.
-fn validate_assignment(
-    image: &MetadataImage,
+/// distinct registered brokers, at least one eligible (registered and unfenced) broker per
+/// partition. A standalone broker asks the same with itself as the only broker.
+pub fn validate_assignment(
     assignment: &[Vec<BrokerId>],
+    registered: impl Fn(BrokerId) -> bool,
+    eligible: impl Fn(BrokerId) -> bool,
 ) -> Result<(), ControllerError> {
     let invalid = |message: String| {
         Err(ControllerError::new(
@@ -1142,12 +1148,12 @@ fn validate_assignment(
                 "partition {partition} repeats a broker: {replicas:?}"
             ));
         }
-        if let Some(id) = replicas.iter().find(|id| !image.brokers.contains_key(id)) {
+        if let Some(id) = replicas.iter().find(|&&id| !registered(id)) {
             return invalid(format!(
                 "partition {partition}: broker {id} is not registered"
             ));
         }
-        if !replicas.iter().any(|&id| image.broker_eligible(id)) {
+        if !replicas.iter().any(|&id| eligible(id)) {
             return invalid(format!("partition {partition}: every broker is fenced"));
         }
     }

@@ -137,6 +137,40 @@ pub struct AppendInfo {
     pub last_offset: i64,
 }
 
+/// How much one read may return (KIP-74). A fetch response gives `min_one_batch` only to
+/// its first partition with data, so that a batch larger than every limit still makes
+/// progress while the response as a whole stays within one batch of its `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimit {
+    /// Bytes of whole batches at most (but see `min_one_batch`).
+    pub max_bytes: usize,
+    /// Return the first batch whole even when it is larger than `max_bytes`.
+    pub min_one_batch: bool,
+}
+
+impl ReadLimit {
+    /// At most `max_bytes`, but the first batch whole whatever its size.
+    pub fn first_batch_whole(max_bytes: usize) -> ReadLimit {
+        ReadLimit {
+            max_bytes,
+            min_one_batch: true,
+        }
+    }
+
+    /// At most `max_bytes`: nothing when even the first batch is larger.
+    pub fn within(max_bytes: usize) -> ReadLimit {
+        ReadLimit {
+            max_bytes,
+            min_one_batch: false,
+        }
+    }
+
+    /// Whether no batch at all may be read.
+    pub fn is_nothing(&self) -> bool {
+        self.max_bytes == 0 && !self.min_one_batch
+    }
+}
+
 /// Where recovery cut a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryTruncation {
@@ -526,9 +560,11 @@ impl PartitionLog {
     }
 
     /// Kafka fetch: whole batches from the one holding `offset`, only those whose last
-    /// offset is below `max_offset`, stopping before `max_bytes` would be exceeded except
-    /// that the first batch is returned whole (KIP-74). Crosses segments.
-    pub fn read(&self, offset: i64, max_offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+    /// offset is below `max_offset`, stopping before `limit.max_bytes` would be exceeded
+    /// except that with `limit.min_one_batch` the first batch is returned whole (KIP-74).
+    /// Crosses segments.
+    pub fn read(&self, offset: i64, max_offset: i64, limit: ReadLimit) -> Result<Bytes, LogError> {
+        let max_bytes = limit.max_bytes;
         self.check_offset(offset)?;
         if offset == self.log_end_offset() || offset >= max_offset {
             return Ok(Bytes::new());
@@ -538,11 +574,11 @@ impl PartitionLog {
         let (mut position, first) = self.segments[k].find_batch(offset)?;
         loop {
             let seg = &self.segments[k];
-            let limit = seg.read_limit(max_offset);
-            while position < limit {
+            let end = seg.read_limit(max_offset);
+            while position < end {
                 let budget = max_bytes.saturating_sub(out.len()) as u64;
-                let mut want = (limit - position).min(budget);
-                if out.is_empty() {
+                let mut want = (end - position).min(budget);
+                if out.is_empty() && limit.min_one_batch {
                     // Only at the first batch: KIP-74 returns it whole.
                     want = want.max(first.total_bytes() as u64);
                 }
@@ -565,7 +601,7 @@ impl PartitionLog {
                     return Ok(out.freeze());
                 }
             }
-            if limit < seg.size_bytes || k + 1 == self.segments.len() {
+            if end < seg.size_bytes || k + 1 == self.segments.len() {
                 return Ok(out.freeze());
             }
             k += 1;

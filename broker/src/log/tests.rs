@@ -105,7 +105,11 @@ fn fill(log: &mut PartitionLog, model: &mut Model, n: usize, rng: &mut Lcg) {
 /// Everything the log returns, as stored batches.
 fn read_all(log: &PartitionLog) -> Vec<(BatchHeader, Vec<u8>)> {
     let bytes = log
-        .read(log.log_start_offset(), i64::MAX, usize::MAX)
+        .read(
+            log.log_start_offset(),
+            i64::MAX,
+            ReadLimit::first_batch_whole(usize::MAX),
+        )
         .unwrap();
     split_batches(&bytes)
         .map(|item| {
@@ -129,7 +133,9 @@ fn assert_matches(log: &PartitionLog, model: &Model) {
 /// For every offset, a one-byte read returns exactly the batch holding it.
 fn assert_every_offset_found(log: &PartitionLog, model: &Model) {
     for offset in log.log_start_offset()..log.log_end_offset() {
-        let got = log.read(offset, i64::MAX, 1).unwrap();
+        let got = log
+            .read(offset, i64::MAX, ReadLimit::first_batch_whole(1))
+            .unwrap();
         let want = &model.batches[model.index_of(offset)].1;
         assert_eq!(&got[..], &want[..], "read at offset {offset}");
     }
@@ -206,27 +212,35 @@ fn reads_follow_kafka_fetch_rules() {
     }
     let size = model.batches[0].1.len();
     assert!(log.segment_count() >= 2);
-    // (offset, max_offset, max_bytes, expected batch indexes)
-    let cases: &[(i64, i64, usize, &[usize])] = &[
-        (0, 15, usize::MAX, &[0, 1, 2, 3, 4]),
-        (1, 15, usize::MAX, &[0, 1, 2, 3, 4]), // mid-batch start: whole batch holding it
-        (5, 15, usize::MAX, &[1, 2, 3, 4]),
-        (6, 15, usize::MAX, &[2, 3, 4]),
-        (14, 15, usize::MAX, &[4]),
-        (15, 15, usize::MAX, &[]), // at the log end
-        (0, 15, 1, &[0]),          // KIP-74: first batch whole even if too big
-        (0, 15, 0, &[0]),
-        (4, 15, size * 2, &[1, 2]),
-        (4, 15, size * 2 - 1, &[1]),
-        (4, 15, size * 2 + 1, &[1, 2]),
-        (0, 6, usize::MAX, &[0, 1]), // high watermark at a batch boundary
-        (0, 7, usize::MAX, &[0, 1]), // ... or inside a batch: that batch is withheld
-        (0, 2, usize::MAX, &[]),
-        (7, 7, usize::MAX, &[]),
-        (3, 9, 1, &[1]),
+    let whole = ReadLimit::first_batch_whole;
+    let within = ReadLimit::within;
+    // (offset, max_offset, limit, expected batch indexes)
+    let cases: &[(i64, i64, ReadLimit, &[usize])] = &[
+        (0, 15, whole(usize::MAX), &[0, 1, 2, 3, 4]),
+        (1, 15, whole(usize::MAX), &[0, 1, 2, 3, 4]), // mid-batch start: whole batch holding it
+        (5, 15, whole(usize::MAX), &[1, 2, 3, 4]),
+        (6, 15, whole(usize::MAX), &[2, 3, 4]),
+        (14, 15, whole(usize::MAX), &[4]),
+        (15, 15, whole(usize::MAX), &[]), // at the log end
+        (0, 15, whole(1), &[0]),          // KIP-74: first batch whole even if too big
+        (0, 15, whole(0), &[0]),
+        (4, 15, whole(size * 2), &[1, 2]),
+        (4, 15, whole(size * 2 - 1), &[1]),
+        (4, 15, whole(size * 2 + 1), &[1, 2]),
+        (0, 6, whole(usize::MAX), &[0, 1]), // high watermark at a batch boundary
+        (0, 7, whole(usize::MAX), &[0, 1]), // ... or inside a batch: that batch is withheld
+        (0, 2, whole(usize::MAX), &[]),
+        (7, 7, whole(usize::MAX), &[]),
+        (3, 9, whole(1), &[1]),
+        // Without KIP-74's allowance (a later partition of a response), nothing too big.
+        (0, 15, within(1), &[]),
+        (0, 15, within(0), &[]),
+        (0, 15, within(size), &[0]),
+        (4, 15, within(size * 2 - 1), &[1]),
+        (4, 15, within(size - 1), &[]),
     ];
-    for &(offset, max_offset, max_bytes, want) in cases {
-        let got = log.read(offset, max_offset, max_bytes).unwrap();
+    for &(offset, max_offset, limit, want) in cases {
+        let got = log.read(offset, max_offset, limit).unwrap();
         let expected: Vec<u8> = want
             .iter()
             .flat_map(|&i| model.batches[i].1.clone())
@@ -234,12 +248,12 @@ fn reads_follow_kafka_fetch_rules() {
         assert_eq!(
             got.to_vec(),
             expected,
-            "read({offset}, {max_offset}, {max_bytes})"
+            "read({offset}, {max_offset}, {limit:?})"
         );
     }
     for offset in [-1, 16, 100] {
         assert!(matches!(
-            log.read(offset, 15, 100),
+            log.read(offset, 15, ReadLimit::first_batch_whole(100)),
             Err(LogError::OffsetOutOfRange { .. })
         ));
     }
@@ -686,7 +700,11 @@ fn replicated_appends_copy_the_leader_exactly() {
     // Replicate in fetch-sized chunks, as a follower would.
     while follower.log_end_offset() < leader.log_end_offset() {
         let chunk = leader
-            .read(follower.log_end_offset(), leader.log_end_offset(), 500)
+            .read(
+                follower.log_end_offset(),
+                leader.log_end_offset(),
+                ReadLimit::first_batch_whole(500),
+            )
             .unwrap();
         let info = follower.append_replicated(&chunk, 0).unwrap();
         assert_eq!(info.last_offset + 1, follower.log_end_offset());

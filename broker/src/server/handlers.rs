@@ -8,7 +8,11 @@
 
 use super::Shared;
 use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
-use crate::protocol::{supported_range, RequestPrefix, SUPPORTED_APIS};
+use crate::log::ReadLimit;
+use crate::protocol::{
+    supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS, SUPPORTED_APIS,
+    TOPIC_AUTHORIZED_OPERATIONS,
+};
 use crate::replica::partition_replica::FollowerFetch;
 use crate::state::{validate_topic_name, BrokerState, ProduceWait, Refusal};
 use bytes::{Bytes, BytesMut};
@@ -59,11 +63,12 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         }
         ApiKey::Metadata => {
             let req = decode!(MetadataRequest);
-            let resp = if shared.config.is_clustered() {
+            let mut resp = if shared.config.is_clustered() {
                 cluster_metadata(shared, &req, version).await
             } else {
                 metadata(shared, &req, version)
             };
+            report_authorized_operations(&req, version, &mut resp);
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::Produce => {
@@ -242,6 +247,20 @@ fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> MetadataRes
         .with_topics(topics)
 }
 
+/// KIP-430: the operation sets a Metadata request asked for (v8+; the cluster's only up
+/// to v10, where DescribeCluster took it over). Topics that could not be described keep
+/// Kafka's "omitted" value.
+fn report_authorized_operations(req: &MetadataRequest, version: i16, resp: &mut MetadataResponse) {
+    if version >= 8 && req.include_topic_authorized_operations {
+        for topic in resp.topics.iter_mut().filter(|t| t.error_code == 0) {
+            topic.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+        }
+    }
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
+}
+
 fn describe_topic(
     state: &BrokerState,
     name: &str,
@@ -411,9 +430,9 @@ fn fetch_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespon
         return follower_fetch_once(shared, req, version);
     }
     let state = shared.state();
-    fetch_response(req, version, |name, part, max_bytes| {
+    fetch_response(req, version, |name, part, limit| {
         state.leading_partition(name, part.partition, part.current_leader_epoch)?;
-        let read = state.read(name, part.partition, part.fetch_offset, max_bytes)?;
+        let read = state.read(name, part.partition, part.fetch_offset, limit)?;
         Ok(PartitionAnswer {
             records: read.records,
             high_watermark: read.high_watermark,
@@ -434,7 +453,7 @@ fn follower_fetch_once(
     let mut advanced = false;
     let answer = {
         let mut state = shared.state();
-        fetch_response(req, version, |name, part, max_bytes| {
+        fetch_response(req, version, |name, part, limit| {
             let fetch = FollowerFetch {
                 replica_id: req.replica_id.0,
                 fetch_offset: part.fetch_offset,
@@ -444,7 +463,7 @@ fn follower_fetch_once(
                     .then_some(part.last_fetched_epoch),
             };
             let (read, hw_advanced) =
-                state.follower_fetch(name, part.partition, &fetch, max_bytes, now)?;
+                state.follower_fetch(name, part.partition, &fetch, limit, now)?;
             advanced |= hw_advanced;
             Ok(PartitionAnswer {
                 records: read.records,
@@ -479,7 +498,7 @@ fn fetch_response(
     mut read: impl FnMut(
         &str,
         &fetch_request::FetchPartition,
-        usize,
+        ReadLimit,
     ) -> Result<PartitionAnswer, Refusal>,
 ) -> (FetchResponse, usize, bool) {
     let mut budget = if req.max_bytes <= 0 || version < 3 {
@@ -502,10 +521,13 @@ fn fetch_response(
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_preferred_read_replica(BrokerId(-1));
-            let max_bytes = (part.partition_max_bytes.max(0) as usize)
-                .min(if total == 0 { usize::MAX } else { budget })
-                .max(if total == 0 { 1 } else { 0 });
-            match read(name, part, max_bytes) {
+            // Both the partition's and the response's limits bound every partition; only
+            // the first partition with data gets its first batch whole above them (KIP-74).
+            let limit = ReadLimit {
+                max_bytes: (part.partition_max_bytes.max(0) as usize).min(budget),
+                min_one_batch: total == 0,
+            };
+            match read(name, part, limit) {
                 Ok(answer) => {
                     resp.high_watermark = answer.high_watermark;
                     resp.last_stable_offset = answer.high_watermark;
@@ -601,21 +623,36 @@ fn create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResp
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
             let overrides = topic_overrides(topic);
-            let result = if !topic.assignments.is_empty() {
-                Err(Refusal::new(
-                    ResponseError::InvalidRequest,
-                    "manual replica assignment is not supported",
-                ))
-            } else {
+            let node_id = shared.config.node_id;
+            let result = requested_assignment(topic).and_then(|assignment| {
+                // A manual assignment may name only this broker, the cluster's one.
+                let (partitions, replication_factor) = match assignment {
+                    None => (topic.num_partitions, topic.replication_factor),
+                    Some(assignment) => {
+                        crate::controller::logic::validate_assignment(
+                            &assignment,
+                            |id| id == node_id,
+                            |id| id == node_id,
+                        )
+                        .map_err(|e| {
+                            Refusal::new(
+                                ResponseError::try_from_code(e.code)
+                                    .unwrap_or(ResponseError::Unknown(e.code)),
+                                e.message,
+                            )
+                        })?;
+                        (assignment.len() as i32, assignment[0].len() as i16)
+                    }
+                };
                 state.create_topic(
                     name,
-                    topic.num_partitions,
-                    topic.replication_factor,
+                    partitions,
+                    replication_factor,
                     &overrides,
                     req.validate_only,
                     shared.now_ms(),
                 )
-            };
+            });
             match result {
                 Ok(()) => {
                     if let Some(t) = state.topic(name) {
@@ -630,6 +667,43 @@ fn create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResp
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// A CreateTopics entry's manual replica assignment, one broker list per partition in
+/// partition order, if it has one. As Kafka: the partition count and replication factor
+/// must then be left to the assignment (-1), and the partitions numbered 0, 1, ... once each.
+fn requested_assignment(
+    topic: &create_topics_request::CreatableTopic,
+) -> Result<Option<Vec<Vec<i32>>>, Refusal> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err(Refusal::new(
+            ResponseError::InvalidRequest,
+            "a manual replica assignment needs num_partitions and replication_factor -1",
+        ));
+    }
+    let mut by_partition: Vec<_> = topic.assignments.iter().collect();
+    by_partition.sort_by_key(|a| a.partition_index);
+    for (expected, a) in by_partition.iter().enumerate() {
+        if a.partition_index != expected as i32 {
+            return Err(Refusal::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "partitions must be numbered 0 to {} once each, found {}",
+                    by_partition.len() - 1,
+                    a.partition_index
+                ),
+            ));
+        }
+    }
+    Ok(Some(
+        by_partition
+            .into_iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect(),
+    ))
 }
 
 /// A CreateTopics entry's settings (`null` values, meaning "the default", are dropped).
@@ -907,38 +981,38 @@ async fn await_image(shared: &Shared, names: &[String], present: bool) {
 }
 
 async fn cluster_create_topics(shared: &Shared, req: &CreateTopicsRequest) -> CreateTopicsResponse {
-    let topics: Vec<crate::controller::logic::NewTopic> = req
-        .topics
-        .iter()
-        .map(|topic| {
-            let assignment = (!topic.assignments.is_empty()).then(|| {
-                let mut by_partition: Vec<_> = topic.assignments.iter().collect();
-                by_partition.sort_by_key(|a| a.partition_index);
-                by_partition
-                    .into_iter()
-                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
-                    .collect()
-            });
-            let defaults = assignment.is_none();
-            crate::controller::logic::NewTopic {
-                name: topic.name.0.to_string(),
-                partitions: if topic.num_partitions == -1 && defaults {
-                    shared.config.num_partitions
-                } else {
-                    topic.num_partitions
-                },
-                replication_factor: if topic.replication_factor == -1 && defaults {
-                    shared.config.default_replication_factor
-                } else {
-                    topic.replication_factor
-                },
-                configs: topic_overrides(topic),
-                assignment,
-            }
-        })
-        .collect();
-    // Topic settings are checked here, where their names and bounds are known.
+    // Topic settings and the assignment's shape are checked here; the controller checks
+    // the assignment's brokers.
     let mut results: BTreeMap<String, Result<(), (i16, String)>> = BTreeMap::new();
+    let mut topics: Vec<crate::controller::logic::NewTopic> = Vec::new();
+    for topic in &req.topics {
+        let assignment = match requested_assignment(topic) {
+            Ok(assignment) => assignment,
+            Err(refusal) => {
+                results.insert(
+                    topic.name.0.to_string(),
+                    Err((refusal.error.code(), refusal.message)),
+                );
+                continue;
+            }
+        };
+        let defaults = assignment.is_none();
+        topics.push(crate::controller::logic::NewTopic {
+            name: topic.name.0.to_string(),
+            partitions: if topic.num_partitions == -1 && defaults {
+                shared.config.num_partitions
+            } else {
+                topic.num_partitions
+            },
+            replication_factor: if topic.replication_factor == -1 && defaults {
+                shared.config.default_replication_factor
+            } else {
+                topic.replication_factor
+            },
+            configs: topic_overrides(topic),
+            assignment,
+        });
+    }
     let mut valid = Vec::new();
     for topic in topics {
         match crate::topic_config::TopicConfig::new(
@@ -961,7 +1035,13 @@ async fn cluster_create_topics(shared: &Shared, req: &CreateTopicsRequest) -> Cr
     if !valid.is_empty() {
         let sizes: BTreeMap<String, (i32, i16)> = valid
             .iter()
-            .map(|t| (t.name.clone(), (t.partitions, t.replication_factor)))
+            .map(|t| {
+                let size = match &t.assignment {
+                    Some(a) => (a.len() as i32, a[0].len() as i16),
+                    None => (t.partitions, t.replication_factor),
+                };
+                (t.name.clone(), size)
+            })
             .collect();
         let outcome = call_topics(shared, ControllerRequest::CreateTopics(valid)).await;
         let created: Vec<String> = outcome

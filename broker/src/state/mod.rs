@@ -8,7 +8,7 @@
 use crate::config::{
     BrokerConfig, PRODUCER_ID_BLOCK_SIZE, TOPIC_NAME_LENGTH_MAX, TOPIC_PARTITIONS_MAX,
 };
-use crate::log::{LogError, PartitionLog};
+use crate::log::{LogError, PartitionLog, ReadLimit};
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::record::batch::{self, BatchError};
 use crate::record::codec;
@@ -496,14 +496,13 @@ impl BrokerState {
         })
     }
 
-    /// Read from `offset` up to the high watermark, at most `max_bytes` (but always at
-    /// least one whole batch, KIP-74).
+    /// Read from `offset` up to the high watermark, within `limit` (KIP-74).
     pub fn read(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
-        max_bytes: usize,
+        limit: ReadLimit,
     ) -> Result<ReadResult, Refusal> {
         let p = self.partition(topic, partition)?;
         if !matches!(p.role, PartitionRole::Standalone | PartitionRole::Leader(_)) {
@@ -521,10 +520,10 @@ impl BrokerState {
                 format!("offset {offset} is outside {log_start_offset}..={log_end_offset}"),
             ));
         }
-        let records = if offset >= high_watermark || max_bytes == 0 {
+        let records = if offset >= high_watermark || limit.is_nothing() {
             Bytes::new()
         } else {
-            p.log.read(offset, high_watermark, max_bytes).map_err(|e| {
+            p.log.read(offset, high_watermark, limit).map_err(|e| {
                 storage_refusal(StateError::Log {
                     dir: PathBuf::from(format!("{topic}-{partition}")),
                     source: e,
@@ -604,7 +603,10 @@ impl BrokerState {
                 };
                 let _ = batch_with_max;
                 // Find the exact record inside the batch that carries the max timestamp.
-                let bytes = p.log.read(base, p.high_watermark(), 1).map_err(io)?;
+                let bytes = p
+                    .log
+                    .read(base, p.high_watermark(), ReadLimit::first_batch_whole(1))
+                    .map_err(io)?;
                 let exact = first_record_at_or_after(&bytes, max_ts);
                 Ok(exact.unwrap_or((base, max_ts)))
             }

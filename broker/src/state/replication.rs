@@ -24,6 +24,7 @@ use super::{
     Partition, Refusal, StateError,
 };
 use crate::controller::logic::{ControllerError, MetadataImage, PartitionState, NO_LEADER};
+use crate::log::ReadLimit;
 use crate::observe::{self, Observation};
 use crate::record::batch;
 use crate::replica::epoch_cache::EpochEndOffset;
@@ -268,7 +269,7 @@ impl BrokerState {
         topic: &str,
         partition: i32,
         fetch: &FollowerFetch,
-        max_bytes: usize,
+        limit: ReadLimit,
         now_ms: i64,
     ) -> Result<(FollowerRead, bool), Refusal> {
         let node_id = self.config.node_id;
@@ -319,11 +320,11 @@ impl BrokerState {
         if advanced {
             p.report_high_watermark(node_id, topic, partition);
         }
-        let records = if fetch.fetch_offset >= log.log_end_offset || max_bytes == 0 {
+        let records = if fetch.fetch_offset >= log.log_end_offset || limit.is_nothing() {
             Bytes::new()
         } else {
             p.log
-                .read(fetch.fetch_offset, log.log_end_offset, max_bytes)
+                .read(fetch.fetch_offset, log.log_end_offset, limit)
                 .map_err(|source| {
                     storage_refusal(StateError::Log {
                         dir: PathBuf::from(format!("{topic}-{partition}")),
@@ -987,7 +988,9 @@ mod tests {
         let follower = image(&state, 5, 2, 1, &[1, 2, 3], false);
         state.apply_image(follower, 0).unwrap();
         assert_eq!(role(&state), "follower of broker 2");
-        let refused = state.read("t", 0, 0, 1024).unwrap_err();
+        let refused = state
+            .read("t", 0, 0, ReadLimit::first_batch_whole(1024))
+            .unwrap_err();
         assert_eq!(refused.error, ResponseError::NotLeaderOrFollower);
         let refused = state.produce("t", 0, &batch(0, 0, 1), 1, 0).unwrap_err();
         assert_eq!(refused.error, ResponseError::NotLeaderOrFollower);
@@ -1068,7 +1071,13 @@ mod tests {
         // Broker 2 fetches at the high watermark (0): the leader proposes it into the ISR
         // and, while the change is pending, waits for it too.
         state
-            .follower_fetch("t", 0, &fetch(2, 0), 1 << 20, 0)
+            .follower_fetch(
+                "t",
+                0,
+                &fetch(2, 0),
+                ReadLimit::first_batch_whole(1 << 20),
+                0,
+            )
             .unwrap();
         assert_eq!(state.take_alter_requests().len(), 1);
         // Metadata about something else: same partition state, a newer image.
@@ -1076,7 +1085,13 @@ mod tests {
         state.apply_image(unrelated, 0).unwrap();
         // Broker 3 has everything; broker 2 has nothing yet: nothing is committed.
         state
-            .follower_fetch("t", 0, &fetch(3, 3), 1 << 20, 0)
+            .follower_fetch(
+                "t",
+                0,
+                &fetch(3, 3),
+                ReadLimit::first_batch_whole(1 << 20),
+                0,
+            )
             .unwrap();
         assert_eq!(state.partition("t", 0).unwrap().high_watermark(), 0);
         assert_eq!(
@@ -1143,7 +1158,9 @@ mod tests {
             current_leader_epoch: Some(2),
             last_fetched_epoch: None,
         };
-        state.follower_fetch("t", 0, &fetch, 1 << 20, 0).unwrap();
+        state
+            .follower_fetch("t", 0, &fetch, ReadLimit::first_batch_whole(1 << 20), 0)
+            .unwrap();
         assert_eq!(state.list_offset("t", 0, -1).unwrap(), (3, -1));
     }
 
@@ -1161,15 +1178,33 @@ mod tests {
             last_fetched_epoch: None,
         };
         let stale = state
-            .follower_fetch("t", 0, &fetch(0, 3), 1 << 20, 0)
+            .follower_fetch(
+                "t",
+                0,
+                &fetch(0, 3),
+                ReadLimit::first_batch_whole(1 << 20),
+                0,
+            )
             .unwrap_err();
         assert_eq!(stale.error, ResponseError::FencedLeaderEpoch);
         let ahead = state
-            .follower_fetch("t", 0, &fetch(0, 5), 1 << 20, 0)
+            .follower_fetch(
+                "t",
+                0,
+                &fetch(0, 5),
+                ReadLimit::first_batch_whole(1 << 20),
+                0,
+            )
             .unwrap_err();
         assert_eq!(ahead.error, ResponseError::UnknownLeaderEpoch);
         let (read, _) = state
-            .follower_fetch("t", 0, &fetch(0, 4), 1 << 20, 0)
+            .follower_fetch(
+                "t",
+                0,
+                &fetch(0, 4),
+                ReadLimit::first_batch_whole(1 << 20),
+                0,
+            )
             .unwrap();
         assert!(
             !read.records.is_empty(),
@@ -1181,7 +1216,13 @@ mod tests {
         );
         // The follower's next fetch shows it has everything: committed.
         state
-            .follower_fetch("t", 0, &fetch(3, 4), 1 << 20, 0)
+            .follower_fetch(
+                "t",
+                0,
+                &fetch(3, 4),
+                ReadLimit::first_batch_whole(1 << 20),
+                0,
+            )
             .unwrap();
         assert_eq!(state.partition("t", 0).unwrap().high_watermark(), 3);
         assert_eq!(
