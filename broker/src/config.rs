@@ -205,6 +205,74 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The settings `apply_one` takes, by their Kafka names, with their values now (for
+    /// DescribeConfigs of the broker). Settings without a value are left out.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let never = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
+        let voters = self
+            .controller_quorum_voters
+            .iter()
+            .map(|(id, addr)| format!("{id}@{addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut settings = vec![
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics_enable.to_string(),
+            ),
+            (
+                "broker.heartbeat.interval.ms",
+                self.broker_heartbeat_interval_ms.to_string(),
+            ),
+            ("cluster.id", self.cluster_id.clone()),
+            ("controller.quorum.voters", voters),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+            ),
+            ("listeners", format!("PLAINTEXT://{}", self.listen)),
+            ("log.dirs", self.data_dir.display().to_string()),
+            (
+                "log.flush.interval.messages",
+                never(self.log.flush_messages),
+            ),
+            (
+                "log.flush.interval.ms",
+                never(self.log.flush_ms.map(|v| v as u64)),
+            ),
+            (
+                "log.index.interval.bytes",
+                self.log.index_interval_bytes.to_string(),
+            ),
+            ("log.roll.ms", self.log.segment_ms.to_string()),
+            ("log.segment.bytes", self.log.segment_bytes.to_string()),
+            ("max.connections", self.connections_max.to_string()),
+            ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("node.id", self.node_id.to_string()),
+            ("num.partitions", self.num_partitions.to_string()),
+            (
+                "replica.fetch.wait.max.ms",
+                self.replica_fetch_wait_max_ms.to_string(),
+            ),
+            (
+                "replica.lag.time.max.ms",
+                self.replica_lag_time_max_ms.to_string(),
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+            ),
+        ];
+        if let Some((host, port)) = &self.advertised {
+            settings.push(("advertised.listeners", format!("PLAINTEXT://{host}:{port}")));
+        }
+        if let Some(rack) = &self.rack {
+            settings.push(("broker.rack", rack.clone()));
+        }
+        settings.sort_unstable();
+        settings
+    }
+
     /// Whether this broker is part of a cluster run by a controller quorum.
     pub fn is_clustered(&self) -> bool {
         !self.controller_quorum_voters.is_empty()
@@ -295,6 +363,31 @@ mod tests {
         assert_eq!(config.num_partitions, 6);
         assert_eq!(config.log.flush_messages, Some(1));
         assert_eq!(config.log.segment_bytes, 1_048_576);
+    }
+
+    /// What DescribeConfigs reports of a broker reads back into the same configuration.
+    #[test]
+    fn described_settings_apply_back_to_the_same_config() {
+        let mut config = BrokerConfig::default();
+        for (key, value) in [
+            ("node.id", "4"),
+            ("log.flush.interval.messages", "1"),
+            (
+                "controller.quorum.voters",
+                "1@127.0.0.1:9192,2@127.0.0.1:9193",
+            ),
+            ("broker.rack", "r1"),
+            ("advertised.listeners", "PLAINTEXT://localhost:9000"),
+        ] {
+            config.apply_one(key, value).unwrap();
+        }
+        let mut again = BrokerConfig::default();
+        for (key, value) in config.settings() {
+            again
+                .apply_one(key, &value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        }
+        assert_eq!(format!("{again:?}"), format!("{config:?}"));
     }
 
     #[test]

@@ -685,6 +685,94 @@ async fn create_topics_takes_manual_replica_assignments() {
     assert!(topics[0].partitions.iter().all(|p| p.replicas == [7]));
 }
 
+/// Every topic setting Kafka has is taken at creation and reported by DescribeConfigs
+/// with its value and source; LogAppendTime is enforced: the broker stamps its clock on
+/// what it appends and says so in the produce answer.
+#[tokio::test]
+async fn topic_settings_are_described_and_log_append_time_is_stamped() {
+    let (_storage, _broker, addr) = with_topic(
+        "configured",
+        1,
+        &[
+            ("delete.retention.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0.25"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ],
+    )
+    .await;
+    assert!(matches!(
+        create(&addr, "bad-setting", 1, &[("retention.millis", "1")]).await,
+        Err(ClientError::Kafka {
+            error: ResponseError::InvalidConfig,
+            ..
+        })
+    ));
+    let mut conn = Connection::connect(&addr, "raw", TIMEOUT).await.unwrap();
+    conn.pin_version(ApiKey::DescribeConfigs, 4);
+    let resource = |kind: i8, name: &'static str| {
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(StrBytes::from_static_str(name))
+    };
+    let req = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![
+            resource(2, "configured"),
+            resource(2, "missing"),
+            resource(4, "1")
+                .with_configuration_keys(Some(vec![StrBytes::from_static_str("num.partitions")])),
+        ]);
+    let resp = conn.request(&req).await.unwrap();
+    let topic = &resp.results[0];
+    assert_eq!(topic.error_code, 0);
+    let get = |name: &str| {
+        topic
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} not described"))
+    };
+    let (retention, segment) = (get("delete.retention.ms"), get("segment.bytes"));
+    assert_eq!(
+        (retention.value.as_deref(), retention.config_source),
+        (Some("1000"), 1),
+        "a topic override"
+    );
+    assert_eq!(retention.synonyms[0].name.as_str(), "delete.retention.ms");
+    assert_eq!(
+        (segment.value.as_deref(), segment.config_source),
+        (Some("1073741824"), 5),
+        "Kafka's default"
+    );
+    assert_eq!(get("min.cleanable.dirty.ratio").config_type, 6, "DOUBLE");
+    assert!(topic.configs.len() >= 35, "{}", topic.configs.len());
+    assert_eq!(
+        resp.results[1].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    let broker = &resp.results[2];
+    assert_eq!(broker.configs.len(), 1);
+    assert_eq!(broker.configs[0].value.as_deref(), Some("1"));
+
+    let batch = encode_batch(&[record(0)], &BatchOptions::default()).freeze();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let resp = conn
+        .request(&produce_request("configured", 0, -1, batch))
+        .await
+        .unwrap();
+    let stamped = resp.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(stamped >= before, "log_append_time_ms {stamped}");
+    let got = read_all(&addr, "configured", 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].1.timestamp, stamped,
+        "the record carries the append time"
+    );
+}
+
 #[tokio::test]
 async fn metadata_auto_creates_and_admin_errors_are_reported() {
     let storage = MemStorage::default();
@@ -949,6 +1037,21 @@ async fn mutated_requests_never_take_the_broker_down() {
                                 .with_current_leader_epoch(-1)
                                 .with_leader_epoch(0),
                             ]),
+                    ]),
+                ),
+                ApiKey::DescribeConfigs => frame(
+                    *key,
+                    v,
+                    &DescribeConfigsRequest::default().with_resources(vec![
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("m")),
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(4)
+                            .with_resource_name(StrBytes::from_static_str("1"))
+                            .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                                "node.id",
+                            )])),
                     ]),
                 ),
                 other => panic!("no sample request for {other:?}"),

@@ -17,7 +17,9 @@ pub const MAGIC_V2: i8 = 2;
 
 const OFFSET_BATCH_LENGTH: usize = 8;
 const OFFSET_PARTITION_LEADER_EPOCH: usize = 12;
+const OFFSET_CRC: usize = 17;
 const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_MAX_TIMESTAMP: usize = 35;
 
 /// Attribute bits of a v2 batch.
 pub const ATTR_COMPRESSION_MASK: i16 = 0x07;
@@ -202,6 +204,19 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 /// Overwrite the partition leader epoch (not covered by the CRC either).
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     (&mut batch[OFFSET_PARTITION_LEADER_EPOCH..OFFSET_PARTITION_LEADER_EPOCH + 4]).put_i32(epoch);
+}
+
+/// Stamp the batch with the broker's clock, for a topic with
+/// `message.timestamp.type=LogAppendTime`: the timestamp-type attribute and the max
+/// timestamp are set and the CRC, which covers both, is computed again. Records are not
+/// touched: readers take the max timestamp for every record of such a batch (as Kafka).
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let mut attributes = (&batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2]).get_i16();
+    attributes |= ATTR_TIMESTAMP_LOG_APPEND;
+    (&mut batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2]).put_i16(attributes);
+    (&mut batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]).put_i64(now_ms);
+    let crc = compute_crc(batch);
+    (&mut batch[OFFSET_CRC..OFFSET_CRC + 4]).put_u32(crc);
 }
 
 /// Read `batch_length` from a possibly partial header (at least 12 bytes).

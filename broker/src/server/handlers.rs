@@ -138,6 +138,11 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let resp = offset_for_leader_epoch(shared, &req);
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
+        ApiKey::DescribeConfigs => {
+            let req = decode!(DescribeConfigsRequest);
+            let resp = super::describe_configs::describe_configs(shared, &req, version);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
         other => Err(format!("{other:?} is not served by this broker")),
     }
 }
@@ -331,6 +336,7 @@ fn produce(shared: &Shared, req: ProduceRequest) -> (ProduceResponse, Vec<Replic
                         appended_any = true;
                         resp.base_offset = appended.base_offset;
                         resp.log_start_offset = appended.log_start_offset;
+                        resp.log_append_time_ms = appended.log_append_time_ms;
                         if clustered && req.acks == -1 {
                             waits.push((
                                 responses.len(),

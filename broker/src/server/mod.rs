@@ -6,6 +6,7 @@
 //! connection, no threads, no `JoinSet`, no `into_split`, a flush after every write.
 
 mod cluster;
+mod describe_configs;
 mod frame;
 mod handlers;
 

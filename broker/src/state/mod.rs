@@ -14,7 +14,7 @@ use crate::record::batch::{self, BatchError};
 use crate::record::codec;
 use crate::replica::epoch_cache::{EpochEndOffset, LeaderEpochCache};
 use crate::storage::{write_file_atomic, Storage};
-use crate::topic_config::TopicConfig;
+use crate::topic_config::{TimestampType, TopicConfig};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
@@ -96,6 +96,8 @@ pub struct Appended {
     pub last_offset: i64,
     /// The leader epoch the records were appended in.
     pub leader_epoch: i32,
+    /// The time stamped on the batches (LogAppendTime topics), else -1.
+    pub log_append_time_ms: i64,
 }
 
 /// Result of reading one partition.
@@ -452,6 +454,9 @@ impl BrokerState {
             let mut owned = BytesMut::from(bytes);
             // The leader stamps its epoch on what it appends; the field is outside the CRC.
             batch::set_partition_leader_epoch(&mut owned, p.leader_epoch);
+            if config.timestamp_type == TimestampType::LogAppendTime {
+                batch::set_log_append_time(&mut owned, now_ms);
+            }
             let info = p.log.append(&mut owned, now_ms).map_err(|e| {
                 storage_refusal(StateError::Log {
                     dir: PathBuf::from(format!("{topic}-{partition}")),
@@ -490,6 +495,10 @@ impl BrokerState {
         }
         Ok(Appended {
             base_offset: first_offset.expect("at least one batch"),
+            log_append_time_ms: match config.timestamp_type {
+                TimestampType::LogAppendTime => now_ms,
+                TimestampType::CreateTime => -1,
+            },
             log_start_offset: p.log.log_start_offset(),
             last_offset: log_end_offset - 1,
             leader_epoch: p.leader_epoch,
