@@ -773,6 +773,102 @@ async fn topic_settings_are_described_and_log_append_time_is_stamped() {
     );
 }
 
+/// A disk whose first directory creation waits until the test opens it: a broker
+/// recovering slowly.
+struct SlowToOpen {
+    inner: MemStorage,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl faultline::storage::Storage for SlowToOpen {
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let (lock, cvar) = &*self.open;
+        let _open = cvar
+            .wait_while(lock.lock().unwrap(), |open| !*open)
+            .unwrap();
+        self.inner.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn open(
+        &self,
+        path: &std::path::Path,
+        create: bool,
+    ) -> std::io::Result<Box<dyn faultline::storage::StorageFile>> {
+        self.inner.open(path, create)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(dir)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn exists(&self, path: &std::path::Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+}
+
+/// While its logs load, a broker already takes connections and answers ApiVersions; other
+/// requests wait and are answered once it is ready (not refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_taken_while_the_logs_load() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let storage = SlowToOpen {
+        inner: MemStorage::default(),
+        open: open.clone(),
+    };
+    let config = BrokerConfig {
+        listen: addr,
+        data_dir: "/data".into(),
+        ..Default::default()
+    };
+    let starting = tokio::spawn(Broker::start(config, Arc::new(storage)));
+    // Connect (ApiVersions included) while the broker is still opening its state.
+    let mut conn = None;
+    for _ in 0..100 {
+        if let Ok(c) = Connection::connect(&addr.to_string(), "early", TIMEOUT).await {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let still_opening = !starting.is_finished();
+    let metadata = conn.map(|mut conn| {
+        tokio::spawn(async move {
+            let resp = conn.request(&MetadataRequest::default()).await;
+            (conn, resp)
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metadata_waited = metadata.as_ref().is_some_and(|m| !m.is_finished());
+    // Let the broker finish opening before any assertion, so a failure cannot hang.
+    {
+        let (lock, cvar) = &*open;
+        *lock.lock().unwrap() = true;
+        cvar.notify_all();
+    }
+    let _broker = starting.await.unwrap().expect("broker starts");
+    assert!(
+        still_opening,
+        "the state was opened before the test could connect"
+    );
+    let metadata = metadata.expect("ApiVersions answered while loading");
+    assert!(metadata_waited, "Metadata waits for the state");
+    let (_conn, resp) = metadata.await.unwrap();
+    assert_eq!(resp.unwrap().brokers.len(), 1, "answered once ready");
+}
+
 #[tokio::test]
 async fn metadata_auto_creates_and_admin_errors_are_reported() {
     let storage = MemStorage::default();

@@ -22,9 +22,41 @@ use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The answer to a request that needs nothing of the broker's state (ApiVersions), so it
+/// can be given while the logs are still loading; None for any other request.
+pub(super) fn answer_without_state(frame: &[u8]) -> Option<Result<Vec<u8>, String>> {
+    let prefix = RequestPrefix::parse(frame)?;
+    (prefix.api_key == ApiKey::ApiVersions as i16).then(|| api_versions(frame, prefix))
+}
+
+/// ApiVersions in any version, answered in v0 with our ranges when the version is unknown
+/// (KIP-511) so the client can retry with one we know.
+fn api_versions(frame: &[u8], prefix: RequestPrefix) -> Result<Vec<u8>, String> {
+    let version = prefix.api_version;
+    let (min, max) = supported_range(ApiKey::ApiVersions).expect("ApiVersions is served");
+    if version < min || version > max {
+        let mut body = api_versions_body();
+        body.error_code = ResponseError::UnsupportedVersion.code();
+        return encode(prefix.correlation_id, 0, 0, &body);
+    }
+    let mut buf = Bytes::copy_from_slice(frame);
+    let header = RequestHeader::decode(
+        &mut buf,
+        ApiKey::ApiVersions.request_header_version(version),
+    )
+    .map_err(|e| format!("bad ApiVersions header: {e}"))?;
+    ApiVersionsRequest::decode(&mut buf, version)
+        .map_err(|e| format!("bad ApiVersions v{version} body: {e}"))?;
+    // The ApiVersions response header is always v0 (KIP-511).
+    encode(header.correlation_id, 0, version, &api_versions_body())
+}
+
 /// Handle one request frame. `Ok(None)`: no response is due (acks=0).
 /// `Err`: the request is malformed and the connection must close.
 pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    if let Some(answer) = answer_without_state(frame) {
+        return answer.map(Some);
+    }
     let prefix = RequestPrefix::parse(frame).ok_or("request shorter than its header")?;
     let api_key = ApiKey::try_from(prefix.api_key)
         .map_err(|_| format!("unknown API key {}", prefix.api_key))?;
@@ -33,13 +65,6 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         return Err(format!("{api_key:?} is not served by this broker"));
     };
     if version < min || version > max {
-        if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our range, so the client
-            // can retry with a version we know.
-            let mut body = api_versions_body();
-            body.error_code = ResponseError::UnsupportedVersion.code();
-            return encode(prefix.correlation_id, 0, 0, &body).map(Some);
-        }
         return Err(format!(
             "{api_key:?} v{version} is outside the served range {min}..={max}"
         ));
@@ -56,11 +81,8 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         };
     }
     match api_key {
-        ApiKey::ApiVersions => {
-            // The ApiVersions response header is always v0 (KIP-511).
-            let _ = decode!(ApiVersionsRequest);
-            encode(correlation_id, 0, version, &api_versions_body()).map(Some)
-        }
+        // Answered by `answer_without_state` before any decoding.
+        ApiKey::ApiVersions => Err("ApiVersions reached the state handlers".into()),
         ApiKey::Metadata => {
             let req = decode!(MetadataRequest);
             let mut resp = if shared.config.is_clustered() {

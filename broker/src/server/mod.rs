@@ -18,7 +18,7 @@ use crate::storage::Storage;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
@@ -41,7 +41,6 @@ pub(crate) struct Shared {
     state: Mutex<BrokerState>,
     /// Woken after every append so parked fetches re-check (long poll).
     appended: Notify,
-    connections: Arc<Semaphore>,
     config: BrokerConfig,
     advertised: (String, u16),
     /// True once the broker is shutting down.
@@ -125,7 +124,6 @@ impl Broker {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ ((config.node_id as u64) << 32);
-        let state = BrokerState::open(storage.clone(), config.clone(), now_ms(), seed)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -137,6 +135,23 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
+        // Connections are taken while the logs load (as Kafka does): ApiVersions is
+        // answered at once, everything else waits until the broker is ready, rather than
+        // clients being refused for as long as recovery takes.
+        let gate = Arc::new(Gate {
+            shared: OnceLock::new(),
+            opened: Notify::new(),
+            connections: Arc::new(Semaphore::new(config.connections_max)),
+            frame_bytes_max: config.socket_request_max_bytes,
+        });
+        let accept = tokio::spawn(accept_loop(gate.clone(), listener));
+        let state = match open_state(storage.clone(), config.clone(), seed).await {
+            Ok(state) => state,
+            Err(e) => {
+                accept.abort();
+                return Err(e.into());
+            }
+        };
 
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -148,7 +163,6 @@ impl Broker {
             fetchers: Mutex::new(Vec::new()),
             state: Mutex::new(state),
             appended: Notify::new(),
-            connections: Arc::new(Semaphore::new(config.connections_max)),
             advertised: config.advertised_endpoint(local_addr),
             config,
         });
@@ -156,10 +170,9 @@ impl Broker {
         crate::observe::report(crate::observe::Observation::Started {
             node: format!("broker-{}", shared.config.node_id),
         });
-        let mut tasks = vec![
-            tokio::spawn(accept_loop(shared.clone(), listener)),
-            tokio::spawn(flush_loop(shared.clone())),
-        ];
+        let _ = gate.shared.set(shared.clone());
+        gate.opened.notify_waiters();
+        let mut tasks = vec![accept, tokio::spawn(flush_loop(shared.clone()))];
         if shared.config.is_clustered() {
             tasks.extend(cluster::spawn(&shared));
         }
@@ -212,7 +225,8 @@ impl Broker {
         }
     }
 
-    /// Stop accepting, close every connection, and sync every log (clean shutdown).
+    /// Stop accepting, close every connection, sync every log and checkpoint what the
+    /// next start would otherwise rebuild (clean shutdown).
     pub async fn shutdown(self) -> Result<(), StateError> {
         self.shared.close_connections();
         self.stop_fetchers();
@@ -222,7 +236,7 @@ impl Broker {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.shared.state().sync_all()
+        self.shared.state().close()
     }
 }
 
@@ -252,7 +266,49 @@ impl BrokerControl {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+/// Open the data directory. Recovery is blocking disk work: off the runtime's threads in
+/// the real build, so connections are accepted meanwhile; inline in the simulator, whose
+/// disk costs no wall time.
+async fn open_state(
+    storage: Arc<dyn Storage>,
+    config: BrokerConfig,
+    seed: u64,
+) -> Result<BrokerState, StateError> {
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(move || BrokerState::open(storage, config, now_ms(), seed))
+            .await
+            .expect("opening the broker state panicked")
+    }
+    #[cfg(madsim)]
+    {
+        BrokerState::open(storage, config, now_ms(), seed)
+    }
+}
+
+/// What a new connection finds: the broker once its logs are loaded, the connection limit
+/// from the start.
+struct Gate {
+    shared: OnceLock<Arc<Shared>>,
+    /// Woken once `shared` is set.
+    opened: Notify,
+    connections: Arc<Semaphore>,
+    frame_bytes_max: usize,
+}
+
+impl Gate {
+    async fn ready(&self) -> Arc<Shared> {
+        loop {
+            let opened = self.opened.notified();
+            if let Some(shared) = self.shared.get() {
+                return shared.clone();
+            }
+            opened.await;
+        }
+    }
+}
+
+async fn accept_loop(gate: Arc<Gate>, listener: TcpListener) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
@@ -263,22 +319,61 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = shared.config.connections_max, "max.connections reached, closing new connection");
+        let Ok(permit) = gate.connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "max.connections reached, closing new connection");
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
-            serve_connection(&shared, stream, peer).await;
+            let stream = BufReader::with_capacity(64 * 1024, stream);
+            match gate.shared.get().cloned() {
+                Some(shared) => serve_connection(&shared, stream, peer, None).await,
+                None => serve_while_opening(&gate, stream, peer).await,
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
-    let mut stream = BufReader::with_capacity(64 * 1024, stream);
+/// A connection made while the logs load: ApiVersions answered, the first other request
+/// held until the broker is ready and then served as usual.
+async fn serve_while_opening(gate: &Gate, mut stream: BufReader<TcpStream>, peer: SocketAddr) {
+    loop {
+        let frame = match read_frame(&mut stream, gate.frame_bytes_max).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        if gate.shared.get().is_none() {
+            if let Some(answer) = handlers::answer_without_state(&frame) {
+                match answer {
+                    Ok(response) if write_frame(&mut stream, &response).await.is_ok() => continue,
+                    Ok(_) => return,
+                    Err(reason) => {
+                        tracing::warn!(%peer, %reason, "closing connection");
+                        return;
+                    }
+                }
+            }
+        }
+        let shared = gate.ready().await;
+        return serve_connection(&shared, stream, peer, Some(frame)).await;
+    }
+}
+
+/// Serve requests in order until the peer closes, the request is malformed, or the broker
+/// drops its connections; `pending` is a request already read.
+async fn serve_connection(
+    shared: &Shared,
+    mut stream: BufReader<TcpStream>,
+    peer: SocketAddr,
+    mut pending: Option<Vec<u8>>,
+) {
     let resets_at_start = shared.resets.load(Ordering::SeqCst);
     let dropped = || {
         shared.closing.load(Ordering::SeqCst)
@@ -290,12 +385,15 @@ async fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) 
         if dropped() {
             return;
         }
-        let read = tokio::select! {
-            // `biased`: select! otherwise draws its branch order from a thread-local RNG
-            // the simulator does not seed.
-            biased;
-            read = read_frame(&mut stream, shared.config.socket_request_max_bytes) => read,
-            _ = signal => return,
+        let read = match pending.take() {
+            Some(frame) => Ok(Some(frame)),
+            None => tokio::select! {
+                // `biased`: select! otherwise draws its branch order from a thread-local
+                // RNG the simulator does not seed.
+                biased;
+                read = read_frame(&mut stream, shared.config.socket_request_max_bytes) => read,
+                _ = signal => return,
+            },
         };
         let frame = match read {
             Ok(Some(frame)) => frame,

@@ -129,6 +129,9 @@ const PRODUCER_ID_FILE: &str = "producer-id-block";
 const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 /// Kafka's name for the file that ties a partition directory to its topic id.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Producer state as of a clean shutdown (Kafka keeps `.snapshot` files for the same
+/// reason): the next start reads it instead of every batch header of the log.
+const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.snapshot";
 
 pub struct BrokerState {
     storage: Arc<dyn Storage>,
@@ -684,6 +687,23 @@ impl BrokerState {
         Ok(())
     }
 
+    /// Clean shutdown: every log synced with its recovery point at its end and its
+    /// producer state saved, so the next start re-reads neither.
+    pub fn close(&mut self) -> Result<(), StateError> {
+        let storage = self.storage.clone();
+        for topic in self.topics.values_mut() {
+            for (i, p) in topic.partitions.iter_mut().enumerate() {
+                let dir = p.log.dir().to_path_buf();
+                p.log.close().map_err(|source| StateError::Log {
+                    dir: PathBuf::from(format!("{}-{i}", topic.name)),
+                    source,
+                })?;
+                save_producer_snapshot(storage.as_ref(), &dir, &p.log, &p.producers)?;
+            }
+        }
+        Ok(())
+    }
+
     fn open_topic(
         &self,
         name: String,
@@ -709,10 +729,7 @@ impl BrokerState {
                 dir: dir.clone(),
                 source,
             })?;
-            let producers = producers_from(&log).map_err(|source| StateError::Log {
-                dir: dir.clone(),
-                source,
-            })?;
+            let producers = load_producers(self.storage.as_ref(), &log)?;
             let (leader_epoch, epochs, role) = if self.cluster.is_some() {
                 // The controller decides who leads; until it says, this replica waits.
                 let epochs = self.load_epochs(&dir, log.log_end_offset())?;
@@ -891,6 +908,79 @@ pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), Refusal> {
     }
 }
 
+/// What a producer snapshot says about the log it was taken of: its end, and its last
+/// batch's base offset and CRC. A snapshot is trusted only for the very log it describes.
+fn snapshot_fingerprint(log: &PartitionLog) -> Result<[u8; 20], LogError> {
+    let (base, crc) = log
+        .last_batch()?
+        .map_or((-1, 0), |h| (h.base_offset, h.crc));
+    let mut out = [0u8; 20];
+    out[..8].copy_from_slice(&log.log_end_offset().to_be_bytes());
+    out[8..16].copy_from_slice(&base.to_be_bytes());
+    out[16..].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
+/// Snapshot file: the fingerprint, the table (`ProducerStateTable::encode`), a CRC-32C of
+/// both. Written durably at clean shutdown only.
+fn save_producer_snapshot(
+    storage: &dyn Storage,
+    dir: &Path,
+    log: &PartitionLog,
+    producers: &ProducerStateTable,
+) -> Result<(), StateError> {
+    let log_error = |source| StateError::Log {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut bytes = snapshot_fingerprint(log).map_err(log_error)?.to_vec();
+    bytes.extend_from_slice(&producers.encode());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_be_bytes());
+    Ok(write_file_atomic(
+        storage,
+        &dir.join(PRODUCER_SNAPSHOT_FILE),
+        &bytes,
+        true,
+    )?)
+}
+
+/// A partition's producer state at open: from the snapshot a clean shutdown left, when it
+/// describes exactly this log, else from a scan of every batch header. The snapshot is
+/// removed once read, so it never outlives the log it describes (and should the removal
+/// itself be lost in a crash, the fingerprint still refuses it for a changed log).
+fn load_producers(
+    storage: &dyn Storage,
+    log: &PartitionLog,
+) -> Result<ProducerStateTable, StateError> {
+    let path = log.dir().join(PRODUCER_SNAPSHOT_FILE);
+    let log_error = |source| StateError::Log {
+        dir: log.dir().to_path_buf(),
+        source,
+    };
+    if let Some(bytes) = read_whole(storage, &path)? {
+        let _ = storage.remove_file(&path);
+        let fingerprint = snapshot_fingerprint(log).map_err(log_error)?;
+        let usable = bytes.len() >= 24
+            && {
+                let (body, crc) = bytes.split_at(bytes.len() - 4);
+                crc32c::crc32c(body).to_be_bytes() == crc
+            }
+            && bytes[..20] == fingerprint;
+        if usable {
+            match ProducerStateTable::decode(&bytes[20..bytes.len() - 4]) {
+                Ok(table) => return Ok(table),
+                Err(reason) => {
+                    tracing::warn!(path = %path.display(), %reason, "unreadable producer snapshot")
+                }
+            }
+        } else {
+            tracing::info!(path = %path.display(), "producer snapshot does not describe this log; rebuilding from the log");
+        }
+    }
+    producers_from(log).map_err(log_error)
+}
+
 /// Producer state exactly as the log describes it (on open, and after a truncation).
 fn producers_from(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
     let mut producers = ProducerStateTable::default();
@@ -994,4 +1084,122 @@ fn read_whole(storage: &dyn Storage, path: &Path) -> Result<Option<Vec<u8>>, Sta
     }
     let file = storage.open(path, false)?;
     Ok(Some(crate::storage::read_to_vec(file.as_ref())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::codec::{encode_batch, BatchOptions, NewRecord};
+    use crate::storage::MemStorage;
+
+    fn standalone(storage: &MemStorage) -> BrokerState {
+        let config = BrokerConfig {
+            data_dir: "/data".into(),
+            log: crate::log::LogConfig {
+                index_interval_bytes: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        BrokerState::open(Arc::new(storage.clone()), config, 0, 7).unwrap()
+    }
+
+    /// Produce `count` one-record batches from idempotent producer `pid`, from `sequence`.
+    fn produce(state: &mut BrokerState, pid: i64, sequence: i32, count: i32) {
+        for i in 0..count {
+            let record = NewRecord {
+                timestamp: 0,
+                key: None,
+                value: Some(bytes::Bytes::from(format!("v{i}"))),
+                headers: Vec::new(),
+            };
+            let options = BatchOptions {
+                producer_id: pid,
+                producer_epoch: 0,
+                base_sequence: sequence + i,
+                ..Default::default()
+            };
+            let batch = encode_batch(&[record], &options);
+            state.produce("t", 0, &batch, 1, 0).unwrap();
+        }
+    }
+
+    fn partition(state: &BrokerState) -> &Partition {
+        state.partition("t", 0).unwrap()
+    }
+
+    /// After a clean shutdown the next start trusts the recovery point at the log end and
+    /// the producer snapshot: it re-reads no batch, yet answers retries as before.
+    #[test]
+    fn a_clean_shutdown_leaves_nothing_to_rebuild() {
+        let storage = MemStorage::default();
+        let mut state = standalone(&storage);
+        state
+            .create_topic("t", 1, 1, &BTreeMap::new(), false, 0)
+            .unwrap();
+        produce(&mut state, 5, 0, 40);
+        produce(&mut state, 6, 0, 3);
+        let producers = partition(&state).producers.clone();
+        state.close().unwrap();
+        drop(state);
+        storage.crash(); // only what the shutdown made durable counts
+
+        let state = standalone(&storage);
+        let p = partition(&state);
+        assert_eq!(p.log.log_end_offset(), 43);
+        assert_eq!(p.log.recovery_report().checkpoint, Some(43));
+        // Recovery checks only what follows the last index entry: the last batch.
+        assert!(
+            p.log.recovery_report().batches_scanned <= 1,
+            "{:?}",
+            p.log.recovery_report()
+        );
+        assert_eq!(p.producers, producers);
+        assert!(
+            !storage.exists(&p.log.dir().join(PRODUCER_SNAPSHOT_FILE)),
+            "a snapshot is used once"
+        );
+    }
+
+    /// A snapshot that does not describe the log it finds (here: one brought back after
+    /// the log moved on) is refused and the state rebuilt from the log.
+    #[test]
+    fn a_stale_producer_snapshot_is_refused() {
+        let storage = MemStorage::default();
+        let mut state = standalone(&storage);
+        state
+            .create_topic("t", 1, 1, &BTreeMap::new(), false, 0)
+            .unwrap();
+        produce(&mut state, 5, 0, 3);
+        state.close().unwrap();
+        let dir = partition(&state).log.dir().to_path_buf();
+        let snapshot_path = dir.join(PRODUCER_SNAPSHOT_FILE);
+        let stale = read_whole(&storage, &snapshot_path).unwrap().unwrap();
+        drop(state);
+
+        let mut state = standalone(&storage);
+        produce(&mut state, 5, 3, 2);
+        produce(&mut state, 8, 0, 1);
+        let producers = partition(&state).producers.clone();
+        state.sync_all().unwrap();
+        drop(state);
+        write_file_atomic(&storage, &snapshot_path, &stale, true).unwrap();
+
+        let state = standalone(&storage);
+        assert_eq!(
+            partition(&state).producers,
+            producers,
+            "rebuilt from the log"
+        );
+        // A damaged snapshot of the right log is refused the same way.
+        let mut state = state;
+        state.close().unwrap();
+        let mut damaged = read_whole(&storage, &snapshot_path).unwrap().unwrap();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 1;
+        write_file_atomic(&storage, &snapshot_path, &damaged, true).unwrap();
+        drop(state);
+        let state = standalone(&storage);
+        assert_eq!(partition(&state).producers, producers);
+    }
 }
