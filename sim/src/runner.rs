@@ -38,6 +38,10 @@ const BROKER_PORT: u16 = 9092;
 const CONTROLLER_PORT: u16 = 9093;
 /// Slack on top of duration + liveness before the harness declares the run hung.
 const HANG_MARGIN: Duration = Duration::from_secs(120);
+/// How long the `stop` fault waits for a clean shutdown before killing the broker anyway
+/// (simulated time: polls of `STOP_WAIT_POLL`).
+const STOP_WAIT_POLLS_MAX: u32 = 3_000;
+const STOP_WAIT_POLL: Duration = Duration::from_millis(10);
 
 /// Records everything clients and faults do, in simulated time.
 struct Recorder {
@@ -288,6 +292,10 @@ fn plan_nemesis(scenario: &Scenario, seed: u64) -> Vec<PlannedFault> {
         let kind = kinds[rng.below(kinds.len() as u64) as usize];
         let target = targets[rng.below(targets.len() as u64) as usize].clone();
         let duration = Duration::from_millis(1 + rng.below(fault_max.as_millis().max(1) as u64));
+        // Only brokers shut down cleanly here.
+        if kind == FaultKind::Stop && !brokers.contains(&target) {
+            continue;
+        }
         // Controllers take only the faults a controller machine meets: kill, pause,
         // isolation.
         if target.starts_with("controller")
@@ -550,6 +558,12 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
                             .control()
                             .set_clock_offset_ms(clock.load(Ordering::SeqCst));
                         *control.lock().unwrap() = Some(broker.control());
+                        // Until the lab's `stop` fault asks for a clean shutdown (SIGTERM);
+                        // then the node idles until the lab kills and restarts it.
+                        broker.shutdown_requested().await;
+                        if let Err(e) = broker.shutdown().await {
+                            tracing::error!(error = %e, "clean shutdown failed");
+                        }
                         std::future::pending::<()>().await;
                     }
                 })
@@ -1175,7 +1189,7 @@ async fn apply(
     };
     let target = node.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
     let applied = match f.kind {
-        FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite
+        FaultKind::Kill | FaultKind::Crash | FaultKind::Stop | FaultKind::DiskTornWrite
             if node
                 .as_ref()
                 .is_some_and(|(_, id)| down.lock().unwrap().contains(id)) =>
@@ -1204,6 +1218,44 @@ async fn apply(
             cluster.forget_control(id);
             down.lock().unwrap().insert(id);
             Applied::Restart(id, name, "crash")
+        }
+        FaultKind::Stop => {
+            // SIGTERM: the broker closes its logs (synced, recovery points at their ends,
+            // producer state saved), then its process ends.
+            let (name, id) = node?;
+            let control = cluster
+                .controls
+                .get(&id)
+                .and_then(|c| c.lock().unwrap().clone());
+            let Some(control) = control else {
+                let what = format!("{target} is not a running broker");
+                event(rec, "fault-skipped", f.kind.name(), &what, f.source);
+                return None;
+            };
+            control.request_shutdown();
+            // A paused or wedged broker never finishes: like an init system, give up after a
+            // bound and kill it anyway.
+            for _ in 0..STOP_WAIT_POLLS_MAX {
+                if control.is_shut_down() {
+                    break;
+                }
+                madsim::time::sleep(STOP_WAIT_POLL).await;
+            }
+            if !control.is_shut_down() {
+                event(
+                    rec,
+                    "fault-note",
+                    "stop",
+                    &format!("{target} did not finish shutting down; killed"),
+                    f.source,
+                );
+            }
+            // Then the power goes: only what the broker synced itself survives, so a clean
+            // shutdown that left anything unsynced loses acknowledged records here.
+            handle.kill(id);
+            cluster.forget_control(id);
+            down.lock().unwrap().insert(id);
+            Applied::Restart(id, name, "stop")
         }
         FaultKind::DiskTornWrite => {
             let (name, id) = node?;
@@ -1454,7 +1506,10 @@ fn heal(applied: &Applied, rec: &Shared, clocks: &Clocks, cluster: &Cluster, dow
             down.lock().unwrap().remove(id);
             handle.restart(*id);
             // Torn writes kept their old event name ("kill") so old traces hash the same.
-            let kind = if *kind == "crash" { "crash" } else { "kill" };
+            let kind = match *kind {
+                "crash" | "stop" => *kind,
+                _ => "kill",
+            };
             event(rec, "fault-end", kind, name, "heal");
         }
         Applied::Resume(id, name) => {

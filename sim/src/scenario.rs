@@ -131,6 +131,9 @@ pub enum FaultKind {
     /// Crash a node's process (kill -9): the operating system survives, so unsynced writes
     /// in its page cache do too; with `for`, restart it after.
     Crash,
+    /// Shut a broker down cleanly (SIGTERM: every log synced and checkpointed), then cut its
+    /// power, so only what it synced itself survives; with `for`, restart it after.
+    Stop,
     /// Stop a node's tasks without killing it; with `for`, resume after.
     Pause,
     /// Cut the network between `groups` (or only from the first to the second: `one_way`).
@@ -162,9 +165,10 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Kill,
         FaultKind::Crash,
+        FaultKind::Stop,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Isolate,
@@ -184,6 +188,7 @@ impl FaultKind {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Crash => "crash",
+            FaultKind::Stop => "stop",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Isolate => "isolate",
@@ -207,6 +212,7 @@ impl FaultKind {
             self,
             FaultKind::Kill
                 | FaultKind::Crash
+                | FaultKind::Stop
                 | FaultKind::Pause
                 | FaultKind::Isolate
                 | FaultKind::Reset
@@ -1115,6 +1121,22 @@ fn validate(
                 }
             }
         }
+        if kind == FaultKind::Stop {
+            if let Some(n) = &f.node {
+                let broker = |name: &str| {
+                    name.starts_with("broker-")
+                        || ["leader:", "follower:"].iter().any(|p| name.starts_with(p))
+                };
+                if !broker(n.get_ref()) {
+                    return Err(err(
+                        n.span(),
+                        format!("{what}.node"),
+                        "only brokers can be stopped cleanly (a broker name, leader: or follower:)"
+                            .into(),
+                    ));
+                }
+            }
+        }
         if matches!(
             kind,
             FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite
@@ -1325,7 +1347,7 @@ duplicate = "allowed"
 
     #[test]
     fn errors_name_file_line_and_field() {
-        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `crash`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `disk-slow-fsync`, `loss`, `clock-skew`, `clock-jump`");
+        check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `crash`, `stop`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `disk-slow-fsync`, `loss`, `clock-skew`, `clock-jump`");
         check_error(
             "rate = 500",
             "rate = 0",
@@ -1489,6 +1511,11 @@ invariant = "allowed"
             "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
             "restart_stagger = \"2s\"",
             "c.toml:20: fault[0].node: a crash fault needs node (or nodes)",
+        );
+        check_cluster_error(
+            "kind = \"isolate\"\nnode = \"controller\"",
+            "kind = \"stop\"\nnode = \"controller-1\"",
+            "c.toml:28: fault[1].node: only brokers can be stopped cleanly (a broker name, leader: or follower:)",
         );
         check_cluster_error(
             "kind = \"isolate\"\nnode = \"controller\"",

@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     advertised: (String, u16),
     /// True once the broker is shutting down.
     closing: AtomicBool,
+    /// A clean shutdown asked for from outside the node (the lab's `stop` fault), and
+    /// whether it has completed.
+    shutdown_requested: Notify,
+    shut_down: AtomicBool,
     /// Bumped to drop every open connection at once (the lab's connection-reset fault).
     resets: AtomicU64,
     /// Wakes every connection task when `closing` or `resets` change. A `Notify` rather
@@ -155,6 +159,8 @@ impl Broker {
 
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
+            shutdown_requested: Notify::new(),
+            shut_down: AtomicBool::new(false),
             resets: AtomicU64::new(0),
             connection_signal: Notify::new(),
             storage,
@@ -236,7 +242,15 @@ impl Broker {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.shared.state().close()
+        let closed = self.shared.state().close();
+        self.shared.shut_down.store(true, Ordering::SeqCst);
+        closed
+    }
+
+    /// Resolves when a clean shutdown is requested through a `BrokerControl` (the node then
+    /// calls `shutdown`, as it would on SIGTERM).
+    pub async fn shutdown_requested(&self) {
+        self.shared.shutdown_requested.notified().await;
     }
 }
 
@@ -257,6 +271,17 @@ impl BrokerControl {
 
     pub fn reset_connections(&self) {
         self.shared.reset_connections();
+    }
+
+    /// Ask the node to shut down cleanly (it is waiting in `Broker::shutdown_requested`).
+    pub fn request_shutdown(&self) {
+        // notify_one: the permit is kept if the node is not waiting yet.
+        self.shared.shutdown_requested.notify_one();
+    }
+
+    /// Whether a clean shutdown has completed (every log closed).
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.shut_down.load(Ordering::SeqCst)
     }
 
     /// This broker's replica of a partition, for comparing replicas; None when it holds
