@@ -532,3 +532,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    /// The README's table of topic settings lists every one, enforced or stored as here.
+    #[test]
+    fn the_readme_lists_every_topic_setting_as_it_is_handled() {
+        let readme = include_str!("../../README.md");
+        for s in TOPIC_SETTINGS {
+            let default = if s.default.is_empty() {
+                "(empty)"
+            } else {
+                s.default
+            };
+            let effect = if s.enforced {
+                format!("**enforced**: {}", s.effect)
+            } else {
+                s.effect.to_string()
+            };
+            let row = format!("| `{}` | {} | {} |", s.name, default, effect);
+            assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+        }
+    }
+}
