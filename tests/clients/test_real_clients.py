@@ -140,6 +140,34 @@ def test_kcat_round_trip_with_keys_and_headers(broker):
         assert r[2] == f"k{int(r[3].split()[1]) % 4}"
 
 
+def test_kcat_reads_large_records_with_a_small_fetch_max_bytes(broker):
+    """KIP-74: the response's max_bytes bounds the first partition too. A client whose
+    fetch.max.bytes is below its max.partition.fetch.bytes used to get a response larger
+    than receive.message.max.bytes, refuse it and retry for ever."""
+    topic = topic_name("kip74")
+    create_topic(broker.addr, topic, 1)
+    lines = "".join(str(i) * 900_000 + "\n" for i in range(5))
+    subprocess.run(
+        ["kcat", "-P", "-b", broker.addr, "-t", topic, "-p", "0"],
+        input=lines.encode(),
+        check=True,
+        timeout=60,
+    )
+    out = subprocess.run(
+        [
+            "kcat", "-C", "-b", broker.addr, "-t", topic, "-p", "0", "-o", "beginning", "-e",
+            "-X", "fetch.max.bytes=1000000",
+            "-X", "max.partition.fetch.bytes=20000000",
+            "-X", "receive.message.max.bytes=1000512",
+            "-f", "%o %S\n",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    assert out.split() == ["0", "900000", "1", "900000", "2", "900000", "3", "900000", "4", "900000"]
+
+
 def test_kafka_python_round_trip(broker):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
