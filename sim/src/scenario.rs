@@ -1229,16 +1229,18 @@ fn validate(
         }
     }
     for (i, entry) in raw.must_see.iter().enumerate() {
-        let kind = entry.get_ref().split(':').next().unwrap_or("").trim();
-        if !MUST_SEE_KINDS.contains(&kind) {
-            return Err(err(
-                entry.span(),
-                format!("must_see[{i}]"),
-                format!(
-                    "unknown event kind {kind:?} (known: {})",
-                    MUST_SEE_KINDS.join(", ")
-                ),
-            ));
+        for alternative in entry.get_ref().split(" | ") {
+            let kind = alternative.split(':').next().unwrap_or("").trim();
+            if !MUST_SEE_KINDS.contains(&kind) {
+                return Err(err(
+                    entry.span(),
+                    format!("must_see[{i}]"),
+                    format!(
+                        "unknown event kind {kind:?} (known: {})",
+                        MUST_SEE_KINDS.join(", ")
+                    ),
+                ));
+            }
         }
     }
     let name = raw.name.unwrap_or_else(|| {
@@ -1276,15 +1278,18 @@ pub const MUST_SEE_KINDS: &[&str] = &[
 ];
 
 /// Whether `event` is what the `must_see` entry `entry` asks for: the kind, and when the
-/// entry has `: text`, that text inside what the event says or whom it targets.
+/// entry has `: text`, that text inside what the event says or whom it targets. An entry
+/// may list alternatives separated by ` | ` (one mechanism, reached one way or another).
 pub fn must_see_matches(entry: &str, event: &str, what: &str, target: &str) -> bool {
-    match entry.split_once(':') {
-        None => entry.trim() == event,
-        Some((kind, text)) => {
-            let text = text.trim();
-            kind.trim() == event && (what.contains(text) || target.contains(text))
-        }
-    }
+    entry
+        .split(" | ")
+        .any(|alternative| match alternative.split_once(':') {
+            None => alternative.trim() == event,
+            Some((kind, text)) => {
+                let text = text.trim();
+                kind.trim() == event && (what.contains(text) || target.contains(text))
+            }
+        })
 }
 
 /// FNV-1a, 64 bit: a stable hash for scenario files and traces (the project's one
@@ -1603,6 +1608,32 @@ invariant = "allowed"
             "t/0 epoch 2",
             "broker-3"
         ));
+        let either = "active-controller: term 2 | leader: epoch 2";
+        assert!(must_see_matches(
+            either,
+            "leader",
+            "t/0 epoch 2",
+            "broker-3"
+        ));
+        assert!(must_see_matches(
+            either,
+            "active-controller",
+            "term 2",
+            "controller-1"
+        ));
+        assert!(!must_see_matches(
+            either,
+            "leader",
+            "t/0 epoch 1",
+            "broker-3"
+        ));
+        let e = parse(Path::new("s.toml"), &with(r#""leader | truncated: x""#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.toml:1: must_see[0]: unknown event kind \"truncated\""),
+            "{e}"
+        );
         let e = parse(Path::new("s.toml"), &with(r#""truncated""#))
             .unwrap_err()
             .to_string();

@@ -157,6 +157,7 @@ struct Shared {
     image: std::sync::Mutex<Arc<MetadataImage>>,
     image_changed: Notify,
     term: AtomicU64,
+    /// Added to the node's monotonic clock: the lab's clock faults (see `Core::now_ms`).
     clock_offset_ms: AtomicI64,
 }
 
@@ -240,6 +241,7 @@ impl ControllerNode {
             peers,
             rng,
             start,
+            last_now_ms: 0,
             shared: shared.clone(),
             was_active: false,
         };
@@ -293,8 +295,10 @@ impl ControllerControl {
         self.shared.node_id
     }
 
-    /// Skew the node's wall clock. Its timers use the monotonic clock, as Kafka's do, so
-    /// this changes nothing it decides; kept so faults treat every node alike.
+    /// Move the node's clock by `offset_ms` from now on. Its timers (elections, broker
+    /// sessions, the imbalance check) run on a monotonic clock, as Kafka's do: a step
+    /// forward makes them fire early; a step back holds the clock until real time catches
+    /// up (a monotonic clock never goes back), so they fire late.
     pub fn set_clock_offset_ms(&self, offset_ms: i64) {
         self.shared
             .clock_offset_ms
@@ -324,6 +328,8 @@ struct Core {
     peers: BTreeMap<i32, mpsc::UnboundedSender<Envelope>>,
     rng: SplitMix64,
     start: Instant,
+    /// The last time `now_ms` gave: it never goes back.
+    last_now_ms: u64,
     shared: Arc<Shared>,
     /// Whether waiters last heard this node was active (they re-check on a change).
     was_active: bool,
@@ -357,9 +363,13 @@ impl Core {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        // Never zero: the Raft core treats time 0 as "never".
-        self.start.elapsed().as_millis() as u64 + 1
+    /// Milliseconds on this node's monotonic clock, moved by any injected clock offset and
+    /// never going back. Never zero: the Raft core treats time 0 as "never".
+    fn now_ms(&mut self) -> u64 {
+        let offset = self.shared.clock_offset_ms.load(Ordering::Relaxed);
+        let now = (self.start.elapsed().as_millis() as i64).saturating_add(offset);
+        self.last_now_ms = self.last_now_ms.max(now.max(0) as u64 + 1);
+        self.last_now_ms
     }
 
     fn tick(&mut self) {
