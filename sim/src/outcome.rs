@@ -33,7 +33,22 @@ pub enum Verdict {
     Crash,
 }
 
+/// The lab's exit status when a seed ended this way (`cargo lab run` and `repro`); several
+/// failing seeds: the highest wins. 2 is bad input, decided before anything runs.
+pub const EXIT_NONDETERMINISM: i32 = 5;
+
 impl Verdict {
+    /// 0 pass, 1 a violation, 3 a liveness failure, 4 a crash (TigerBeetle's simulator
+    /// tells these apart the same way, so a CI script can too).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Violation => 1,
+            Verdict::Liveness => 3,
+            Verdict::Crash => 4,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",

@@ -1,6 +1,8 @@
 //! `cargo lab`: run seeded fault scenarios through the simulator, replay one seed, run the
-//! guarantees matrix, or measure the simulator's speed. Exit status: 0 every invariant held, 1 a violation (or
-//! liveness failure, crash, nondeterminism) was found, 2 bad input.
+//! guarantees matrix, or measure the simulator's speed. Exit status of `run` and `repro`:
+//! 0 every invariant held, 1 a violation, 2 bad input, 3 a liveness failure, 4 a crash, 5 a
+//! seed that ran differently twice (`--check-determinism`); with several failing seeds the
+//! highest code wins. `matrix`: 0 every cell agrees, 1 one does not, 2 bad input.
 
 #[cfg(madsim)]
 mod lab {
@@ -152,6 +154,8 @@ mod lab {
         wall_ms: u64,
         passed: bool,
         reasons: Vec<String>,
+        /// What the lab exits with for this seed (0 when it passed).
+        exit_code: i32,
     }
 
     fn finding(outcome: &Outcome) -> SeedFinding {
@@ -447,12 +451,14 @@ mod lab {
             check_determinism,
             move |s, outcome, again| {
                 let mut reasons = outcome.failures.clone();
+                let mut exit_code = outcome.verdict.exit_code();
                 if let Some(again) = &again {
                     if again.trace_hash != outcome.trace_hash || again.verdict != outcome.verdict {
                         reasons.push(format!(
                             "nondeterministic: trace {:016x} then {:016x}",
                             outcome.trace_hash, again.trace_hash
                         ));
+                        exit_code = faultline_sim::outcome::EXIT_NONDETERMINISM;
                     }
                 }
                 let passed = reasons.is_empty() && outcome.verdict == Verdict::Pass;
@@ -471,6 +477,7 @@ mod lab {
                     wall_ms: outcome.wall_ms,
                     passed,
                     reasons,
+                    exit_code,
                 }
             },
         );
@@ -526,11 +533,11 @@ mod lab {
             println!("\nFAIL {name} seed {seed}: {}", reasons.join("; "));
             println!("  {repro}");
         }
-        if failures.is_empty() {
-            0
-        } else {
-            1
-        }
+        results
+            .iter()
+            .map(|(_, seed)| seed.exit_code)
+            .max()
+            .unwrap_or(0)
     }
 
     fn repro(file: &Path, seed: u64, reports: &Path) -> i32 {
@@ -572,11 +579,7 @@ mod lab {
             }
         }
         println!("\nfull trace: {dir}");
-        if outcome.verdict == Verdict::Pass {
-            0
-        } else {
-            1
-        }
+        outcome.verdict.exit_code()
     }
 
     fn bench(file: Option<PathBuf>, seeds: u64, jobs: usize) -> i32 {
