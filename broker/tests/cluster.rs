@@ -325,6 +325,40 @@ async fn create_topics_with_manual_assignment_places_replicas_as_asked() {
     assert_eq!(replicas, [(vec![3, 1], 3), (vec![2, 3], 2)]);
 }
 
+/// A controller takes at most `max.connections` connections: one more is closed at once,
+/// and once one closes a new one is served again.
+#[tokio::test]
+async fn controller_connections_are_bounded() {
+    use faultline::controller::rpc::{Request, Response};
+    use faultline::controller::ControllerClient;
+    use tokio::io::AsyncReadExt;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut config = ControllerNodeConfig::new(1001, addr, vec![(1001, addr)], "/meta".into());
+    config.connections_max = 2;
+    let _node = ControllerNode::start(config, Arc::new(MemStorage::default()))
+        .await
+        .expect("controller starts");
+    let held: Vec<tokio::net::TcpStream> = vec![
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(TIMEOUT, third.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection over the limit was not closed: {read:?}"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut client = ControllerClient::new(vec![(1001, addr)]);
+    assert!(matches!(
+        client.call(&Request::Describe, TIMEOUT).await,
+        Ok(Response::Describe { .. })
+    ));
+}
+
 #[tokio::test]
 async fn controllers_survive_garbage_and_keep_answering() {
     use faultline::controller::rpc::{Request, Response};

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 /// How long a send to a peer controller may take before the connection is dropped (a
@@ -43,6 +43,12 @@ const PEER_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 const PEER_RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// The core wakes at least this often to run the controller's timers.
 const CONTROLLER_TICK: Duration = Duration::from_millis(250);
+/// Events waiting for the core: Raft messages beyond this are dropped (Raft resends what
+/// matters); a request waits for room, and each connection has one request at a time, so
+/// requests queued are bounded by `max.connections`.
+const EVENTS_QUEUED_MAX: usize = 4_096;
+/// Raft messages waiting to be written to one peer; beyond this they are dropped.
+const PEER_MESSAGES_QUEUED_MAX: usize = 1_024;
 
 /// Everything a controller node needs to start. Settings by Kafka name via `apply_one`.
 #[derive(Debug, Clone)]
@@ -61,6 +67,9 @@ pub struct ControllerNodeConfig {
     pub controller: ControllerConfig,
     /// `controller.quorum.election.timeout.ms`
     pub election_timeout_ms: u64,
+    /// `max.connections`: connections beyond it are closed at once (brokers, tools and
+    /// peers together).
+    pub connections_max: usize,
 }
 
 impl ControllerNodeConfig {
@@ -77,6 +86,7 @@ impl ControllerNodeConfig {
             data_dir,
             controller: ControllerConfig::default(),
             election_timeout_ms: raft::ELECTION_TIMEOUT_MS_DEFAULT,
+            connections_max: crate::config::CONNECTIONS_MAX_DEFAULT,
         }
     }
 
@@ -91,6 +101,7 @@ impl ControllerNodeConfig {
                 self.listen = probe.listen;
             }
             "controller.quorum.voters" => self.voters = parse_voters(value)?,
+            "max.connections" => self.connections_max = parse_num(value, 1, 1_000_000)? as usize,
             "metadata.log.dir" | "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
             "broker.session.timeout.ms" => {
                 self.controller.session_timeout_ms = parse_num(value, 1, i32::MAX as i64)?
@@ -218,14 +229,14 @@ impl ControllerNode {
             term: AtomicU64::new(raft.term()),
             clock_offset_ms: AtomicI64::new(0),
         });
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(EVENTS_QUEUED_MAX);
         let mut tasks = Vec::new();
         let mut peers = BTreeMap::new();
         for (id, addr) in &config.voters {
             if *id == config.node_id {
                 continue;
             }
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(PEER_MESSAGES_QUEUED_MAX);
             peers.insert(*id, tx);
             tasks.push(tokio::spawn(peer_loop(*addr, rx)));
         }
@@ -251,6 +262,7 @@ impl ControllerNode {
             listener,
             events_tx,
             shared.clone(),
+            Arc::new(Semaphore::new(config.connections_max)),
         )));
         Ok(ControllerNode {
             shared,
@@ -325,7 +337,7 @@ struct Core {
     /// While leader but not yet ready: the index of the entry that opened the term.
     ready_at: Option<u64>,
     waiters: Vec<Waiter>,
-    peers: BTreeMap<i32, mpsc::UnboundedSender<Envelope>>,
+    peers: BTreeMap<i32, mpsc::Sender<Envelope>>,
     rng: SplitMix64,
     start: Instant,
     /// The last time `now_ms` gave: it never goes back.
@@ -336,7 +348,7 @@ struct Core {
 }
 
 impl Core {
-    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+    async fn run(mut self, mut events: mpsc::Receiver<Event>) {
         loop {
             let now = self.now_ms();
             let mut deadline = self.raft.tick_deadline_ms();
@@ -527,7 +539,8 @@ impl Core {
         }
         for envelope in self.raft.poll_messages() {
             if let Some(peer) = self.peers.get(&envelope.to) {
-                let _ = peer.send(envelope);
+                // A full queue means the peer is unreachable or slow: drop, Raft resends.
+                let _ = peer.try_send(envelope);
             }
         }
         for entry in self.raft.poll_committed() {
@@ -620,8 +633,9 @@ impl Core {
 
 async fn accept_loop(
     listener: TcpListener,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     shared: Arc<Shared>,
+    connections: Arc<Semaphore>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -632,6 +646,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "max.connections reached, closing new connection");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let events = events.clone();
         let shared = shared.clone();
@@ -639,20 +658,25 @@ async fn accept_loop(
             if let Err(e) = serve(stream, events, &shared).await {
                 tracing::debug!(%peer, error = %e, "controller connection closed");
             }
+            drop(permit);
         });
     }
 }
 
 async fn serve(
     stream: TcpStream,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     shared: &Shared,
 ) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
     while let Some(request) = read_message::<_, Request>(&mut stream).await? {
         if let Request::Raft(envelope) = request {
-            if envelope.to == shared.node_id && events.send(Event::Raft(envelope)).is_err() {
-                return Ok(());
+            if envelope.to == shared.node_id {
+                match events.try_send(Event::Raft(envelope)) {
+                    // Full: the core is behind; Raft resends what matters.
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+                }
             }
             continue;
         }
@@ -662,7 +686,7 @@ async fn serve(
             continue;
         }
         let (tx, rx) = oneshot::channel();
-        if events.send(Event::Request(request, tx)).is_err() {
+        if events.send(Event::Request(request, tx)).await.is_err() {
             return Ok(());
         }
         let Ok(response) = rx.await else {
@@ -695,7 +719,7 @@ async fn fetch_metadata(shared: &Shared, offset: u64, wait_ms: u64) -> Response 
 
 /// Carries Raft messages to one peer over one connection, reconnecting as needed.
 /// Messages that cannot be sent are dropped: Raft retries what matters.
-async fn peer_loop(addr: SocketAddr, mut messages: mpsc::UnboundedReceiver<Envelope>) {
+async fn peer_loop(addr: SocketAddr, mut messages: mpsc::Receiver<Envelope>) {
     let mut connection: Option<TcpStream> = None;
     let mut retry_at: Option<tokio::time::Instant> = None;
     while let Some(envelope) = messages.recv().await {
