@@ -23,14 +23,10 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 1_024;
 pub const FETCH_WAIT_MS_MAX: i64 = 30_000;
 /// Fetch response size cap when a client asks for more (Kafka's `fetch.max.bytes` default).
 pub const FETCH_RESPONSE_BYTES_MAX: usize = 55 * 1024 * 1024;
-/// Kafka rejects topic names longer than this.
-pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
-/// Partitions one topic may have here; a bound so a typo does not create a million logs.
-pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+pub use crate::kafka_rules::{TOPIC_NAME_LENGTH_MAX, TOPIC_PARTITIONS_MAX};
 /// Producer ids are reserved on disk in blocks of this size, so a restart never reuses one.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
-/// Kafka's `replica.lag.time.max.ms` default.
-pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: i64 = 30_000;
+pub use crate::kafka_rules::REPLICA_LAG_TIME_MAX_MS_DEFAULT;
 /// Kafka's `broker.heartbeat.interval.ms` default.
 pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: i64 = 2_000;
 /// Kafka's `replica.fetch.wait.max.ms` default.

@@ -16,11 +16,14 @@
 //! - [`replica`]: leader epoch cache and leader-side ISR / high watermark state (pure).
 //! - [`observe`]: what nodes report to the lab's invariant checks.
 //! - [`config`], [`topic_config`]: settings by Kafka's names, defaults and limits.
+//! - [`kafka_rules`]: Kafka's rules, limits and error codes shared by state, controller
+//!   and replica logic (each written once).
 
 mod alloc;
 pub mod client;
 pub mod config;
 pub mod controller;
+pub mod kafka_rules;
 pub mod log;
 pub mod mix;
 pub mod mutation;

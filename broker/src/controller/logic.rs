@@ -75,37 +75,12 @@ pub type BrokerId = i32;
 /// The leader of a partition that has none (it is offline).
 pub const NO_LEADER: i32 = -1;
 
-/// Kafka's default `broker.session.timeout.ms`.
-pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: i64 = 9_000;
-
-/// Kafka's limit on topic name length (a name is also a directory name with a partition
-/// suffix, which must fit in 255 bytes).
-pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
-
-/// The most partitions one CreateTopics entry may ask for (Kafka's KRaft limit per
-/// request is higher; this bounds the work and the records of one topic).
-pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+pub use crate::kafka_rules::{
+    error_code, BROKER_SESSION_TIMEOUT_MS_DEFAULT, TOPIC_NAME_LENGTH_MAX, TOPIC_PARTITIONS_MAX,
+};
 
 /// The topic setting that overrides [`ControllerConfig::unclean_leader_election_enable`].
 pub const UNCLEAN_LEADER_ELECTION_ENABLE_CONFIG: &str = "unclean.leader.election.enable";
-
-/// Kafka error codes this module answers with.
-pub mod error_code {
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const STALE_BROKER_EPOCH: i16 = 77;
-    pub const NEW_LEADER_ELECTED: i16 = 106;
-    pub const INELIGIBLE_REPLICA: i16 = 107;
-    pub const INVALID_UPDATE_VERSION: i16 = 108;
-}
 
 /// One record of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1092,23 +1067,14 @@ fn partition_state_valid(state: &PartitionState) -> bool {
         && (state.leader == NO_LEADER || state.isr.contains(&state.leader))
 }
 
-/// Kafka's legal topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// Kafka's legal topic names (`kafka_rules::topic_name_problem`).
 pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
-    let legal_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    let legal = !name.is_empty()
-        && name.len() <= TOPIC_NAME_LENGTH_MAX
-        && name != "."
-        && name != ".."
-        && legal_chars;
-    if legal {
-        Ok(())
-    } else {
-        Err(ControllerError::new(
+    match crate::kafka_rules::topic_name_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(ControllerError::new(
             error_code::INVALID_TOPIC_EXCEPTION,
-            format!("illegal topic name {name:?}"),
-        ))
+            format!("invalid topic name {name:?}: {why}"),
+        )),
     }
 }
 

@@ -68,22 +68,9 @@ use crate::replica::epoch_cache::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Kafka's default `replica.lag.time.max.ms`: how long an ISR member may go without
-/// catching up before the leader proposes to remove it.
-pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: i64 = 30_000;
-
-/// Kafka's default `min.insync.replicas`.
-pub const MIN_INSYNC_REPLICAS_DEFAULT: i32 = 1;
-
-/// Kafka error codes this module answers with.
-pub mod error_code {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-}
+pub use crate::kafka_rules::{
+    error_code, MIN_INSYNC_REPLICAS_DEFAULT, REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaConfig {

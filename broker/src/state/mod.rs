@@ -5,9 +5,7 @@
 //! shell in `server` owns one `BrokerState` behind a mutex and turns Kafka requests into
 //! calls on it.
 
-use crate::config::{
-    BrokerConfig, PRODUCER_ID_BLOCK_SIZE, TOPIC_NAME_LENGTH_MAX, TOPIC_PARTITIONS_MAX,
-};
+use crate::config::{BrokerConfig, PRODUCER_ID_BLOCK_SIZE, TOPIC_PARTITIONS_MAX};
 use crate::log::{LogError, PartitionLog, ReadLimit};
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::record::batch::{self, BatchError};
@@ -1016,30 +1014,15 @@ fn storage_refusal(e: StateError) -> Refusal {
     Refusal::new(ResponseError::KafkaStorageError, e.to_string())
 }
 
-/// Kafka's legal topic names: ASCII letters, digits, '.', '_', '-'; not "." or "..".
+/// Kafka's legal topic names (`kafka_rules::topic_name_problem`).
 pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
-    let bad = |why: &str| {
-        Err(Refusal::new(
+    match crate::kafka_rules::topic_name_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(Refusal::new(
             ResponseError::InvalidTopicException,
             format!("invalid topic name {name:?}: {why}"),
-        ))
-    };
-    if name.is_empty() {
-        return bad("empty");
+        )),
     }
-    if name == "." || name == ".." {
-        return bad("reserved");
-    }
-    if name.len() > TOPIC_NAME_LENGTH_MAX {
-        return bad("longer than 249 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
 }
 
 fn read_metadata(storage: &dyn Storage, data_dir: &Path) -> Result<MetadataFile, StateError> {
