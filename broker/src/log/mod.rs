@@ -137,6 +137,13 @@ pub struct AppendInfo {
     pub last_offset: i64,
 }
 
+/// How much of the log `check_invariants` looks at.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    Tail,
+    Whole,
+}
+
 /// How much one read may return (KIP-74). A fetch response gives `min_one_batch` only to
 /// its first partition with data, so that a batch larger than every limit still makes
 /// progress while the response as a whole stays within one batch of its `max_bytes`.
@@ -374,7 +381,7 @@ impl PartitionLog {
         if !report.is_clean() || report.indexes_rebuilt > 0 {
             tracing::warn!(dir = %dir.display(), ?report, "partition log recovered");
         }
-        Ok(PartitionLog {
+        let log = PartitionLog {
             storage,
             dir,
             config,
@@ -385,7 +392,9 @@ impl PartitionLog {
             dir_unsynced,
             failed: false,
             report,
-        })
+        };
+        log.check_invariants(Check::Whole);
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -526,7 +535,66 @@ impl PartitionLog {
                 self.last_flush_ms = now_ms;
             }
         }
+        self.check_invariants(Check::Tail);
         Ok(())
+    }
+
+    /// Asserts what must hold between every two operations (on in every build: a broken
+    /// one means served or synced data can no longer be trusted, so the node must stop
+    /// rather than go on). `Check::Tail` looks at the active segment and its neighbour
+    /// (after an append), `Check::Whole` at every segment (after open and truncation).
+    fn check_invariants(&self, scope: Check) {
+        let dir = self.dir.display();
+        assert!(!self.segments.is_empty(), "{dir}: a log without a segment");
+        let from = match scope {
+            Check::Tail => self.segments.len().saturating_sub(2),
+            Check::Whole => 0,
+        };
+        for (i, seg) in self.segments.iter().enumerate().skip(from) {
+            assert!(
+                seg.base_offset <= seg.next_offset,
+                "{dir}: segment {} ends at {} before it starts",
+                seg.base_offset,
+                seg.next_offset
+            );
+            assert_eq!(
+                seg.size_bytes == 0,
+                seg.next_offset == seg.base_offset,
+                "{dir}: segment {} holds {} bytes for offsets up to {}",
+                seg.base_offset,
+                seg.size_bytes,
+                seg.next_offset
+            );
+            if let Some(last) = seg.offset_index.entries.last() {
+                assert!(
+                    seg.base_offset + i64::from(last.relative_offset) < seg.next_offset
+                        && u64::from(last.position) < seg.size_bytes,
+                    "{dir}: segment {} indexes offset +{} at {} beyond its end ({} bytes, next offset {})",
+                    seg.base_offset,
+                    last.relative_offset,
+                    last.position,
+                    seg.size_bytes,
+                    seg.next_offset
+                );
+            }
+            if let Some(next) = self.segments.get(i + 1) {
+                assert_eq!(
+                    seg.next_offset, next.base_offset,
+                    "{dir}: a gap or an overlap between segments {} and {}",
+                    seg.base_offset, next.base_offset
+                );
+            }
+        }
+        // Recovery trusts everything below the checkpoint file's offset without a check:
+        // it may never run ahead of what was synced, nor the synced point past the end.
+        assert!(
+            self.checkpoint_written <= self.recovery_point
+                && self.recovery_point <= self.log_end_offset(),
+            "{dir}: checkpoint {} <= recovery point {} <= log end {} does not hold",
+            self.checkpoint_written,
+            self.recovery_point,
+            self.log_end_offset()
+        );
     }
 
     /// Rolls to a new segment before an append of `incoming_bytes` ending at
@@ -720,6 +788,7 @@ impl PartitionLog {
         // Always rewritten (truncation is rare): the truncate-fully path moves it up.
         write_recovery_point(&*self.storage, &self.dir, self.recovery_point, true)?;
         self.checkpoint_written = self.recovery_point;
+        self.check_invariants(Check::Whole);
         Ok(())
     }
 
