@@ -1,5 +1,7 @@
 //! Faultline: a Kafka-compatible broker, its client library and console tools, built to
-//! run unchanged on real tokio and under the madsim simulator.
+//! run unchanged on real tokio and under the madsim simulator. This crate is the shell
+//! (sockets, clocks, tasks, the file system, the wire); the deciding logic is the
+//! `faultline-core` crate, re-exported here module by module.
 //!
 //! - [`record`]: the v2 record batch format (header the broker reads, full codec).
 //! - [`storage`]: the one storage trait with explicit sync points, and its backends.
@@ -10,6 +12,7 @@
 //! - [`server`]: the async shell (sockets, clock, request handlers, a clustered broker's
 //!   heartbeats, metadata and replica fetchers).
 //! - [`client`]: the project's Kafka client (admin, producer, consumer).
+//! - [`wire`]: Kafka's size-prefixed framing, shared by the server and the client.
 //! - [`raft`]: the consensus core of the controller quorum (pure).
 //! - [`controller`]: controller nodes: metadata records and image, the active controller's
 //!   decisions (pure), the node shell, its metadata log, the wire to brokers.
@@ -21,19 +24,15 @@
 
 mod alloc;
 pub mod client;
-pub mod config;
 pub mod controller;
-pub mod kafka_rules;
-pub mod log;
-pub mod mix;
-pub mod mutation;
-pub mod observe;
-pub mod producer_state;
 pub mod protocol;
-pub mod raft;
-pub mod record;
-pub mod replica;
 pub mod server;
-pub mod state;
 pub mod storage;
-pub mod topic_config;
+pub mod wire;
+
+// The deciding logic lives in the core crate (no sockets, clocks or runtimes); the shell
+// re-exports it under the names the rest of the code and the lab use.
+pub use faultline_core::{
+    config, kafka_rules, log, mix, mutation, observe, producer_state, raft, record, replica, state,
+    topic_config,
+};

@@ -120,8 +120,10 @@ fn init_tracing() {
 fn broker_config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
         config
-            .load_properties(path)
+            .apply_properties(&path.display().to_string(), &text)
             .map_err(|e| UsageError(e.to_string()))?;
     }
     config

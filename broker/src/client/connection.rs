@@ -5,7 +5,7 @@
 //! several batches in flight.
 
 use super::ClientError;
-use crate::server::{read_frame, write_frame};
+use crate::wire::{read_frame, write_frame};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,

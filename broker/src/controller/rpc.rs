@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Largest frame either side accepts: a full metadata image of a big cluster fits.
-pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+pub use faultline_core::controller::FRAME_BYTES_MAX;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {

@@ -7,10 +7,11 @@
 
 mod cluster;
 mod describe_configs;
-mod frame;
+
 mod handlers;
 
-pub use frame::{read_frame, write_frame, FrameError};
+pub use crate::state::ReplicaDigest;
+use crate::wire::{read_frame, write_frame, FrameError};
 
 use crate::config::BrokerConfig;
 use crate::state::{BrokerState, StateError};
@@ -463,17 +464,4 @@ async fn flush_loop(shared: Arc<Shared>) {
         }
         shared.wait_for_sync_cost().await;
     }
-}
-
-/// One replica's log of a partition as the lab compares them at the end of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaDigest {
-    pub leader_epoch: i32,
-    pub is_leader: bool,
-    pub high_watermark: i64,
-    pub log_end_offset: i64,
-    /// The committed ISR, when this replica is the leader.
-    pub isr: Vec<i32>,
-    /// Every batch: (base offset, last offset, CRC).
-    pub batches: Vec<(i64, i64, u32)>,
 }

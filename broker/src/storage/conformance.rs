@@ -2,6 +2,7 @@
 //! disks cannot drift from what the real file system does.
 
 use super::*;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Exercises every operation under `root` (an existing, empty directory).

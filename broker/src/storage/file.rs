@@ -106,3 +106,28 @@ impl StorageFile for RealFile {
         self.file.sync_data()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FileStorage;
+    use faultline_core::log::storage_checks;
+    use std::sync::Arc;
+
+    /// The partition log's backend checks (written once in the core crate) on the real
+    /// file system: appends, reads, a clean reopen and deletion.
+    #[test]
+    fn the_log_round_trips_on_the_real_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        storage_checks::round_trip(Arc::new(FileStorage::new()), tmp.path().join("topic-0"));
+    }
+
+    /// A torn last batch, cut at every byte on the real file system, is dropped on reopen.
+    #[test]
+    fn a_torn_tail_is_truncated_on_the_real_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        storage_checks::torn_tail_at_every_byte(
+            Arc::new(FileStorage::new()),
+            tmp.path().join("topic-0"),
+        );
+    }
+}

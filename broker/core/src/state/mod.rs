@@ -50,7 +50,7 @@ mod replication;
 
 use persist::*;
 
-pub use replication::{FetchTarget, FollowerRead, PartitionRole, ProduceWait};
+pub use replication::{FetchTarget, FollowerRead, PartitionRole, ProduceWait, ReplicaDigest};
 
 /// One partition on this broker: its local replica and the part it plays.
 pub struct Partition {

@@ -32,7 +32,6 @@ use crate::replica::partition_replica::{
     AckStatus, AlterPartition, FetchDecision, FollowerFetch, LeaderAndIsr, LeaderLog,
     PartitionReplica, ReplicaConfig,
 };
-use crate::server::ReplicaDigest;
 use crate::topic_config::TopicConfig;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -864,6 +863,19 @@ fn take_role(
         "following"
     );
     Ok(true)
+}
+
+/// One replica's log of a partition as the lab compares them at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaDigest {
+    pub leader_epoch: i32,
+    pub is_leader: bool,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    /// The committed ISR, when this replica is the leader.
+    pub isr: Vec<i32>,
+    /// Every batch: (base offset, last offset, CRC).
+    pub batches: Vec<(i64, i64, u32)>,
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use std::sync::Arc;
 const STATE_FILE: &str = "quorum-state";
 const LOG_FILE: &str = "metadata.log";
 /// One entry's body is bounded like a frame.
-const ENTRY_BYTES_MAX: usize = super::rpc::FRAME_BYTES_MAX;
+const ENTRY_BYTES_MAX: usize = super::FRAME_BYTES_MAX;
 
-pub(crate) struct QuorumStore {
+pub struct QuorumStore {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     log: Box<dyn StorageFile>,
@@ -27,7 +27,7 @@ pub(crate) struct QuorumStore {
 
 impl QuorumStore {
     /// Open (or create) the store and return what it holds.
-    pub(crate) fn open(
+    pub fn open(
         storage: Arc<dyn Storage>,
         dir: PathBuf,
     ) -> Result<(QuorumStore, PersistentState), String> {
@@ -85,7 +85,7 @@ impl QuorumStore {
     }
 
     /// Make `request` durable: hard state first, then the log.
-    pub(crate) fn persist(&mut self, request: &PersistRequest) -> std::io::Result<()> {
+    pub fn persist(&mut self, request: &PersistRequest) -> std::io::Result<()> {
         if let Some(hard_state) = request.hard_state {
             let bytes = serde_json::to_vec(&hard_state).map_err(std::io::Error::other)?;
             write_file_atomic(

@@ -15,6 +15,9 @@
 
 mod index;
 mod segment;
+#[cfg(any(test, feature = "testkit"))]
+#[doc(hidden)]
+pub mod storage_checks;
 
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,9 @@
 //! refusal to start.
 
 use crate::log::LogConfig;
+pub use crate::topic_config::{parse_bool, parse_num};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Kafka's `message.max.bytes` default: the largest record batch a produce may carry.
 pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
@@ -40,11 +41,6 @@ pub enum ConfigError {
         line: usize,
         field: String,
         message: String,
-    },
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
     },
 }
 
@@ -116,15 +112,6 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// Read a `server.properties` file on top of the defaults.
-    pub fn load_properties(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
-        self.apply_properties(&path.display().to_string(), &text)
-    }
-
     /// Apply `key=value` lines; `file` only names the source in error messages.
     pub fn apply_properties(&mut self, file: &str, text: &str) -> Result<(), ConfigError> {
         for (index, raw) in text.lines().enumerate() {
@@ -300,24 +287,6 @@ pub fn parse_voters(value: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
         return Err("expected at least one ID@HOST:PORT".into());
     }
     Ok(voters)
-}
-
-pub fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> {
-    let n: i64 = value
-        .parse()
-        .map_err(|_| format!("expected a whole number, got {value:?}"))?;
-    if n < min || n > max {
-        return Err(format!("{n} is out of range {min}..={max}"));
-    }
-    Ok(n)
-}
-
-pub fn parse_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("expected true or false, got {value:?}")),
-    }
 }
 
 fn strip_listener_name(value: &str) -> &str {

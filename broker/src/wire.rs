@@ -1,4 +1,5 @@
-//! Length-prefixed Kafka frames: read with a size limit, write and flush.
+//! Kafka's wire framing (a 4-byte big-endian size, then the body), shared by the server and
+//! the client: read with a size limit, write and flush.
 //!
 //! The size prefix is checked before any body byte is read or buffered, so a frame that
 //! claims gigabytes costs nothing but the connection.

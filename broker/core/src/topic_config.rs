@@ -7,7 +7,6 @@
 //! the overrides given at creation; a name Kafka does not have, or a value Kafka would
 //! refuse, is refused with INVALID_CONFIG rather than stored and silently ignored.
 
-use crate::config::{parse_bool, parse_num};
 use crate::log::LogConfig;
 use std::collections::BTreeMap;
 
@@ -397,6 +396,26 @@ fn optional_limit(n: i64) -> Option<u64> {
     (n != i64::MAX).then_some(n as u64)
 }
 
+/// A Kafka whole-number setting value within `min..=max`.
+pub fn parse_num(value: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = value
+        .parse()
+        .map_err(|_| format!("expected a whole number, got {value:?}"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is out of range {min}..={max}"));
+    }
+    Ok(n)
+}
+
+/// A Kafka boolean setting value.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, got {value:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,7 +559,7 @@ mod readme {
     /// The README's table of topic settings lists every one, enforced or stored as here.
     #[test]
     fn the_readme_lists_every_topic_setting_as_it_is_handled() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for s in TOPIC_SETTINGS {
             let default = if s.default.is_empty() {
                 "(empty)"

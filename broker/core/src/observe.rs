@@ -3,9 +3,22 @@
 //! per partition and leader epoch, leader epochs and high watermarks that never go back, one
 //! active controller per term, and a committed metadata log that never diverges.
 //!
+//! # The one thread-local in node code, and why
+//!
+//! The core crate's rule is that nothing outside a state machine's arguments decides what
+//! it does. This module is the one exception, kept to what the lab needs to watch and
+//! perturb a run: the observer that receives `Observation`s and the deliberate-bug switch
+//! of `crate::mutation` (compiled away without the `mutations` feature) share one
+//! per-thread slot, [`HOOKS`]. Why a thread-local rather than a handle passed in:
+//! - reports come from deep inside pure state machines (a follower's truncation, a
+//!   leader's high watermark); threading a handle through every constructor and call
+//!   would widen every signature for something that does nothing outside the lab;
+//! - madsim runs every node of a seed on the one thread that runs the seed, and seeds run
+//!   on threads of their own, so "this thread" is exactly "this run";
+//! - it is write-only for deciding code: a node can ask `active()` only to skip building
+//!   an observation nobody will read; what it reports cannot change what it does.
+//!
 //! Reporting costs one thread-local lookup when nobody observes (every real deployment).
-//! The lab installs an observer on the thread that runs a seed: madsim runs every node of a
-//! run on that one thread, and runs of other seeds on threads of their own.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -64,28 +77,36 @@ pub trait Observer {
     fn observe(&self, observation: Observation);
 }
 
+/// What the lab has hooked into the nodes running on one thread.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) mutation: Option<crate::mutation::Mutation>,
+}
+
 thread_local! {
-    static OBSERVER: RefCell<Option<Arc<dyn Observer>>> = const { RefCell::new(None) };
+    /// The one per-thread slot of node code (see the module documentation).
+    pub(crate) static HOOKS: RefCell<Hooks> = RefCell::new(Hooks::default());
 }
 
 /// Observe everything reported on this thread from now on (replaces any observer).
 pub fn install(observer: Arc<dyn Observer>) {
-    OBSERVER.with(|o| *o.borrow_mut() = Some(observer));
+    HOOKS.with(|h| h.borrow_mut().observer = Some(observer));
 }
 
 /// Stop observing on this thread.
 pub fn uninstall() {
-    OBSERVER.with(|o| *o.borrow_mut() = None);
+    HOOKS.with(|h| h.borrow_mut().observer = None);
 }
 
 /// Whether anyone observes on this thread (skip building costly observations otherwise).
 pub fn active() -> bool {
-    OBSERVER.with(|o| o.borrow().is_some())
+    HOOKS.with(|h| h.borrow().observer.is_some())
 }
 
 /// Report a fact to this thread's observer, if any.
 pub fn report(observation: Observation) {
-    let observer = OBSERVER.with(|o| o.borrow().clone());
+    let observer = HOOKS.with(|h| h.borrow().observer.clone());
     if let Some(observer) = observer {
         observer.observe(observation);
     }

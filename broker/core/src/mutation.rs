@@ -2,11 +2,13 @@
 //! caught the bug it claims to catch (FoundationDB's practice; the Raft core has its own,
 //! test-only set in `raft::node`).
 //!
-//! A mutation is switched on per thread (the lab runs each seed on a thread of its own)
-//! and only takes effect in builds with the `mutations` feature, which only the lab's own
-//! tests enable: everywhere else `is` is the constant `false` and the bug compiles away.
+//! A mutation is switched on per thread (the lab runs each seed on a thread of its own; the
+//! switch lives in the lab's one per-thread slot, `observe::HOOKS`, whose documentation
+//! says why) and only takes effect in builds with the `mutations` feature, which only the
+//! lab's own tests enable: everywhere else `is` is the constant `false` and the bug
+//! compiles away.
 
-use std::cell::Cell;
+use crate::observe::HOOKS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutation {
@@ -15,16 +17,12 @@ pub enum Mutation {
     AckBeforeReplication,
 }
 
-thread_local! {
-    static ACTIVE: Cell<Option<Mutation>> = const { Cell::new(None) };
-}
-
 /// Switch `mutation` on (or all off) for code running on this thread.
 pub fn set(mutation: Option<Mutation>) {
-    ACTIVE.with(|a| a.set(mutation));
+    HOOKS.with(|h| h.borrow_mut().mutation = mutation);
 }
 
 /// Whether `mutation` is on here. Always false without the `mutations` feature.
 pub fn is(mutation: Mutation) -> bool {
-    cfg!(feature = "mutations") && ACTIVE.with(|a| a.get() == Some(mutation))
+    cfg!(feature = "mutations") && HOOKS.with(|h| h.borrow().mutation == Some(mutation))
 }
