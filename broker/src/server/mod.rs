@@ -6,9 +6,8 @@
 //! connection, no threads, no `JoinSet`, no `into_split`, a flush after every write.
 
 mod cluster;
-mod describe_configs;
 
-mod handlers;
+mod api;
 
 pub use crate::state::ReplicaDigest;
 use crate::wire::{read_frame, write_frame, FrameError};
@@ -376,7 +375,7 @@ async fn serve_while_opening(gate: &Gate, mut stream: BufReader<TcpStream>, peer
             }
         };
         if gate.shared.get().is_none() {
-            if let Some(answer) = handlers::answer_without_state(&frame) {
+            if let Some(answer) = api::answer_without_state(&frame) {
                 match answer {
                     Ok(response) if write_frame(&mut stream, &response).await.is_ok() => continue,
                     Ok(_) => return,
@@ -433,7 +432,7 @@ async fn serve_connection(
                 return;
             }
         };
-        let handled = handlers::handle(shared, &frame).await;
+        let handled = api::handle(shared, &frame).await;
         if dropped() {
             // Reset while the request was being handled: it may have taken effect, but
             // its answer is lost, as with a real connection reset.

@@ -33,6 +33,19 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// A refusal from a numeric Kafka error code (the controller's and the replica state
+    /// machine's form); a code this build does not know stays as it is.
+    pub fn from_code(code: i16, message: impl Into<String>) -> Refusal {
+        let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::Unknown(code));
+        Refusal::new(error, message)
+    }
+}
+
+impl From<crate::controller::logic::ControllerError> for Refusal {
+    fn from(e: crate::controller::logic::ControllerError) -> Refusal {
+        Refusal::from_code(e.code, e.message)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -300,9 +300,10 @@ impl BrokerState {
                 ))
             }
             FetchDecision::Refused(refusal) => {
-                let error = ResponseError::try_from_code(refusal.error_code())
-                    .unwrap_or(ResponseError::UnknownServerError);
-                return Err(Refusal::new(error, refusal.to_string()));
+                return Err(Refusal::from_code(
+                    refusal.error_code(),
+                    refusal.to_string(),
+                ));
             }
         };
         if let Some(expanded) = replica.maybe_expand_isr(fetch.replica_id) {

@@ -1,0 +1,95 @@
+//! DeleteTopics: standalone and clustered, by name or topic id.
+
+use super::*;
+
+pub(super) fn delete_topics(shared: &Shared, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut state = shared.state();
+    // v6 names topics in `topics` (by name or id); older versions in `topic_names`.
+    let mut names: Vec<(Option<String>, u128)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), 0))
+        .collect();
+    for t in &req.topics {
+        names.push((
+            t.name.as_ref().map(|n| n.0.to_string()),
+            t.topic_id.as_u128(),
+        ));
+    }
+    let responses = names
+        .into_iter()
+        .map(|(name, id)| {
+            let name = name.or_else(|| state.topics().find(|t| t.id == id).map(|t| t.name.clone()));
+            let mut resp = delete_topics_response::DeletableTopicResult::default()
+                .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
+                .with_topic_id(uuid(id));
+            let result = match &name {
+                Some(n) => state.delete_topic(n),
+                None => Err(Refusal::new(
+                    ResponseError::UnknownTopicId,
+                    "no topic has this id",
+                )),
+            };
+            if let Err(refusal) = result {
+                (resp.error_code, resp.error_message) = refusal_parts(&refusal);
+            }
+            resp
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub(super) async fn cluster_delete_topics(
+    shared: &Shared,
+    req: &DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let image = shared.state().image().cloned().unwrap_or_default();
+    let mut names: Vec<(Option<String>, u128)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), 0))
+        .collect();
+    for t in &req.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).or_else(|| {
+            image
+                .topics
+                .values()
+                .find(|topic| topic.id == t.topic_id.as_u128())
+                .map(|topic| topic.name.clone())
+        });
+        names.push((name, t.topic_id.as_u128()));
+    }
+    let known: Vec<String> = names.iter().filter_map(|(n, _)| n.clone()).collect();
+    let outcome: BTreeMap<String, Result<(), (i16, String)>> = if known.is_empty() {
+        BTreeMap::new()
+    } else {
+        call_topics(shared, ControllerRequest::DeleteTopics(known))
+            .await
+            .into_iter()
+            .collect()
+    };
+    let deleted: Vec<String> = outcome
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(n, _)| n.clone())
+        .collect();
+    await_image(shared, &deleted, false).await;
+    let responses = names
+        .into_iter()
+        .map(|(name, id)| {
+            let mut resp = delete_topics_response::DeletableTopicResult::default()
+                .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
+                .with_topic_id(uuid(id));
+            match name.as_ref().and_then(|n| outcome.get(n)) {
+                Some(Ok(())) => {}
+                Some(Err((code, message))) => {
+                    resp.error_code = *code;
+                    resp.error_message = Some(str_bytes(message));
+                }
+                None => resp.error_code = ResponseError::UnknownTopicId.code(),
+            }
+            resp
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,295 @@
+//! Request handlers: decode a Kafka request, apply it to `BrokerState`, encode the
+//! response. This module dispatches and holds what the APIs share (encoding, the
+//! per-partition answer, calls to the controller); each API has a file of its own, its
+//! standalone and clustered forms side by side.
+//!
+//! Protocol-level failures inside a well-formed request become error codes in the
+//! response. A request that cannot be decoded at all (unknown API, unsupported version,
+//! garbage) closes the connection, as Kafka does, because no valid response can be
+//! encoded for it.
+
+use super::Shared;
+use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
+use crate::controller::rpc::{Request as ControllerRequest, Response as ControllerResponse};
+use crate::log::ReadLimit;
+use crate::protocol::{
+    supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS, SUPPORTED_APIS,
+    TOPIC_AUTHORIZED_OPERATIONS,
+};
+use crate::replica::partition_replica::FollowerFetch;
+use crate::state::{validate_topic_name, BrokerState, ProduceWait, Refusal};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod describe_configs;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use api_versions::*;
+use create_topics::*;
+use delete_topics::*;
+use fetch::*;
+use init_producer_id::*;
+use list_offsets::*;
+use metadata::*;
+use offset_for_leader_epoch::*;
+use produce::*;
+
+/// The answer to a request that needs nothing of the broker's state (ApiVersions), so it
+/// can be given while the logs are still loading; None for any other request.
+pub(super) fn answer_without_state(frame: &[u8]) -> Option<Result<Vec<u8>, String>> {
+    let prefix = RequestPrefix::parse(frame)?;
+    (prefix.api_key == ApiKey::ApiVersions as i16).then(|| api_versions(frame, prefix))
+}
+
+/// Handle one request frame. `Ok(None)`: no response is due (acks=0).
+/// `Err`: the request is malformed and the connection must close.
+pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    if let Some(answer) = answer_without_state(frame) {
+        return answer.map(Some);
+    }
+    let prefix = RequestPrefix::parse(frame).ok_or("request shorter than its header")?;
+    let api_key = ApiKey::try_from(prefix.api_key)
+        .map_err(|_| format!("unknown API key {}", prefix.api_key))?;
+    let version = prefix.api_version;
+    let Some((min, max)) = supported_range(api_key) else {
+        return Err(format!("{api_key:?} is not served by this broker"));
+    };
+    if version < min || version > max {
+        return Err(format!(
+            "{api_key:?} v{version} is outside the served range {min}..={max}"
+        ));
+    }
+    let mut buf = Bytes::copy_from_slice(frame);
+    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
+        .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
+    let response_header_version = api_key.response_header_version(version);
+    let correlation_id = header.correlation_id;
+    macro_rules! decode {
+        ($t:ty) => {
+            <$t>::decode(&mut buf, version)
+                .map_err(|e| format!("bad {api_key:?} v{version} body: {e}"))?
+        };
+    }
+    match api_key {
+        // Answered by `answer_without_state` before any decoding.
+        ApiKey::ApiVersions => Err("ApiVersions reached the state handlers".into()),
+        ApiKey::Metadata => {
+            let req = decode!(MetadataRequest);
+            let mut resp = if shared.config.is_clustered() {
+                cluster_metadata(shared, &req, version).await
+            } else {
+                metadata(shared, &req, version)
+            };
+            report_authorized_operations(&req, version, &mut resp);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::Produce => {
+            let req = decode!(ProduceRequest);
+            let acks = req.acks;
+            let timeout_ms = req.timeout_ms;
+            let (mut resp, waits) = produce(shared, req);
+            // Acknowledged only after the fsyncs it caused, however long they take.
+            shared.wait_for_sync_cost().await;
+            if !waits.is_empty() {
+                wait_for_replication(shared, &mut resp, waits, timeout_ms).await;
+            }
+            if acks == 0 {
+                // No answer can carry an error, so, as Kafka does, a failed acks=0 produce
+                // closes the connection: the producer notices and refreshes its metadata
+                // (after a leader change it would otherwise write to the old leader forever).
+                let failed = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partition_responses.iter())
+                    .find(|p| p.error_code != 0);
+                if let Some(p) = failed {
+                    return Err(format!(
+                        "acks=0 produce refused with error {} on partition {}",
+                        p.error_code, p.index
+                    ));
+                }
+                return Ok(None);
+            }
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::Fetch => {
+            let req = decode!(FetchRequest);
+            let resp = fetch(shared, &req, version).await;
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::ListOffsets => {
+            let req = decode!(ListOffsetsRequest);
+            let resp = list_offsets(shared, &req, version);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::CreateTopics => {
+            let req = decode!(CreateTopicsRequest);
+            let resp = if shared.config.is_clustered() {
+                cluster_create_topics(shared, &req).await
+            } else {
+                create_topics(shared, &req)
+            };
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::DeleteTopics => {
+            let req = decode!(DeleteTopicsRequest);
+            let resp = if shared.config.is_clustered() {
+                cluster_delete_topics(shared, &req).await
+            } else {
+                delete_topics(shared, &req)
+            };
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::InitProducerId => {
+            let req = decode!(InitProducerIdRequest);
+            let resp = init_producer_id(shared, &req);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = decode!(OffsetForLeaderEpochRequest);
+            let resp = offset_for_leader_epoch(shared, &req);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        ApiKey::DescribeConfigs => {
+            let req = decode!(DescribeConfigsRequest);
+            let resp = describe_configs::describe_configs(shared, &req, version);
+            encode(correlation_id, response_header_version, version, &resp).map(Some)
+        }
+        other => Err(format!("{other:?} is not served by this broker")),
+    }
+}
+
+fn encode<M: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    version: i16,
+    body: &M,
+) -> Result<Vec<u8>, String> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut out = BytesMut::new();
+    header
+        .encode(&mut out, header_version)
+        .and_then(|_| body.encode(&mut out, version))
+        .map_err(|e| format!("cannot encode response: {e}"))?;
+    Ok(out.to_vec())
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn uuid(id: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(id)
+}
+
+fn refusal_parts(r: &Refusal) -> (i16, Option<StrBytes>) {
+    (r.error.code(), Some(str_bytes(&r.message)))
+}
+
+/// A partition's entry in a response that answers per topic and partition (Produce,
+/// Fetch, ListOffsets, OffsetForLeaderEpoch): how it carries a refusal.
+trait PartitionEntry {
+    fn refuse(&mut self, refusal: &Refusal);
+}
+
+impl PartitionEntry for produce_response::PartitionProduceResponse {
+    fn refuse(&mut self, refusal: &Refusal) {
+        (self.error_code, self.error_message) = refusal_parts(refusal);
+    }
+}
+
+impl PartitionEntry for fetch_response::PartitionData {
+    fn refuse(&mut self, refusal: &Refusal) {
+        self.error_code = refusal.error.code();
+        self.records = Some(Bytes::new());
+    }
+}
+
+impl PartitionEntry for list_offsets_response::ListOffsetsPartitionResponse {
+    fn refuse(&mut self, refusal: &Refusal) {
+        self.error_code = refusal.error.code();
+    }
+}
+
+impl PartitionEntry for offset_for_leader_epoch_response::EpochEndOffset {
+    fn refuse(&mut self, refusal: &Refusal) {
+        self.error_code = refusal.error.code();
+    }
+}
+
+/// The one shape of every per-partition answer: `entry` starts as the API's defaults (the
+/// -1s Kafka sends with an error), then takes a successful result's fields through `fill`
+/// or the refusal's error code (and message where the API has one), never both.
+fn answer_partition<E: PartitionEntry, T>(
+    mut entry: E,
+    result: Result<T, Refusal>,
+    fill: impl FnOnce(&mut E, T),
+) -> E {
+    match result {
+        Ok(value) => fill(&mut entry, value),
+        Err(refusal) => entry.refuse(&refusal),
+    }
+    entry
+}
+
+/// Forward topic creation or deletion to the active controller; one result per topic.
+async fn call_topics(
+    shared: &Shared,
+    request: ControllerRequest,
+) -> Vec<(String, Result<(), (i16, String)>)> {
+    let names: Vec<String> = match &request {
+        ControllerRequest::CreateTopics(topics) => topics.iter().map(|t| t.name.clone()).collect(),
+        ControllerRequest::DeleteTopics(names) => names.clone(),
+        _ => Vec::new(),
+    };
+    let mut client =
+        crate::controller::ControllerClient::new(shared.config.controller_quorum_voters.clone());
+    match client.call(&request, Duration::from_secs(10)).await {
+        Ok(ControllerResponse::Topics(results)) => results
+            .into_iter()
+            .map(|(name, r)| (name, r.map_err(|e| (e.code, e.message))))
+            .collect(),
+        _ => names
+            .into_iter()
+            .map(|name| {
+                (
+                    name,
+                    Err((
+                        ResponseError::RequestTimedOut.code(),
+                        "no active controller answered".to_string(),
+                    )),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Wait (briefly) until this broker's image shows the outcome, so that a client's next
+/// Metadata request here sees what it just created or deleted.
+async fn await_image(shared: &Shared, names: &[String], present: bool) {
+    for _ in 0..50 {
+        let done = {
+            let state = shared.state();
+            let image = state.image();
+            names
+                .iter()
+                .all(|n| image.is_some_and(|i| i.topics.contains_key(n) == present))
+        };
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
