@@ -7,13 +7,11 @@
 
 use crate::config::{BrokerConfig, PRODUCER_ID_BLOCK_SIZE, TOPIC_PARTITIONS_MAX};
 use crate::log::{LogError, PartitionLog, ReadLimit};
-use crate::producer_state::{ProducerStateTable, SequenceCheck};
-use crate::record::batch::{self, BatchError};
-use crate::record::codec;
+use crate::record::batch::BatchError;
 use crate::replica::epoch_cache::{EpochEndOffset, LeaderEpochCache};
 use crate::storage::{write_file_atomic, Storage};
-use crate::topic_config::{TimestampType, TopicConfig};
-use bytes::{Bytes, BytesMut};
+use crate::topic_config::TopicConfig;
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,40 +56,14 @@ pub enum StateError {
     Io(#[from] std::io::Error),
 }
 
+mod partition;
 mod persist;
 mod replication;
 
 use persist::*;
 
+pub use partition::Partition;
 pub use replication::{FetchTarget, FollowerRead, PartitionRole, ProduceWait, ReplicaDigest};
-
-/// One partition on this broker: its local replica and the part it plays.
-pub struct Partition {
-    pub log: PartitionLog,
-    pub producers: ProducerStateTable,
-    /// This broker's current leader epoch for the partition, stamped on every batch it
-    /// appends.
-    pub leader_epoch: i32,
-    /// Where each leader epoch began (KIP-101/279), persisted in `leader-epoch-checkpoint`.
-    pub epochs: LeaderEpochCache,
-    /// Leader, follower, standalone (the only replica of a broker without controllers).
-    pub role: PartitionRole,
-    /// A follower's high watermark: the leader's, capped at the local log end. Also what a
-    /// new leader starts from.
-    pub follower_high_watermark: i64,
-}
-
-impl Partition {
-    /// Standalone, the leader is the whole ISR, so the high watermark is the log end
-    /// offset. A leader's comes from its ISR; a follower's from its leader.
-    pub fn high_watermark(&self) -> i64 {
-        match &self.role {
-            PartitionRole::Standalone => self.log.log_end_offset(),
-            PartitionRole::Leader(replica) => replica.high_watermark(),
-            _ => self.follower_high_watermark.min(self.log.log_end_offset()),
-        }
-    }
-}
 
 pub struct Topic {
     pub name: String,
@@ -330,9 +302,8 @@ impl BrokerState {
         Ok(())
     }
 
-    /// Append the batches of one produce request to one partition. Every batch is
-    /// validated and sequence-checked before any is appended, so a refused request
-    /// leaves the log untouched.
+    /// Append the batches of one produce request to one partition (see
+    /// `Partition::produce`).
     pub fn produce(
         &mut self,
         topic: &str,
@@ -343,158 +314,7 @@ impl BrokerState {
     ) -> Result<Appended, Refusal> {
         let node_id = self.config.node_id;
         let (p, config) = self.partition_mut(topic, partition)?;
-        if records.len() > config.max_message_bytes {
-            return Err(Refusal::new(
-                ResponseError::MessageTooLarge,
-                format!(
-                    "{} bytes exceed max.message.bytes {}",
-                    records.len(),
-                    config.max_message_bytes
-                ),
-            ));
-        }
-        match &p.role {
-            PartitionRole::Standalone => {
-                // The ISR of a single-replica partition is the leader alone.
-                let isr_size = 1;
-                if acks == -1 && isr_size < config.min_insync_replicas {
-                    return Err(Refusal::new(
-                        ResponseError::NotEnoughReplicas,
-                        format!(
-                            "ISR has {isr_size} replica, min.insync.replicas is {}",
-                            config.min_insync_replicas
-                        ),
-                    ));
-                }
-            }
-            PartitionRole::Leader(replica) => {
-                replica
-                    .can_append(acks)
-                    .map_err(|e| Refusal::new(ResponseError::NotEnoughReplicas, e.to_string()))?;
-            }
-            other => return Err(not_leader(topic, partition, other)),
-        }
-        let mut batches = Vec::new();
-        for item in batch::split_batches(records) {
-            let (_, bytes) = item.map_err(batch_refusal)?;
-            let header = batch::validate(bytes).map_err(batch_refusal)?;
-            if header.is_control() {
-                return Err(Refusal::new(
-                    ResponseError::InvalidRecord,
-                    "clients may not write control batches",
-                ));
-            }
-            if header.is_transactional() {
-                return Err(Refusal::new(
-                    ResponseError::InvalidRecord,
-                    "transactional batches are not supported by this broker yet",
-                ));
-            }
-            batches.push((header, bytes));
-        }
-        if batches.is_empty() {
-            return Err(Refusal::new(
-                ResponseError::InvalidRecord,
-                "produce request carries no record batch",
-            ));
-        }
-        // Decide about every batch first. A duplicate answers with its original offset.
-        let mut producers = p.producers.clone();
-        let mut first_offset = None;
-        let mut to_append = Vec::with_capacity(batches.len());
-        for (header, bytes) in &batches {
-            match producers.check(header) {
-                SequenceCheck::Append => {
-                    let mut assigned = *header;
-                    assigned.base_offset = p.log.log_end_offset() + to_append_records(&to_append);
-                    producers.record(&assigned);
-                    to_append.push((assigned, *bytes));
-                }
-                SequenceCheck::Duplicate { base_offset, .. } => {
-                    tracing::debug!(
-                        topic,
-                        partition,
-                        producer_id = header.producer_id,
-                        base_offset,
-                        "duplicate batch"
-                    );
-                    first_offset.get_or_insert(base_offset);
-                }
-                SequenceCheck::InvalidProducerEpoch => {
-                    return Err(Refusal::new(
-                        ResponseError::InvalidProducerEpoch,
-                        format!(
-                            "producer {} epoch {} is fenced",
-                            header.producer_id, header.producer_epoch
-                        ),
-                    ))
-                }
-                SequenceCheck::OutOfOrderSequence => {
-                    return Err(Refusal::new(
-                        ResponseError::OutOfOrderSequenceNumber,
-                        format!(
-                            "producer {} sequence {} does not follow the last appended batch",
-                            header.producer_id, header.base_sequence
-                        ),
-                    ))
-                }
-            }
-        }
-        for (header, bytes) in to_append {
-            let high_watermark_before = p.high_watermark();
-            let log_end_before = p.log.log_end_offset();
-            let mut owned = BytesMut::from(bytes);
-            // The leader stamps its epoch on what it appends; the field is outside the CRC.
-            batch::set_partition_leader_epoch(&mut owned, p.leader_epoch);
-            if config.timestamp_type == TimestampType::LogAppendTime {
-                batch::set_log_append_time(&mut owned, now_ms);
-            }
-            let info = p.log.append(&mut owned, now_ms).map_err(|e| {
-                storage_refusal(StateError::Log {
-                    dir: PathBuf::from(format!("{topic}-{partition}")),
-                    source: e,
-                })
-            })?;
-            // Invariants the lab relies on: offsets are dense and the high watermark
-            // never moves backwards.
-            assert_eq!(
-                info.base_offset, log_end_before,
-                "{topic}-{partition}: append not at the log end"
-            );
-            assert_eq!(
-                info.base_offset, header.base_offset,
-                "{topic}-{partition}: offset differs from the one sequence-checked"
-            );
-            assert_eq!(
-                p.log.log_end_offset(),
-                log_end_before + header.last_offset_delta as i64 + 1,
-                "{topic}-{partition}: offsets are not dense"
-            );
-            assert!(
-                p.high_watermark() >= high_watermark_before,
-                "{topic}-{partition}: high watermark moved backwards"
-            );
-            first_offset.get_or_insert(info.base_offset);
-        }
-        p.producers = producers;
-        let log_end_offset = p.log.log_end_offset();
-        let mut high_watermark_advanced = false;
-        if let PartitionRole::Leader(replica) = &mut p.role {
-            high_watermark_advanced = replica.on_leader_append(log_end_offset, now_ms);
-        }
-        if high_watermark_advanced {
-            p.report_high_watermark(node_id, topic, partition);
-        }
-        Ok(Appended {
-            base_offset: first_offset.expect("at least one batch"),
-            log_append_time_ms: match config.timestamp_type {
-                TimestampType::LogAppendTime => now_ms,
-                TimestampType::CreateTime => -1,
-            },
-            log_start_offset: p.log.log_start_offset(),
-            last_offset: log_end_offset - 1,
-            leader_epoch: p.leader_epoch,
-        })
+        p.produce(node_id, config, records, acks, now_ms)
     }
 
     /// Read from `offset` up to the high watermark, within `limit` (KIP-74).
@@ -505,123 +325,18 @@ impl BrokerState {
         offset: i64,
         limit: ReadLimit,
     ) -> Result<ReadResult, Refusal> {
-        let p = self.partition(topic, partition)?;
-        if !matches!(p.role, PartitionRole::Standalone | PartitionRole::Leader(_)) {
-            return Err(not_leader(topic, partition, &p.role));
-        }
-        let high_watermark = p.high_watermark();
-        let log_start_offset = p.log.log_start_offset();
-        // Between the high watermark and the log end there is nothing to serve yet (a new
-        // leader's high watermark may lag what a consumer read from the previous one);
-        // beyond the log end the offset is out of range.
-        let log_end_offset = p.log.log_end_offset();
-        if offset < log_start_offset || offset > log_end_offset {
-            return Err(Refusal::new(
-                ResponseError::OffsetOutOfRange,
-                format!("offset {offset} is outside {log_start_offset}..={log_end_offset}"),
-            ));
-        }
-        let records = if offset >= high_watermark || limit.is_nothing() {
-            Bytes::new()
-        } else {
-            p.log.read(offset, high_watermark, limit).map_err(|e| {
-                storage_refusal(StateError::Log {
-                    dir: PathBuf::from(format!("{topic}-{partition}")),
-                    source: e,
-                })
-            })?
-        };
-        // What clients are told, for the lab's check that it never goes back in an epoch
-        // (the field itself is guarded; this checks what is served).
-        if crate::observe::active() && matches!(p.role, PartitionRole::Leader(_)) {
-            p.report_high_watermark(self.config.node_id, topic, partition);
-        }
-        // Invariant: nothing at or beyond the high watermark is ever served.
-        for (header, _) in batch::split_batches(&records).flatten() {
-            assert!(
-                header.last_offset() < high_watermark,
-                "{topic}-{partition}: served offset {} at or beyond the high watermark {high_watermark}",
-                header.last_offset()
-            );
-        }
-        Ok(ReadResult {
-            records,
-            high_watermark,
-            log_start_offset,
-        })
+        self.partition(topic, partition)?
+            .read(self.config.node_id, offset, limit)
     }
 
-    /// ListOffsets: -2 earliest, -1 latest, -3 the record with the largest timestamp,
-    /// otherwise the first record whose timestamp is at or after `timestamp`.
-    /// Returns (offset, timestamp); (-1, -1) when no record qualifies.
+    /// ListOffsets (see `Partition::list_offset`).
     pub fn list_offset(
         &self,
         topic: &str,
         partition: i32,
         timestamp: i64,
     ) -> Result<(i64, i64), Refusal> {
-        let p = self.partition(topic, partition)?;
-        // KIP-207: a new leader's high watermark starts where it knew it, which may be below
-        // what the previous leader had committed; until it reaches the start of this leader
-        // epoch (where everything committed before lies below), offsets it answers could go
-        // back, so it answers OFFSET_NOT_AVAILABLE and the client retries.
-        if let PartitionRole::Leader(replica) = &p.role {
-            if replica.high_watermark() < replica.leader_epoch_start_offset() {
-                return Err(Refusal::new(
-                    ResponseError::OffsetNotAvailable,
-                    format!(
-                        "{topic}-{partition}: the high watermark {} has not reached the start \
-                         of leader epoch {} at offset {}",
-                        replica.high_watermark(),
-                        replica.leader_epoch(),
-                        replica.leader_epoch_start_offset()
-                    ),
-                ));
-            }
-        }
-        let io = |e: LogError| {
-            storage_refusal(StateError::Log {
-                dir: PathBuf::from(format!("{topic}-{partition}")),
-                source: e,
-            })
-        };
-        match timestamp {
-            -2 => Ok((p.log.log_start_offset(), -1)),
-            -1 => Ok((p.high_watermark(), -1)),
-            -3 => {
-                let mut best: Option<(i64, i64)> = None;
-                let mut batch_with_max = None;
-                p.log
-                    .scan_headers(p.log.log_start_offset(), &mut |h| {
-                        if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
-                            best = Some((h.base_offset, h.max_timestamp));
-                            batch_with_max = Some(h.base_offset);
-                        }
-                    })
-                    .map_err(io)?;
-                let Some((base, max_ts)) = best else {
-                    return Ok((-1, -1));
-                };
-                let _ = batch_with_max;
-                // Find the exact record inside the batch that carries the max timestamp.
-                let bytes = p
-                    .log
-                    .read(base, p.high_watermark(), ReadLimit::first_batch_whole(1))
-                    .map_err(io)?;
-                let exact = first_record_at_or_after(&bytes, max_ts);
-                Ok(exact.unwrap_or((base, max_ts)))
-            }
-            ts if ts >= 0 => {
-                let Some((_, bytes)) = p.log.find_batch_by_timestamp(ts).map_err(io)? else {
-                    return Ok((-1, -1));
-                };
-                Ok(first_record_at_or_after(&bytes, ts).unwrap_or((-1, -1)))
-            }
-            other => Err(Refusal::new(
-                ResponseError::InvalidRequest,
-                format!("unknown special timestamp {other}"),
-            )),
-        }
+        self.partition(topic, partition)?.list_offset(timestamp)
     }
 
     /// InitProducerId for a non-transactional idempotent producer: a fresh id, epoch 0.
@@ -728,14 +443,15 @@ impl BrokerState {
                 let (epoch, epochs) = self.become_leader(&dir, log.log_end_offset())?;
                 (epoch, epochs, PartitionRole::Standalone)
             };
-            opened.push(Partition {
+            opened.push(Partition::new(
+                &name,
+                index,
                 log,
                 producers,
                 leader_epoch,
                 epochs,
                 role,
-                follower_high_watermark: 0,
-            });
+            ));
         }
         Ok(Topic {
             name,
@@ -862,22 +578,6 @@ impl BrokerState {
             true,
         )?)
     }
-}
-
-fn to_append_records(pending: &[(batch::BatchHeader, &[u8])]) -> i64 {
-    pending
-        .iter()
-        .map(|(h, _)| h.last_offset_delta as i64 + 1)
-        .sum()
-}
-
-fn first_record_at_or_after(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
-    let batches = codec::decode_batches(batch_bytes).ok()?;
-    batches
-        .iter()
-        .flat_map(|(_, records)| records.iter())
-        .find(|r| r.timestamp >= timestamp)
-        .map(|r| (r.offset, r.timestamp))
 }
 
 /// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.

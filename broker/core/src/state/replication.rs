@@ -714,20 +714,6 @@ impl BrokerState {
     }
 }
 
-impl Partition {
-    pub(crate) fn report_high_watermark(&self, broker: i32, topic: &str, partition: i32) {
-        if observe::active() {
-            observe::report(Observation::HighWatermark {
-                broker,
-                topic: topic.to_string(),
-                partition,
-                leader_epoch: self.leader_epoch,
-                high_watermark: self.high_watermark(),
-            });
-        }
-    }
-}
-
 /// Delete every partition log of a topic gone from the metadata (a failure is logged: the
 /// directory is then only disk space, never read again, since directories carry their
 /// topic id).

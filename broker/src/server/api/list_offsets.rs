@@ -27,7 +27,7 @@ pub(super) fn list_offsets(
                         .and_then(|p| {
                             let found =
                                 state.list_offset(name, part.partition_index, part.timestamp)?;
-                            Ok((found, p.leader_epoch))
+                            Ok((found, p.leader_epoch()))
                         });
                     answer_partition(entry, result, |resp, ((offset, timestamp), epoch)| {
                         resp.offset = offset;

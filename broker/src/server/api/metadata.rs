@@ -99,7 +99,7 @@ pub(super) fn describe_topic(
             metadata_response::MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(node_id))
-                .with_leader_epoch(p.leader_epoch)
+                .with_leader_epoch(p.leader_epoch())
                 .with_replica_nodes(vec![BrokerId(node_id)])
                 .with_isr_nodes(vec![BrokerId(node_id)])
         })
