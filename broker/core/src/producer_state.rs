@@ -104,6 +104,19 @@ impl ProducerStateTable {
             base_offset: batch.base_offset,
             last_offset: batch.last_offset(),
         });
+        // The window the duplicate check answers from: at most five batches, recorded in
+        // log order, so their offsets rise and never overlap.
+        assert!(entry.batches.len() <= PRODUCER_BATCHES_CACHED_MAX);
+        let mut cached = entry.batches.iter().rev();
+        if let (Some(newest), Some(previous)) = (cached.next(), cached.next()) {
+            assert!(
+                newest.base_offset > previous.last_offset,
+                "producer {} recorded out of log order: offset {} after {}",
+                batch.producer_id,
+                newest.base_offset,
+                previous.last_offset
+            );
+        }
     }
 
     /// Forget everything (the log was truncated; it is rebuilt by scanning).

@@ -432,6 +432,10 @@ async fn serve_connection(
                 return;
             }
         };
+        assert!(
+            frame.len() <= shared.config.socket_request_max_bytes,
+            "a frame above socket.request.max.bytes reached the handlers"
+        );
         let handled = api::handle(shared, &frame).await;
         if dropped() {
             // Reset while the request was being handled: it may have taken effect, but

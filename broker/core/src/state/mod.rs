@@ -452,6 +452,7 @@ impl BrokerState {
                 epochs,
                 role,
             ));
+            opened.last().expect("just pushed").check_invariants();
         }
         Ok(Topic {
             name,

@@ -92,6 +92,44 @@ impl Partition {
         }
     }
 
+    /// What must hold whenever a partition has changed (checked after every append,
+    /// replicated append, truncation and role change): the high watermark within the
+    /// log, the epoch cache describing no offset the log lacks, and no cached epoch newer
+    /// than the one this replica acts in; a leader acts in its replica state's epoch.
+    pub(super) fn check_invariants(&self) {
+        let (topic, partition) = (&self.topic, self.index);
+        let log_end_offset = self.log.log_end_offset();
+        assert!(
+            self.high_watermark() <= log_end_offset,
+            "{topic}-{partition}: high watermark {} beyond the log end {log_end_offset}",
+            self.high_watermark()
+        );
+        if let Some(latest) = self.epochs.latest_entry() {
+            assert!(
+                latest.start_offset <= log_end_offset,
+                "{topic}-{partition}: epoch cache entry {latest} beyond the log end {log_end_offset}"
+            );
+            if !matches!(
+                self.role,
+                PartitionRole::Offline | PartitionRole::NotReplica
+            ) {
+                assert!(
+                    latest.epoch <= self.leader_epoch,
+                    "{topic}-{partition}: cached epoch {} newer than the current {}",
+                    latest.epoch,
+                    self.leader_epoch
+                );
+            }
+        }
+        if let PartitionRole::Leader(replica) = &self.role {
+            assert_eq!(
+                replica.leader_epoch(),
+                self.leader_epoch,
+                "{topic}-{partition}: the leader's replica state is in another epoch"
+            );
+        }
+    }
+
     fn log_refusal(&self, e: LogError) -> Refusal {
         storage_refusal(StateError::Log {
             dir: PathBuf::from(format!("{}-{}", self.topic, self.index)),
@@ -139,6 +177,7 @@ impl Partition {
         if high_watermark_advanced {
             self.report_high_watermark(node_id, &self.topic, self.index);
         }
+        self.check_invariants();
         Ok(Appended {
             base_offset: first_offset.expect("at least one batch"),
             log_append_time_ms: match config.timestamp_type {

@@ -248,7 +248,10 @@ impl BrokerState {
                     self.storage.as_ref(),
                     &self.config.data_dir,
                 ) {
-                    Ok(role_changed) => changed |= role_changed,
+                    Ok(role_changed) => {
+                        p.check_invariants();
+                        changed |= role_changed
+                    }
                     Err(e) => {
                         // The replica stays as it was; the others still take their roles.
                         tracing::error!(topic = name, partition = state.partition, error = %e, "cannot take the role metadata gives");
@@ -459,6 +462,7 @@ impl BrokerState {
                 *truncated = true;
             }
         }
+        p.check_invariants();
         Ok(complete)
     }
 
@@ -543,6 +547,7 @@ impl BrokerState {
             }
         }
         p.follower_high_watermark = leader_high_watermark.min(p.log.log_end_offset());
+        p.check_invariants();
         Ok(())
     }
 

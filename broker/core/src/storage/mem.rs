@@ -367,6 +367,12 @@ impl MemDisk {
         self.inode(ino, generation)?.current.extend_from_slice(data);
         self.stats.appends += 1;
         self.stats.bytes_appended += data.len() as u64;
+        if let Some(capacity) = self.capacity_bytes {
+            assert!(
+                self.used_bytes() <= capacity,
+                "the disk holds more than it can"
+            );
+        }
         Ok(())
     }
 
@@ -493,6 +499,10 @@ impl StorageFile for MemFile {
             inode.durable_is_prefix = false;
         }
         inode.current.resize(len, 0);
+        assert!(
+            !inode.durable_is_prefix || inode.durable.len() <= inode.current.len(),
+            "the durable bytes are marked a prefix of a shorter file"
+        );
         Ok(())
     }
 
@@ -506,6 +516,11 @@ impl StorageFile for MemFile {
             inode.durable.clone_from(&inode.current);
         }
         inode.durable_is_prefix = true;
+        assert_eq!(
+            inode.durable.len(),
+            inode.current.len(),
+            "a synced file differs from its durable copy"
+        );
         disk.stats.file_syncs += 1;
         let delay = disk.sync_delay;
         disk.sync_delay_owed += delay;

@@ -99,7 +99,25 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let req = decode!(ProduceRequest);
             let acks = req.acks;
             let timeout_ms = req.timeout_ms;
+            let asked: Vec<(String, i32)> = req
+                .topic_data
+                .iter()
+                .flat_map(|t| {
+                    t.partition_data
+                        .iter()
+                        .map(|p| (t.name.to_string(), p.index))
+                })
+                .collect();
             let (mut resp, waits) = produce(shared, req);
+            assert_answers_every_partition(
+                "Produce",
+                asked.iter().map(|(t, p)| (t.as_str(), *p)),
+                resp.responses.iter().flat_map(|t| {
+                    t.partition_responses
+                        .iter()
+                        .map(|p| (t.name.as_str(), p.index))
+                }),
+            );
             // Acknowledged only after the fsyncs it caused, however long they take.
             shared.wait_for_sync_cost().await;
             if !waits.is_empty() {
@@ -127,11 +145,35 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         ApiKey::Fetch => {
             let req = decode!(FetchRequest);
             let resp = fetch(shared, &req, version).await;
+            assert_answers_every_partition(
+                "Fetch",
+                req.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), p.partition))),
+                resp.responses.iter().flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (t.topic.as_str(), p.partition_index))
+                }),
+            );
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::ListOffsets => {
             let req = decode!(ListOffsetsRequest);
             let resp = list_offsets(shared, &req, version);
+            assert_answers_every_partition(
+                "ListOffsets",
+                req.topics.iter().flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (t.name.as_str(), p.partition_index))
+                }),
+                resp.topics.iter().flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (t.name.as_str(), p.partition_index))
+                }),
+            );
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::CreateTopics => {
@@ -160,6 +202,15 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         ApiKey::OffsetForLeaderEpoch => {
             let req = decode!(OffsetForLeaderEpochRequest);
             let resp = offset_for_leader_epoch(shared, &req);
+            assert_answers_every_partition(
+                "OffsetForLeaderEpoch",
+                req.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), p.partition))),
+                resp.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), p.partition))),
+            );
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::DescribeConfigs => {
@@ -196,6 +247,24 @@ fn uuid(id: u128) -> uuid::Uuid {
 
 fn refusal_parts(r: &Refusal) -> (i16, Option<StrBytes>) {
     (r.error.code(), Some(str_bytes(&r.message)))
+}
+
+/// Request accounting for the per-partition APIs: the response answers every partition
+/// the request named, once, in the request's order (clients match answers to requests by
+/// position as well as by name). A handler that dropped, added or reordered one would
+/// leave a client waiting on an answer that never comes; this fails the request's task
+/// instead (its connection closes; in the lab the run stops as a crash, with the cause).
+fn assert_answers_every_partition<'a>(
+    api: &str,
+    asked: impl Iterator<Item = (&'a str, i32)>,
+    answered: impl Iterator<Item = (&'a str, i32)>,
+) {
+    let asked: Vec<_> = asked.collect();
+    let answered: Vec<_> = answered.collect();
+    assert_eq!(
+        asked, answered,
+        "{api} response does not answer the request's partitions in order"
+    );
 }
 
 /// A partition's entry in a response that answers per topic and partition (Produce,
