@@ -40,6 +40,22 @@ pub fn topic_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// A topic name Kafka would refuse (INVALID_TOPIC_EXCEPTION), with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidTopicName {
+    pub message: String,
+}
+
+/// Kafka's legal topic names, the one check broker state, controller and lab use.
+pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
+    match topic_name_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(InvalidTopicName {
+            message: format!("invalid topic name {name:?}: {why}"),
+        }),
+    }
+}
+
 /// Kafka's error codes as the deciding modules answer with them (the request handlers
 /// use `kafka_protocol::ResponseError`; a test keeps the two in agreement).
 pub mod error_code {

@@ -1067,14 +1067,11 @@ fn partition_state_valid(state: &PartitionState) -> bool {
         && (state.leader == NO_LEADER || state.isr.contains(&state.leader))
 }
 
-/// Kafka's legal topic names (`kafka_rules::topic_name_problem`).
-pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
-    match crate::kafka_rules::topic_name_problem(name) {
-        None => Ok(()),
-        Some(why) => Err(ControllerError::new(
-            error_code::INVALID_TOPIC_EXCEPTION,
-            format!("invalid topic name {name:?}: {why}"),
-        )),
+use crate::kafka_rules::validate_topic_name;
+
+impl From<crate::kafka_rules::InvalidTopicName> for ControllerError {
+    fn from(e: crate::kafka_rules::InvalidTopicName) -> ControllerError {
+        ControllerError::new(error_code::INVALID_TOPIC_EXCEPTION, e.message)
     }
 }
 

@@ -626,14 +626,11 @@ fn storage_refusal(e: StateError) -> Refusal {
     Refusal::new(ResponseError::KafkaStorageError, e.to_string())
 }
 
-/// Kafka's legal topic names (`kafka_rules::topic_name_problem`).
-pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
-    match crate::kafka_rules::topic_name_problem(name) {
-        None => Ok(()),
-        Some(why) => Err(Refusal::new(
-            ResponseError::InvalidTopicException,
-            format!("invalid topic name {name:?}: {why}"),
-        )),
+pub use crate::kafka_rules::validate_topic_name;
+
+impl From<crate::kafka_rules::InvalidTopicName> for Refusal {
+    fn from(e: crate::kafka_rules::InvalidTopicName) -> Refusal {
+        Refusal::new(ResponseError::InvalidTopicException, e.message)
     }
 }
 

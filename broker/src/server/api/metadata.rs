@@ -34,8 +34,8 @@ pub(super) fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> 
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         if state.topic(&name).is_none() {
-            let error = if let Err(r) = validate_topic_name(&name) {
-                Some(r.error)
+            let error = if validate_topic_name(&name).is_err() {
+                Some(ResponseError::InvalidTopicException)
             } else if auto_create {
                 match state.create_topic(&name, -1, -1, &BTreeMap::new(), false, shared.now_ms()) {
                     Ok(()) => None,
@@ -153,7 +153,7 @@ pub(super) async fn cluster_metadata(
     for name in names {
         let Some(topic) = image.topics.get(&name) else {
             let code = match validate_topic_name(&name) {
-                Err(r) => r.error.code(),
+                Err(_) => ResponseError::InvalidTopicException.code(),
                 Ok(()) => created
                     .get(&name)
                     .copied()
