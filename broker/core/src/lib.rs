@@ -22,6 +22,8 @@
 //! - [`kafka_rules`]: Kafka's rules, limits and error codes, each written once.
 //! - [`observe`], [`mutation`]: the lab's hooks, the one exception to "no thread-locals"
 //!   (see `observe`).
+//! - [`probe`]: coverage probes, named points where a rare mechanism runs, counted by the
+//!   lab and compiled away elsewhere.
 //! - [`mix`]: splitmix64 and FNV-1a, seeded and stateless.
 
 pub mod config;
@@ -31,6 +33,7 @@ pub mod log;
 pub mod mix;
 pub mod mutation;
 pub mod observe;
+pub mod probe;
 pub mod producer_state;
 pub mod raft;
 pub mod record;

@@ -7,8 +7,9 @@
 //!
 //! The core crate's rule is that nothing outside a state machine's arguments decides what
 //! it does. This module is the one exception, kept to what the lab needs to watch and
-//! perturb a run: the observer that receives `Observation`s and the deliberate-bug switch
-//! of `crate::mutation` (compiled away without the `mutations` feature) share one
+//! perturb a run: the observer that receives `Observation`s, the deliberate-bug switch
+//! of `crate::mutation` (compiled away without the `mutations` feature) and the coverage
+//! probe counts of `crate::probe` (compiled away outside the simulated build) share one
 //! per-thread slot, [`HOOKS`]. Why a thread-local rather than a handle passed in:
 //! - reports come from deep inside pure state machines (a follower's truncation, a
 //!   leader's high watermark); threading a handle through every constructor and call
@@ -82,6 +83,8 @@ pub trait Observer {
 pub(crate) struct Hooks {
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) mutation: Option<crate::mutation::Mutation>,
+    /// Coverage probe counts, while the lab counts (`crate::probe`).
+    pub(crate) probes: Option<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 thread_local! {

@@ -67,6 +67,7 @@
 //! break the same rules, so an image built from any record sequence keeps them too. This
 //! module knows no clock, no RNG, no I/O and no Raft; it iterates only ordered maps.
 
+use crate::probe;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -581,6 +582,18 @@ impl Controller {
         image: &MetadataImage,
         request: &AlterPartitionRequest,
     ) -> Result<(PartitionState, Vec<MetadataRecord>), ControllerError> {
+        let decided = self.decide_alter_partition(image, request);
+        if decided.is_err() {
+            crate::probe!(probe::ALTER_PARTITION_REFUSED);
+        }
+        decided
+    }
+
+    fn decide_alter_partition(
+        &mut self,
+        image: &MetadataImage,
+        request: &AlterPartitionRequest,
+    ) -> Result<(PartitionState, Vec<MetadataRecord>), ControllerError> {
         let Some(current) = image.partition(&request.topic, request.partition) else {
             return Err(ControllerError::new(
                 error_code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -706,6 +719,9 @@ impl Controller {
         self.sessions
             .retain(|_, session| now_ms - session.heartbeat_last_ms < timeout_ms);
 
+        if !fenced_now.is_empty() {
+            crate::probe!(probe::BROKER_FENCED);
+        }
         let mut records: Vec<MetadataRecord> = fenced_now
             .iter()
             .map(|&id| MetadataRecord::FenceBroker { id })
@@ -981,6 +997,7 @@ fn elect(
         leader = clean.unwrap_or(NO_LEADER);
         if leader == NO_LEADER && unclean {
             if let Some(id) = state.replicas.iter().copied().find(|&id| eligible(id)) {
+                crate::probe!(probe::UNCLEAN_ELECTION);
                 leader = id;
                 isr = vec![id];
             }
@@ -989,6 +1006,7 @@ fn elect(
     if rebalance {
         let preferred = state.replicas[0];
         if preferred != leader && isr.contains(&preferred) && eligible(preferred) {
+            crate::probe!(probe::PREFERRED_ELECTION);
             leader = preferred;
         }
     }

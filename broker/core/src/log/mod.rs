@@ -22,6 +22,7 @@ pub mod storage_checks;
 #[cfg(test)]
 mod tests;
 
+use crate::probe;
 use crate::record::batch::{self, BatchError, BatchHeader};
 use crate::storage::{self, Storage};
 use bytes::{Bytes, BytesMut};
@@ -336,6 +337,7 @@ impl PartitionLog {
                     %reason,
                     "truncating log at first invalid batch"
                 );
+                crate::probe!(probe::RECOVERY_CUT_TAIL);
                 seg.truncate(position, interval)?;
                 report.bytes_dropped += bytes_dropped;
                 report.truncation = Some(RecoveryTruncation {
@@ -534,6 +536,7 @@ impl PartitionLog {
         if let Some(flush_messages) = self.config.flush_messages {
             let unflushed = (self.log_end_offset() - self.recovery_point) as u64;
             if unflushed >= flush_messages {
+                crate::probe!(probe::FLUSH_BY_POLICY);
                 self.sync()?;
                 self.last_flush_ms = now_ms;
             }
@@ -625,6 +628,7 @@ impl PartitionLog {
         let base_offset = self.log_end_offset();
         tracing::debug!(dir = %self.dir.display(), base_offset, by_size, by_time, "rolling segment");
         let segment = Segment::create(&*self.storage, &self.dir, base_offset)?;
+        crate::probe!(probe::SEGMENT_ROLL);
         self.segments.push(segment);
         self.dir_unsynced = true;
         Ok(())
@@ -871,6 +875,7 @@ impl PartitionLog {
         if self.log_end_offset() == self.recovery_point {
             return Ok(false);
         }
+        crate::probe!(probe::FLUSH_BY_POLICY);
         self.sync()?;
         Ok(true)
     }

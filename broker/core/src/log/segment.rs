@@ -3,6 +3,7 @@
 
 use super::index::{self, Index, OffsetEntry, TimeEntry};
 use super::{IoContext, LogError};
+use crate::probe;
 use crate::record::batch::{self, BatchHeader, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES};
 use crate::storage::{Storage, StorageFile};
 use std::io;
@@ -257,6 +258,9 @@ impl Segment {
             let header = match batch::validate(bytes) {
                 Ok(header) => header,
                 Err(e) => {
+                    if matches!(e, batch::BatchError::CrcMismatch { .. }) {
+                        crate::probe!(probe::RECOVERY_CRC_MISMATCH);
+                    }
                     outcome.invalid = Some((position, e.to_string()));
                     break;
                 }

@@ -7,6 +7,7 @@ use super::config::{Config, InitError};
 use super::message::{Envelope, FetchResult, Message};
 use super::persist::{Entry, EntryKind, HardState, LogWrite, PersistRequest, PersistentState};
 use super::NodeId;
+use crate::probe;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a node is doing in its current term.
@@ -413,6 +414,9 @@ impl Raft {
             let can_vote =
                 self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
             granted = can_vote && self.log_up_to_date(last_index, last_term);
+            if can_vote && !granted {
+                crate::probe!(probe::RAFT_VOTE_REFUSED_STALE_LOG);
+            }
         }
         if granted {
             if self.voted_for != Some(from) {
@@ -534,6 +538,7 @@ impl Raft {
 
     fn become_leader(&mut self) {
         assert!(matches!(self.role, RoleState::Candidate { .. }));
+        crate::probe!(probe::RAFT_ELECTION_WON);
         assert_eq!(self.voted_for, Some(self.config.id));
         let now_ms = self.now_ms;
         let progress = self
@@ -579,6 +584,9 @@ impl Raft {
             self.hard_state_dirty = true;
         }
         let was_follower = matches!(self.role, RoleState::Follower { .. });
+        if matches!(self.role, RoleState::Leader(_)) {
+            crate::probe!(probe::RAFT_LEADER_STEPPED_DOWN);
+        }
         if !was_follower || term_changed || self.leader != leader {
             self.role = RoleState::Follower { fetch: None };
         }
@@ -773,6 +781,9 @@ impl Raft {
         }
         let current_term = self.term_at(quorum_index) == Some(self.term);
         if current_term || self.mutated(Mutation::CommitOldTermByCounting) {
+            if self.term_at(self.commit_index + 1) != Some(self.term) {
+                crate::probe!(probe::RAFT_COMMIT_EARLIER_TERM);
+            }
             self.commit_index = quorum_index;
         }
     }
@@ -1015,6 +1026,7 @@ impl Raft {
         if index >= self.last_index() {
             return;
         }
+        crate::probe!(probe::RAFT_LOG_DIVERGENCE_TRUNCATED);
         self.log.truncate(index as usize);
         let from = index + 1;
         self.log_dirty_from = Some(self.log_dirty_from.map_or(from, |dirty| dirty.min(from)));

@@ -62,6 +62,7 @@
 //! This module does not know the network, the controller or the log; it does not decide
 //! leadership (the controller does) and it does not run the follower's fetcher.
 
+use crate::probe;
 use crate::replica::epoch_cache::{
     AssignOutcome, EpochCacheError, EpochEndOffset, LeaderEpochCache,
 };
@@ -445,6 +446,9 @@ impl PartitionReplica {
             "the leader's epoch cache must end with its own epoch"
         );
         if let Some(requested) = fetch.current_leader_epoch {
+            if requested != self.leader_epoch {
+                crate::probe!(probe::FOLLOWER_FETCH_FENCED);
+            }
             if requested < self.leader_epoch {
                 return FetchDecision::Refused(FetchRefusal::FencedLeaderEpoch {
                     requested,
@@ -481,6 +485,7 @@ impl PartitionReplica {
                 return FetchDecision::Refused(out_of_range);
             }
             if ours.epoch < last_fetched_epoch || ours.end_offset < fetch.fetch_offset {
+                crate::probe!(probe::FOLLOWER_DIVERGING);
                 return FetchDecision::Diverging(ours);
             }
         }
@@ -574,6 +579,11 @@ impl PartitionReplica {
         if proposed == self.isr {
             return Err(ReplicaError::IsrUnchanged);
         }
+        if proposed.len() < self.isr.len() {
+            crate::probe!(probe::ISR_SHRINK);
+        } else {
+            crate::probe!(probe::ISR_EXPAND);
+        }
         let request = AlterPartition {
             leader: self.leader,
             leader_epoch: self.leader_epoch,
@@ -603,6 +613,9 @@ impl PartitionReplica {
                 received: partition_epoch,
                 current: self.partition_epoch,
             });
+        }
+        if committed != self.isr {
+            crate::probe!(probe::ISR_CHANGE_COMMITTED);
         }
         self.isr = committed;
         self.partition_epoch = partition_epoch;
@@ -650,6 +663,7 @@ impl PartitionReplica {
     pub fn can_append(&self, acks: i16) -> Result<(), NotEnoughReplicas> {
         let min_insync_replicas = self.effective_min_insync_replicas();
         if acks == -1 && self.isr.len() < min_insync_replicas {
+            crate::probe!(probe::NOT_ENOUGH_REPLICAS);
             return Err(NotEnoughReplicas {
                 isr_size: self.isr.len(),
                 min_insync_replicas,
@@ -667,6 +681,7 @@ impl PartitionReplica {
         let min_insync_replicas = self.effective_min_insync_replicas();
         let isr_size = self.maximal_isr_set().len();
         if isr_size < min_insync_replicas {
+            crate::probe!(probe::NOT_ENOUGH_REPLICAS_AFTER_APPEND);
             AckStatus::NotEnoughReplicasAfterAppend {
                 isr_size,
                 min_insync_replicas,

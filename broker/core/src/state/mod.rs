@@ -7,6 +7,7 @@
 
 use crate::config::{BrokerConfig, PRODUCER_ID_BLOCK_SIZE, TOPIC_PARTITIONS_MAX};
 use crate::log::{LogError, PartitionLog, ReadLimit};
+use crate::probe;
 use crate::record::batch::BatchError;
 use crate::replica::epoch_cache::{EpochEndOffset, LeaderEpochCache};
 use crate::storage::{write_file_atomic, Storage};
@@ -584,8 +585,10 @@ impl BrokerState {
 /// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
 pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), Refusal> {
     if requested < 0 || requested == current {
-        Ok(())
-    } else if requested < current {
+        return Ok(());
+    }
+    crate::probe!(probe::CLIENT_EPOCH_FENCED);
+    if requested < current {
         Err(Refusal::new(
             ResponseError::FencedLeaderEpoch,
             format!("epoch {requested} is older than {current}"),

@@ -11,6 +11,7 @@ use super::{
     StateError,
 };
 use crate::log::{LogError, PartitionLog, ReadLimit};
+use crate::probe;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::record::batch::{self, BatchHeader};
 use crate::record::codec;
@@ -198,6 +199,7 @@ impl Partition {
                 // The ISR of a single-replica partition is the leader alone.
                 let isr_size = 1;
                 if acks == -1 && isr_size < config.min_insync_replicas {
+                    crate::probe!(probe::NOT_ENOUGH_REPLICAS);
                     return Err(Refusal::new(
                         ResponseError::NotEnoughReplicas,
                         format!(
@@ -235,6 +237,7 @@ impl Partition {
                     to_append.push((assigned, *bytes));
                 }
                 SequenceCheck::Duplicate { base_offset, .. } => {
+                    crate::probe!(probe::IDEMPOTENT_DUPLICATE);
                     tracing::debug!(
                         topic = self.topic,
                         partition = self.index,
@@ -245,22 +248,24 @@ impl Partition {
                     first_offset.get_or_insert(base_offset);
                 }
                 SequenceCheck::InvalidProducerEpoch => {
+                    crate::probe!(probe::PRODUCER_FENCED);
                     return Err(Refusal::new(
                         ResponseError::InvalidProducerEpoch,
                         format!(
                             "producer {} epoch {} is fenced",
                             header.producer_id, header.producer_epoch
                         ),
-                    ))
+                    ));
                 }
                 SequenceCheck::OutOfOrderSequence => {
+                    crate::probe!(probe::OUT_OF_ORDER_SEQUENCE);
                     return Err(Refusal::new(
                         ResponseError::OutOfOrderSequenceNumber,
                         format!(
                             "producer {} sequence {} does not follow the last appended batch",
                             header.producer_id, header.base_sequence
                         ),
-                    ))
+                    ));
                 }
             }
         }
@@ -375,6 +380,7 @@ impl Partition {
         // back, so it answers OFFSET_NOT_AVAILABLE and the client retries.
         if let PartitionRole::Leader(replica) = &self.role {
             if replica.high_watermark() < replica.leader_epoch_start_offset() {
+                crate::probe!(probe::OFFSET_NOT_AVAILABLE);
                 return Err(Refusal::new(
                     ResponseError::OffsetNotAvailable,
                     format!(

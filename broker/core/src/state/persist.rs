@@ -6,6 +6,7 @@
 
 use super::StateError;
 use crate::log::{LogError, PartitionLog};
+use crate::probe;
 use crate::producer_state::ProducerStateTable;
 use crate::replica::epoch_cache::LeaderEpochCache;
 use crate::storage::{write_file_atomic, Storage};
@@ -98,7 +99,10 @@ pub(super) fn load_producers(
             && bytes[..20] == fingerprint;
         if usable {
             match ProducerStateTable::decode(&bytes[20..bytes.len() - 4]) {
-                Ok(table) => return Ok(table),
+                Ok(table) => {
+                    crate::probe!(probe::PRODUCER_SNAPSHOT_USED);
+                    return Ok(table);
+                }
                 Err(reason) => {
                     tracing::warn!(path = %path.display(), %reason, "unreadable producer snapshot")
                 }

@@ -26,6 +26,7 @@ use super::{
 use crate::controller::logic::{ControllerError, MetadataImage, PartitionState, NO_LEADER};
 use crate::log::ReadLimit;
 use crate::observe::{self, Observation};
+use crate::probe;
 use crate::record::batch;
 use crate::replica::epoch_cache::EpochEndOffset;
 use crate::replica::partition_replica::{
@@ -415,6 +416,7 @@ impl BrokerState {
         let node_id = self.config.node_id;
         let storage = self.storage.clone();
         let Some(p) = self.following(topic, partition, leader, leader_epoch) else {
+            crate::probe!(probe::LATE_TRUNCATION_ANSWER_DROPPED);
             return Ok(false);
         };
         let log_end_offset = p.log.log_end_offset();
@@ -428,6 +430,7 @@ impl BrokerState {
             None => (p.high_watermark().min(log_end_offset), true),
         };
         if offset < log_end_offset {
+            crate::probe!(probe::FOLLOWER_TRUNCATION);
             let dir = p.log.dir().to_path_buf();
             p.log.truncate_to(offset).map_err(|source| {
                 storage_refusal(StateError::Log {
@@ -805,6 +808,7 @@ fn take_role(
                 for follower in state.replicas.iter().filter(|r| **r != node_id) {
                     replica.set_isr_eligible(*follower, image.broker_eligible(*follower));
                 }
+                crate::probe!(probe::BECAME_LEADER);
                 p.leader_epoch = state.leader_epoch;
                 p.role = PartitionRole::Leader(Box::new(replica));
                 tracing::info!(topic, partition = state.partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "became leader");
@@ -840,6 +844,7 @@ fn take_role(
         return Ok(false);
     }
     if matches!(p.role, PartitionRole::Leader(_)) {
+        crate::probe!(probe::LEADER_TO_FOLLOWER);
         p.follower_high_watermark = p.high_watermark();
     }
     p.leader_epoch = state.leader_epoch;
