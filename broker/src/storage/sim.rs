@@ -146,10 +146,11 @@ mod tests {
                         let f = storage.open(&path, false).unwrap();
                         let bytes = crate::storage::read_to_vec(&*f).unwrap();
                         assert_eq!(bytes, b"synced");
-                        storage.create_dir_all(&dir.join("checked")).unwrap();
+                        crate::storage::create_dir_all_durable(&*storage, &dir.join("checked"))
+                            .unwrap();
                     } else {
-                        storage.create_dir_all(&dir).unwrap();
-                        let mut f = storage.open(&path, true).unwrap();
+                        crate::storage::create_dir_all_durable(&*storage, &dir).unwrap();
+                        let mut f = crate::storage::open_durable(&*storage, &path).unwrap();
                         f.append(b"synced").unwrap();
                         f.sync().unwrap();
                         f.append(b"-unsynced").unwrap();

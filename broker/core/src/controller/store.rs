@@ -31,8 +31,7 @@ impl QuorumStore {
         storage: Arc<dyn Storage>,
         dir: PathBuf,
     ) -> Result<(QuorumStore, PersistentState), String> {
-        storage
-            .create_dir_all(&dir)
+        crate::storage::create_dir_all_durable(storage.as_ref(), &dir)
             .map_err(|e| format!("create {}: {e}", dir.display()))?;
         let state_path = dir.join(STATE_FILE);
         let hard_state = if storage.exists(&state_path) {
@@ -44,8 +43,7 @@ impl QuorumStore {
         } else {
             HardState::default()
         };
-        let mut log = storage
-            .open(&dir.join(LOG_FILE), true)
+        let mut log = crate::storage::open_durable(storage.as_ref(), &dir.join(LOG_FILE))
             .map_err(|e| format!("{LOG_FILE}: {e}"))?;
         let bytes = read_to_vec(log.as_ref()).map_err(|e| format!("{LOG_FILE}: {e}"))?;
         let (entries, ends) = decode_log(&bytes);

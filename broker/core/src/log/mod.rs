@@ -247,13 +247,7 @@ impl PartitionLog {
     ) -> Result<PartitionLog, LogError> {
         config.validate()?;
         let store = &*storage;
-        let existed = store.exists(&dir);
-        store.create_dir_all(&dir).at(&dir)?;
-        if !existed {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                store.sync_dir(parent).at(parent)?;
-            }
-        }
+        storage::create_dir_all_durable(store, &dir).at(&dir)?;
 
         let mut report = RecoveryReport::default();
         let mut log_bases = BTreeSet::new();
@@ -362,10 +356,13 @@ impl PartitionLog {
             tracing::warn!(dir = %dir.display(), deleted = ?report.segments_deleted, "deleted segments after the recovered end");
             store.sync_dir(&dir).at(&dir)?;
         }
-        let mut dir_unsynced = false;
+        // The directory's entries are synced at the next sync whatever this open found: a
+        // file listed now may have been created by a process that died before syncing the
+        // directory, so its name is in the page cache but not yet on the disk (Kafka: the
+        // first flush after recovery flushes the directory too).
+        let dir_unsynced = true;
         if segments.is_empty() {
             segments.push(Segment::create(store, &dir, 0)?);
-            dir_unsynced = true;
         }
 
         let active = segments.last_mut().expect("at least one segment");

@@ -252,8 +252,8 @@ fn torn_crash_of_unsynced_tail_at_every_length() {
     for keep in 0..=unsynced {
         // Rebuild the same pre-crash disk each time, then tear it at `keep` bytes.
         let storage = MemStorage::new();
-        storage.create_dir_all(Path::new(DIR)).unwrap();
-        let mut f = storage.open(&log_path(0), true).unwrap();
+        crate::storage::create_dir_all_durable(&storage, Path::new(DIR)).unwrap();
+        let mut f = crate::storage::open_durable(&storage, &log_path(0)).unwrap();
         f.append(&disk_before[..disk_before.len() - unsynced])
             .unwrap();
         f.sync().unwrap();
@@ -652,7 +652,9 @@ fn a_segment_after_a_gap_is_dropped() {
     }
     log.append(&mut simple_batch(1, 50), 0).unwrap(); // rolls to segment 4
     assert_eq!(log.segment_count(), 2);
-    // Only the new segment reaches the disk (e.g. the kernel wrote it back first).
+    // Only the new segment reaches the disk (e.g. the kernel wrote it back first, its
+    // directory entry included).
+    storage.sync_dir(Path::new(DIR)).unwrap();
     storage.with_disk(|d| d.crash_with(&mut |p, n| if p == log_path(4) { n } else { 0 }));
     drop(log);
     let log = reopen(&storage, config);
@@ -722,7 +724,9 @@ proptest! {
                 Op::Crash { torn_seed } => {
                     drop(log);
                     let mut rng = Lcg(torn_seed);
-                    storage.with_disk(|d| d.crash_with(&mut |_, n| rng.below(n as u64 + 1) as usize));
+                    storage.with_disk(|d| {
+                        d.crash_with(&mut |_, n| rng.below(n as u64 + 1) as usize)
+                    });
                     log = reopen(&storage, config.clone());
                     let end = log.log_end_offset();
                     prop_assert!(end >= durable_end, "lost synced data: end {} < {}", end, durable_end);

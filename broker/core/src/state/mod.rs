@@ -116,7 +116,7 @@ impl BrokerState {
         now_ms: i64,
         seed: u64,
     ) -> Result<BrokerState, StateError> {
-        storage.create_dir_all(&config.data_dir.join(META_DIR))?;
+        crate::storage::create_dir_all_durable(storage.as_ref(), &config.data_dir.join(META_DIR))?;
         // In a cluster, topics come from the controller's metadata image, not from disk.
         let meta = if config.is_clustered() {
             MetadataFile::default()
@@ -513,7 +513,7 @@ impl BrokerState {
             }
             None => {}
         }
-        self.storage.create_dir_all(dir)?;
+        crate::storage::create_dir_all_durable(self.storage.as_ref(), dir)?;
         write_file_atomic(self.storage.as_ref(), &path, expected.as_bytes(), true)?;
         Ok(())
     }

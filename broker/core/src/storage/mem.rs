@@ -5,17 +5,21 @@
 //! - Every file has `current` bytes (what reads see) and `durable` bytes (what survives a
 //!   crash). `StorageFile::sync` copies current to durable.
 //! - `crash()` reverts every file to its durable bytes: unsynced appends and truncations
-//!   are lost, and a file created but never synced comes back empty.
-//! - Metadata operations (create, rename, remove, create_dir_all, remove_dir_all) are
-//!   durable as soon as they return; `sync_dir` is therefore only counted. This is the
-//!   simplest choice and is kinder than ext4, so code must still call `sync_dir` where a
-//!   real disk needs it; a later fault mode can make metadata lazy too.
+//!   are lost, and a file whose bytes were never synced comes back empty.
+//! - Directory entries have the same two states: the namespace reads see (`names`, `dirs`)
+//!   and the one a crash leaves (`durable_names`, `durable_dirs`). Creating, renaming and
+//!   removing a file or directory changes only the first; `sync_dir(dir)` makes the entries
+//!   directly inside `dir` durable as they are (POSIX: an entry is durable once its
+//!   directory is fsynced). After a crash a file exists only if its entry was made durable
+//!   and every directory above it was too; a rename or removal that was never synced is
+//!   undone. So a missing directory sync loses data here exactly as it can on a real disk.
 //! - Files are inodes: an open handle keeps working after its name is removed or renamed,
 //!   as on POSIX. A crash invalidates every open handle (the process died with it):
 //!   later calls through an old handle fail instead of writing into the new epoch.
 //!
-//! Fault hooks: `crash_with` decides how much of each file's unsynced tail survives (torn
-//! writes), `corrupt_byte` flips a byte in durable data, `set_capacity_bytes` makes
+//! Fault hooks: `crash_with` / `crash_torn` decide what each file's unsynced tail becomes (torn writes:
+//! a clean prefix, then optionally zeros or garbage where the size reached the disk but the
+//! data did not), `corrupt_byte` flips a byte in durable data, `set_capacity_bytes` makes
 //! appends fail with `StorageFull` (ENOSPC). Counters in `MemDiskStats` let tests check
 //! how often code syncs.
 
@@ -43,8 +47,11 @@ struct Inode {
     /// so a sync copies just the new tail instead of the whole file: the lab syncs after
     /// every message, and whole-file copies made long runs quadratic.
     durable_is_prefix: bool,
-    /// Names pointing at this inode (0 or 1: there are no hard links).
+    /// Current names pointing at this inode (0 or 1: there are no hard links).
     links: u32,
+    /// Durable names pointing at this inode (a rename or removal not yet synced leaves the
+    /// old durable name in place).
+    durable_links: u32,
     /// Open handles of the current generation.
     handles: u32,
 }
@@ -54,6 +61,9 @@ struct Inode {
 pub struct MemDisk {
     dirs: BTreeSet<PathBuf>,
     names: BTreeMap<PathBuf, u64>,
+    /// The directories and file names a crash would leave (see the module docs).
+    durable_dirs: BTreeSet<PathBuf>,
+    durable_names: BTreeMap<PathBuf, u64>,
     inodes: BTreeMap<u64, Inode>,
     inode_next: u64,
     /// Bumped by every crash; handles from an older generation are dead.
@@ -125,29 +135,74 @@ impl MemDisk {
 
     /// Power loss: every file reverts to its durable bytes and open handles die.
     pub fn crash(&mut self) {
-        self.crash_with(&mut |_, _| 0);
+        self.crash_torn(&mut |_, _| TornTail::cut(0));
     }
 
-    /// Power loss with torn writes: for each file whose unsynced change is a pure append
-    /// (durable bytes are a prefix of current bytes), `keep(path, unsynced_bytes)` says how
-    /// many of the unsynced bytes reached the platter (clamped); other unsynced changes
-    /// (truncations, rewrites) are lost whole. Calls come in path order, so a seeded
-    /// random `keep` is deterministic.
+    /// Power loss where `keep(path, unsynced_bytes)` of each file's unsynced appended tail
+    /// survive as written and nothing after them (a clean cut; see `crash_torn`).
     pub fn crash_with(&mut self, keep: &mut dyn FnMut(&Path, usize) -> usize) {
+        self.crash_torn(&mut |path, unsynced| TornTail::cut(keep(path, unsynced)));
+    }
+
+    /// Power loss with torn writes: the namespace reverts to its durable entries (see the
+    /// module docs), and for each surviving file whose unsynced change is a pure append
+    /// (durable bytes are a prefix of current bytes), `tear(path, unsynced_bytes)` says
+    /// what became of the unsynced tail (clamped to it); other unsynced changes
+    /// (truncations, rewrites) are lost whole. Calls come in path order, so a seeded
+    /// random `tear` is deterministic.
+    pub fn crash_torn(&mut self, tear: &mut dyn FnMut(&Path, usize) -> TornTail) {
         self.stats.crashes += 1;
         self.generation += 1;
-        // Unlinked files only lived on through handles, which are now gone.
+        // The namespace a crash leaves: durable entries whose every ancestor is durable.
+        let dirs: BTreeSet<PathBuf> = self
+            .durable_dirs
+            .iter()
+            .filter(|d| reachable(d, &self.durable_dirs))
+            .cloned()
+            .collect();
+        let names: BTreeMap<PathBuf, u64> = self
+            .durable_names
+            .iter()
+            .filter(|(p, _)| p.parent().is_none_or(|d| is_root(d) || dirs.contains(d)))
+            .map(|(p, ino)| (p.clone(), *ino))
+            .collect();
+        self.dirs.clone_from(&dirs);
+        self.durable_dirs = dirs;
+        self.names.clone_from(&names);
+        self.durable_names = names;
+        for inode in self.inodes.values_mut() {
+            inode.links = 0;
+            inode.durable_links = 0;
+            inode.handles = 0;
+        }
+        for ino in self.names.values() {
+            let inode = self.inodes.get_mut(ino).expect("every name has an inode");
+            inode.links += 1;
+            inode.durable_links += 1;
+        }
+        // Files with no surviving name only lived on through handles, which are now gone.
         self.inodes.retain(|_, inode| inode.links > 0);
         for (path, ino) in &self.names {
             let inode = self.inodes.get_mut(ino).expect("every name has an inode");
-            inode.handles = 0;
             let durable_len = inode.durable.len();
             let is_pure_append = inode.current.len() > durable_len
                 && (inode.durable_is_prefix || inode.current[..durable_len] == inode.durable[..]);
             if is_pure_append {
                 let unsynced = inode.current.len() - durable_len;
-                let kept = keep(path, unsynced).min(unsynced);
+                let torn = tear(path, unsynced);
+                let kept = torn.kept.min(unsynced);
                 inode.current.truncate(durable_len + kept);
+                let fill_len = torn.fill.len().min(unsynced - kept);
+                match torn.fill {
+                    Fill::Nothing => {}
+                    Fill::Zeros(_) => inode.current.resize(durable_len + kept + fill_len, 0),
+                    Fill::Garbage { seed, .. } => {
+                        let mut rng = crate::mix::SplitMix64::new(seed);
+                        inode
+                            .current
+                            .extend((0..fill_len).map(|_| rng.next_u64() as u8));
+                    }
+                }
                 inode.durable.clone_from(&inode.current);
             } else {
                 inode.current.clone_from(&inode.durable);
@@ -189,7 +244,14 @@ impl MemDisk {
     fn unlink(&mut self, ino: u64) {
         let inode = self.inodes.get_mut(&ino).expect("every name has an inode");
         inode.links -= 1;
-        if inode.links == 0 && inode.handles == 0 {
+        self.release(ino);
+    }
+
+    /// Forget an inode nothing refers to any more (no name, durable or current, and no
+    /// open handle).
+    fn release(&mut self, ino: u64) {
+        let inode = &self.inodes[&ino];
+        if inode.links == 0 && inode.durable_links == 0 && inode.handles == 0 {
             self.inodes.remove(&ino);
         }
     }
@@ -342,6 +404,39 @@ impl MemDisk {
         if !self.dir_exists(dir) {
             return Err(not_found(dir));
         }
+        // The entries directly inside `dir` become durable exactly as they are now.
+        let inside = |p: &Path| p.parent() == Some(dir);
+        let old: Vec<(PathBuf, u64)> = self
+            .durable_names
+            .iter()
+            .filter(|(p, _)| inside(p))
+            .map(|(p, ino)| (p.clone(), *ino))
+            .collect();
+        for (path, ino) in &old {
+            self.durable_names.remove(path);
+            self.inodes.get_mut(ino).expect("named inode").durable_links -= 1;
+        }
+        let new: Vec<(PathBuf, u64)> = self
+            .names
+            .iter()
+            .filter(|(p, _)| inside(p))
+            .map(|(p, ino)| (p.clone(), *ino))
+            .collect();
+        for (path, ino) in new {
+            self.inodes
+                .get_mut(&ino)
+                .expect("named inode")
+                .durable_links += 1;
+            self.durable_names.insert(path, ino);
+        }
+        for (_, ino) in old {
+            if self.inodes.contains_key(&ino) {
+                self.release(ino);
+            }
+        }
+        self.durable_dirs.retain(|d| !inside(d));
+        let subdirs: Vec<PathBuf> = self.dirs.iter().filter(|d| inside(d)).cloned().collect();
+        self.durable_dirs.extend(subdirs);
         self.stats.dir_syncs += 1;
         self.sync_delay_owed += self.sync_delay;
         Ok(())
@@ -382,9 +477,58 @@ impl MemDisk {
         }
         let inode = self.inodes.get_mut(&ino).expect("open handles keep inodes");
         inode.handles -= 1;
-        if inode.handles == 0 && inode.links == 0 {
-            self.inodes.remove(&ino);
+        self.release(ino);
+    }
+}
+
+/// Whether every directory above `dir` (and `dir` itself) is in `dirs` (the root always is).
+fn reachable(dir: &Path, dirs: &BTreeSet<PathBuf>) -> bool {
+    dir.ancestors()
+        .take_while(|a| !is_root(a))
+        .all(|a| dirs.contains(a))
+}
+
+/// What a crash leaves of a file's unsynced appended tail: `kept` bytes of it as written,
+/// then `fill` where the file's new size reached the disk but its data did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    pub kept: usize,
+    pub fill: Fill,
+}
+
+impl TornTail {
+    /// The first `kept` unsynced bytes survive, nothing after them (a clean cut).
+    pub fn cut(kept: usize) -> TornTail {
+        TornTail {
+            kept,
+            fill: Fill::Nothing,
         }
+    }
+}
+
+/// What follows the surviving part of a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    Nothing,
+    /// Blocks allocated but never written read back as zeros.
+    Zeros(usize),
+    /// Stale or garbage bytes (a seeded stream), as after a reused block.
+    Garbage {
+        len: usize,
+        seed: u64,
+    },
+}
+
+impl Fill {
+    pub fn len(&self) -> usize {
+        match *self {
+            Fill::Nothing => 0,
+            Fill::Zeros(len) | Fill::Garbage { len, .. } => len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -552,6 +696,11 @@ mod tests {
         f.append(b"-lost").unwrap();
         let mut g = storage.open(&path("/d/never-synced"), true).unwrap();
         g.append(b"gone").unwrap();
+        storage.sync_dir(&path("/")).unwrap();
+        storage.sync_dir(&path("/d")).unwrap();
+        let mut h = storage.open(&path("/d/entry-never-synced"), true).unwrap();
+        h.append(b"data").unwrap();
+        h.sync().unwrap();
         storage.crash();
 
         assert!(
@@ -563,12 +712,18 @@ mod tests {
         assert_eq!(crate::storage::read_to_vec(&*f).unwrap(), b"synced");
         let g = storage.open(&path("/d/never-synced"), false).unwrap();
         assert_eq!(g.len().unwrap(), 0);
+        assert!(
+            !storage.exists(&path("/d/entry-never-synced")),
+            "a name whose directory was never synced is lost, synced bytes or not"
+        );
+        drop(h);
     }
 
     #[test]
     fn unsynced_truncation_is_undone_by_a_crash() {
         let storage = MemStorage::new();
         let mut f = storage.open(&path("f"), true).unwrap();
+        storage.sync_dir(&path("")).unwrap();
         f.append(b"0123456789").unwrap();
         f.sync().unwrap();
         f.truncate(3).unwrap();
@@ -584,6 +739,7 @@ mod tests {
     fn crash_with_keeps_a_torn_prefix_of_appends() {
         let storage = MemStorage::new();
         let mut f = storage.open(&path("f"), true).unwrap();
+        storage.sync_dir(&path("")).unwrap();
         f.append(b"abc").unwrap();
         f.sync().unwrap();
         f.append(b"defgh").unwrap();
@@ -606,6 +762,7 @@ mod tests {
         let storage = MemStorage::new();
         storage.with_disk(|d| d.set_capacity_bytes(Some(8)));
         let mut f = storage.open(&path("f"), true).unwrap();
+        storage.sync_dir(&path("")).unwrap();
         f.append(b"12345678").unwrap();
         let err = f.append(b"9").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
@@ -634,5 +791,99 @@ mod tests {
         assert_eq!(storage.with_disk(|d| d.used_bytes()), 4);
         drop(f);
         assert_eq!(storage.with_disk(|d| d.used_bytes()), 0);
+    }
+
+    #[test]
+    fn renames_and_removals_last_only_once_their_directory_is_synced() {
+        let storage = MemStorage::new();
+        crate::storage::create_dir_all_durable(&storage, &path("/d")).unwrap();
+        for name in ["a", "b"] {
+            let mut f =
+                crate::storage::open_durable(&storage, &path(&format!("/d/{name}"))).unwrap();
+            f.append(name.as_bytes()).unwrap();
+            f.sync().unwrap();
+        }
+        // Neither change reaches the directory before the crash.
+        storage.rename(&path("/d/a"), &path("/d/c")).unwrap();
+        storage.remove_file(&path("/d/b")).unwrap();
+        storage.create_dir_all(&path("/d/sub")).unwrap();
+        storage.crash();
+        assert!(
+            storage.exists(&path("/d/a")),
+            "an unsynced rename is undone"
+        );
+        assert!(!storage.exists(&path("/d/c")));
+        assert!(
+            storage.exists(&path("/d/b")),
+            "an unsynced removal is undone"
+        );
+        assert!(
+            !storage.exists(&path("/d/sub")),
+            "an unsynced mkdir is undone"
+        );
+        assert_eq!(
+            storage.with_disk(|d| d.current_bytes(&path("/d/b")).unwrap().to_vec()),
+            b"b"
+        );
+        // Synced, they stay.
+        storage.rename(&path("/d/a"), &path("/d/c")).unwrap();
+        storage.remove_file(&path("/d/b")).unwrap();
+        storage.sync_dir(&path("/d")).unwrap();
+        storage.crash();
+        assert!(!storage.exists(&path("/d/a")) && storage.exists(&path("/d/c")));
+        assert!(!storage.exists(&path("/d/b")));
+        assert_eq!(
+            storage.with_disk(|d| d.used_bytes()),
+            1,
+            "the removed file is gone"
+        );
+    }
+
+    #[test]
+    fn a_file_in_an_unsynced_directory_is_lost_with_it() {
+        let storage = MemStorage::new();
+        storage.create_dir_all(&path("/x/y")).unwrap();
+        let mut f = storage.open(&path("/x/y/f"), true).unwrap();
+        f.append(b"data").unwrap();
+        f.sync().unwrap();
+        storage.sync_dir(&path("/x/y")).unwrap();
+        storage.sync_dir(&path("/x")).unwrap();
+        // "/x" itself was never made durable in "/".
+        storage.crash();
+        assert!(!storage.exists(&path("/x")));
+        assert!(!storage.exists(&path("/x/y/f")));
+    }
+
+    #[test]
+    fn torn_tails_can_end_in_zeros_or_garbage() {
+        for fill in [Fill::Zeros(3), Fill::Garbage { len: 3, seed: 7 }] {
+            let storage = MemStorage::new();
+            let mut f = crate::storage::open_durable(&storage, &path("/f")).unwrap();
+            f.append(b"abc").unwrap();
+            f.sync().unwrap();
+            f.append(b"defgh").unwrap();
+            storage.with_disk(|d| d.crash_torn(&mut |_, _| TornTail { kept: 1, fill }));
+            let bytes = storage.with_disk(|d| d.current_bytes(&path("/f")).unwrap().to_vec());
+            assert_eq!(bytes.len(), 7, "{fill:?}");
+            assert_eq!(&bytes[..4], b"abcd");
+            match fill {
+                Fill::Zeros(_) => assert_eq!(&bytes[4..], [0, 0, 0]),
+                _ => assert_ne!(&bytes[4..], b"efg", "garbage, not the written bytes"),
+            }
+        }
+        // The fill never extends past what was appended.
+        let storage = MemStorage::new();
+        let mut f = crate::storage::open_durable(&storage, &path("/f")).unwrap();
+        f.append(b"ab").unwrap();
+        storage.with_disk(|d| {
+            d.crash_torn(&mut |_, _| TornTail {
+                kept: 1,
+                fill: Fill::Zeros(9),
+            })
+        });
+        assert_eq!(
+            storage.with_disk(|d| d.current_bytes(&path("/f")).unwrap().len()),
+            2
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub mod mem;
 
-pub use mem::{MemDisk, MemStorage};
+pub use mem::{Fill, MemDisk, MemStorage, TornTail};
 
 /// A file system: directories, whole-file operations and opening files.
 pub trait Storage: Send + Sync + 'static {
@@ -80,6 +80,32 @@ pub fn read_to_vec(file: &dyn StorageFile) -> io::Result<Vec<u8>> {
     let read = file.read_at(&mut buf, 0)?;
     buf.truncate(read);
     Ok(buf)
+}
+
+/// Create `dir` and every missing directory above it so that they survive a crash: each
+/// directory created is made durable by syncing the directory that holds it (Kafka flushes
+/// the parent of every log directory it creates). Existing directories are left alone.
+pub fn create_dir_all_durable(storage: &dyn Storage, dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && *a != Path::new("/") && !storage.exists(a))
+        .collect();
+    storage.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        storage.sync_dir(created.parent().unwrap_or(Path::new("")))?;
+    }
+    Ok(())
+}
+
+/// Create (or open) a file so that its name survives a crash: the directory holding it is
+/// synced when the file is new. Its bytes still need `StorageFile::sync`.
+pub fn open_durable(storage: &dyn Storage, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+    let existed = storage.exists(path);
+    let file = storage.open(path, true)?;
+    if !existed {
+        storage.sync_dir(path.parent().unwrap_or(Path::new("")))?;
+    }
+    Ok(file)
 }
 
 /// Replaces `path` with `data` so that a crash leaves either the old or the new
