@@ -22,10 +22,12 @@
 //! - [`kafka_rules`]: Kafka's rules, limits and error codes, each written once.
 //! - [`observe`], [`mutation`]: the lab's hooks, the one exception to "no thread-locals"
 //!   (see `observe`).
+//! - [`buggify`]: seeded perturbations where real systems vary, for the lab only.
 //! - [`probe`]: coverage probes, named points where a rare mechanism runs, counted by the
 //!   lab and compiled away elsewhere.
 //! - [`mix`]: splitmix64 and FNV-1a, seeded and stateless.
 
+pub mod buggify;
 pub mod config;
 pub mod controller;
 pub mod kafka_rules;

@@ -8,15 +8,17 @@
 //! The core crate's rule is that nothing outside a state machine's arguments decides what
 //! it does. This module is the one exception, kept to what the lab needs to watch and
 //! perturb a run: the observer that receives `Observation`s, the deliberate-bug switch
-//! of `crate::mutation` (compiled away without the `mutations` feature) and the coverage
-//! probe counts of `crate::probe` (compiled away outside the simulated build) share one
-//! per-thread slot, [`HOOKS`]. Why a thread-local rather than a handle passed in:
+//! of `crate::mutation` (compiled away without the `mutations` feature), the coverage
+//! probe counts of `crate::probe` and BUGGIFY's seeded draws of `crate::buggify` (both
+//! compiled away outside the simulated build) share one per-thread slot, [`HOOKS`].
+//! BUGGIFY is the one hook that changes what a node does, and only within what the code
+//! must tolerate anyway (a perturbation a real system could produce). Why a thread-local rather than a handle passed in:
 //! - reports come from deep inside pure state machines (a follower's truncation, a
 //!   leader's high watermark); threading a handle through every constructor and call
 //!   would widen every signature for something that does nothing outside the lab;
 //! - madsim runs every node of a seed on the one thread that runs the seed, and seeds run
 //!   on threads of their own, so "this thread" is exactly "this run";
-//! - it is write-only for deciding code: a node can ask `active()` only to skip building
+//! - apart from BUGGIFY it is write-only for deciding code: a node can ask `active()` only to skip building
 //!   an observation nobody will read; what it reports cannot change what it does.
 //!
 //! Reporting costs one thread-local lookup when nobody observes (every real deployment).
@@ -85,6 +87,8 @@ pub(crate) struct Hooks {
     pub(crate) mutation: Option<crate::mutation::Mutation>,
     /// Coverage probe counts, while the lab counts (`crate::probe`).
     pub(crate) probes: Option<std::collections::BTreeMap<&'static str, u64>>,
+    /// BUGGIFY's seeded draws, while the lab has it on (`crate::buggify`).
+    pub(crate) buggify: Option<crate::buggify::Buggify>,
 }
 
 thread_local! {

@@ -310,7 +310,13 @@ async fn fetch_round(
             .with_current_leader_epoch(t.leader_epoch)
             .with_fetch_offset(t.fetch_offset)
             .with_last_fetched_epoch(t.last_fetched_epoch.unwrap_or(-1))
-            .with_partition_max_bytes(REPLICA_FETCH_PARTITION_MAX_BYTES);
+            // BUGGIFY: a tiny budget (one batch per fetch, KIP-74), so followers catch
+            // up in many small steps.
+            .with_partition_max_bytes(if faultline_core::buggify!() {
+                1
+            } else {
+                REPLICA_FETCH_PARTITION_MAX_BYTES
+            });
         match topics.iter_mut().find(|f| f.topic.0.as_str() == t.topic) {
             Some(f) => f.partitions.push(partition),
             None => topics.push(

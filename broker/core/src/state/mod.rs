@@ -403,7 +403,11 @@ impl BrokerState {
                     dir: PathBuf::from(format!("{}-{i}", topic.name)),
                     source,
                 })?;
-                save_producer_snapshot(storage.as_ref(), &dir, &p.log, &p.producers)?;
+                // BUGGIFY: no snapshot, as after a shutdown that died before writing it
+                // (the state is then rebuilt from the log).
+                if !crate::buggify!() {
+                    save_producer_snapshot(storage.as_ref(), &dir, &p.log, &p.producers)?;
+                }
             }
         }
         Ok(())

@@ -1,0 +1,116 @@
+//! BUGGIFY (FoundationDB's name): seeded perturbations at points where real systems vary
+//! within what the code must tolerate anyway: a segment rolling at an odd size, a
+//! checkpoint or snapshot that a crash would have lost, a small fetch, a timer firing a
+//! little early or late within its documented bounds. Each perturbation is legal; the
+//! point is to drive the code down paths a tidy simulation never takes.
+//!
+//! `buggify!()` is `false` outside the simulated build (`--cfg madsim`) and whenever the
+//! lab has not switched BUGGIFY on for the run. When it is on, each site (a source
+//! location) is enabled for the whole run with probability 1/4, decided the first time the
+//! site is reached, and an enabled site fires with probability 1/4 each time (or the
+//! probability given: `buggify!(0.05)`). Every draw comes from a generator seeded by the
+//! lab from the run's seed, so a run replays exactly; the draws live in the lab's
+//! per-thread slot (`observe::HOOKS`).
+
+use crate::mix::SplitMix64;
+use crate::observe::HOOKS;
+use std::collections::BTreeMap;
+
+/// Per-run BUGGIFY state: which sites are enabled, how often each fired.
+pub(crate) struct Buggify {
+    rng: SplitMix64,
+    sites: BTreeMap<&'static str, Site>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Site {
+    enabled: bool,
+    fired: u64,
+}
+
+/// What a run's BUGGIFY did, per site: enabled, and how often it fired.
+pub type Report = BTreeMap<&'static str, (bool, u64)>;
+
+/// Whether to perturb here. False outside the simulated build and when BUGGIFY is off.
+#[macro_export]
+macro_rules! buggify {
+    () => {
+        $crate::buggify!(0.25)
+    };
+    ($probability:expr) => {
+        cfg!(madsim) && $crate::buggify::fire(concat!(file!(), ":", line!()), $probability)
+    };
+}
+
+/// The decision at `site` (see the module docs).
+pub fn fire(site: &'static str, probability: f64) -> bool {
+    HOOKS.with(|h| {
+        let mut hooks = h.borrow_mut();
+        let Some(state) = hooks.buggify.as_mut() else {
+            return false;
+        };
+        let enabled = match state.sites.get(site) {
+            Some(s) => s.enabled,
+            None => {
+                let enabled = state.rng.unit() < 0.25;
+                state.sites.insert(site, Site { enabled, fired: 0 });
+                enabled
+            }
+        };
+        if !enabled || state.rng.unit() >= probability {
+            return false;
+        }
+        state.sites.get_mut(site).expect("inserted above").fired += 1;
+        true
+    })
+}
+
+/// Switch BUGGIFY on for this thread's run, seeded.
+pub fn enable(seed: u64) {
+    HOOKS.with(|h| {
+        h.borrow_mut().buggify = Some(Buggify {
+            rng: SplitMix64::new(seed),
+            sites: BTreeMap::new(),
+        })
+    });
+}
+
+/// Switch it off and return what it did.
+pub fn disable() -> Report {
+    HOOKS.with(|h| {
+        h.borrow_mut()
+            .buggify
+            .take()
+            .map(|b| {
+                b.sites
+                    .into_iter()
+                    .map(|(site, s)| (site, (s.enabled, s.fired)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draws(seed: u64) -> (Vec<bool>, Report) {
+        enable(seed);
+        let fired = (0..200)
+            .map(|i| fire(if i % 2 == 0 { "a" } else { "b" }, 0.5))
+            .collect();
+        (fired, disable())
+    }
+
+    #[test]
+    fn off_unless_enabled_and_seeded_when_on() {
+        assert!(!fire("a", 1.0), "off by default");
+        assert_eq!(draws(3), draws(3), "one seed, one sequence");
+        // Over many seeds some sites are enabled and fire, others never do.
+        let reports: Vec<Report> = (0..40).map(|s| draws(s).1).collect();
+        assert!(reports.iter().any(|r| r["a"].0 && r["a"].1 > 0));
+        assert!(reports.iter().any(|r| !r["a"].0 && r["a"].1 == 0));
+        assert!(!fire("a", 1.0), "disable switches it off");
+    }
+}
