@@ -5,7 +5,7 @@
 use crate::history::{History, Op, OpKind, Phase};
 use crate::invariants::{Invariants, CONTROLLER_ID_BASE};
 use crate::outcome::Event;
-use faultline::observe::{Observation, Observer};
+use faultline::observe::{self, Observation, Observer};
 use madsim::time::Instant;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,31 @@ pub(super) struct Recorder {
 }
 
 pub(super) type Shared = Arc<Mutex<Recorder>>;
+
+/// What the simulation hands back to be judged.
+pub(super) struct Recorded {
+    pub(super) history: History,
+    pub(super) events: Vec<Event>,
+    /// Why the liveness phase failed, if it did.
+    pub(super) liveness_error: Option<String>,
+    pub(super) simulated_ns: u64,
+}
+
+/// The run's recorder, and the observer that feeds it and the invariant checker. One
+/// observer per run, on the run's own thread: madsim runs every node of this seed here,
+/// and no other seed.
+pub(super) fn install(invariants: &Arc<Mutex<Invariants>>) -> Shared {
+    let rec: Shared = Arc::new(Mutex::new(Recorder {
+        start: Instant::now(),
+        history: History::default(),
+        events: Vec::new(),
+    }));
+    observe::install(Arc::new(InvariantObserver {
+        rec: rec.clone(),
+        invariants: invariants.clone(),
+    }));
+    rec
+}
 
 pub(super) fn record(rec: &Shared, mut op: Op) -> usize {
     let mut r = rec.lock().unwrap();
@@ -53,9 +78,9 @@ pub(super) fn op(process: &str, kind: OpKind, phase: Phase, topic: &str, partiti
 }
 
 /// Feeds what nodes report to the run's invariant checker, stamped with simulated time.
-pub(super) struct InvariantObserver {
-    pub(super) rec: Shared,
-    pub(super) invariants: Arc<Mutex<Invariants>>,
+struct InvariantObserver {
+    rec: Shared,
+    invariants: Arc<Mutex<Invariants>>,
 }
 
 impl Observer for InvariantObserver {

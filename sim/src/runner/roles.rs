@@ -5,23 +5,19 @@
 use super::cluster::Cluster;
 use super::CLIENT_TIMEOUT;
 use faultline::client::Client;
-use madsim::runtime::NodeHandle;
 use madsim::task::NodeId;
 use std::collections::BTreeSet;
 
 /// A partition's metadata as the cluster reports it now (None: no answer).
-async fn partition_info(
-    role: &str,
-    admin: &NodeHandle,
-    bootstrap: &str,
-) -> Option<faultline::client::PartitionInfo> {
+async fn partition_info(role: &str, cluster: &Cluster) -> Option<faultline::client::PartitionInfo> {
     let (topic, partition) = role.rsplit_once('/')?;
     let (topic, partition, bootstrap) = (
         topic.to_string(),
         partition.parse::<i32>().ok()?,
-        bootstrap.to_string(),
+        cluster.bootstrap.clone(),
     );
-    admin
+    cluster
+        .admin
         .spawn(async move {
             let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
             let info = client.topic(&topic).await.ok()?;
@@ -53,12 +49,7 @@ fn followers_of(info: &faultline::client::PartitionInfo, cluster: &Cluster) -> V
 /// last, so that a staggered restart brings the leader, likely the longest log, back last),
 /// "controller" (the active controller: the first live controller that says it is),
 /// or a plain node name.
-pub(super) async fn resolve_nodes(
-    name: &str,
-    cluster: &Cluster,
-    admin: &NodeHandle,
-    bootstrap: &str,
-) -> Vec<(String, NodeId)> {
+pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String, NodeId)> {
     if let Some(role) = name.strip_prefix("leader:") {
         // As before roles beyond the leader existed: the client's leader lookup.
         let Some((topic, partition)) = role.rsplit_once('/') else {
@@ -67,11 +58,12 @@ pub(super) async fn resolve_nodes(
         let (topic, Ok(partition), bootstrap) = (
             topic.to_string(),
             partition.parse::<i32>(),
-            bootstrap.to_string(),
+            cluster.bootstrap.clone(),
         ) else {
             return Vec::new();
         };
-        let leader = admin
+        let leader = cluster
+            .admin
             .spawn(async move {
                 let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
                 client.leader(&topic, partition).await.ok()
@@ -85,7 +77,7 @@ pub(super) async fn resolve_nodes(
         let Some(role) = name.strip_prefix(prefix) else {
             continue;
         };
-        let Some(info) = partition_info(role, admin, bootstrap).await else {
+        let Some(info) = partition_info(role, cluster).await else {
             return Vec::new();
         };
         let mut ids = followers_of(&info, cluster);
@@ -112,32 +104,18 @@ pub(super) async fn resolve_nodes(
             .collect();
     }
     cluster
-        .ids
-        .get(name)
-        .map(|id| (name.to_string(), *id))
+        .id(name)
+        .map(|id| (name.to_string(), id))
         .into_iter()
         .collect()
 }
 
-pub(super) async fn resolve_node(
-    name: &str,
-    cluster: &Cluster,
-    admin: &NodeHandle,
-    bootstrap: &str,
-) -> Option<(String, NodeId)> {
-    resolve_nodes(name, cluster, admin, bootstrap)
-        .await
-        .into_iter()
-        .next()
+pub(super) async fn resolve_node(name: &str, cluster: &Cluster) -> Option<(String, NodeId)> {
+    resolve_nodes(name, cluster).await.into_iter().next()
 }
 
 /// Resolve a partition's two groups; "others" is every node not in the other group.
-pub(super) async fn resolve_groups(
-    groups: &[Vec<String>],
-    cluster: &Cluster,
-    admin: &NodeHandle,
-    bootstrap: &str,
-) -> Vec<Vec<String>> {
+pub(super) async fn resolve_groups(groups: &[Vec<String>], cluster: &Cluster) -> Vec<Vec<String>> {
     let mut resolved: Vec<Vec<String>> = Vec::new();
     for group in groups {
         let mut names = Vec::new();
@@ -146,7 +124,7 @@ pub(super) async fn resolve_groups(
                 names.push(n.clone());
                 continue;
             }
-            for (name, _) in resolve_nodes(n, cluster, admin, bootstrap).await {
+            for (name, _) in resolve_nodes(n, cluster).await {
                 if !names.contains(&name) {
                     names.push(name);
                 }
@@ -163,8 +141,7 @@ pub(super) async fn resolve_groups(
                 .flat_map(|(_, names)| names.iter().cloned())
                 .collect();
             resolved[g] = cluster
-                .ids
-                .keys()
+                .names()
                 .filter(|n| !other.contains(*n))
                 .cloned()
                 .collect();
