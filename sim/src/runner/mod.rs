@@ -1,44 +1,60 @@
 //! Runs one seed of one scenario under the simulator, as a short sequence of steps: build
 //! the cluster, create the topics, start the workloads, play the fault plan (the
 //! scenario's timeline and the nemesis), heal, run the liveness phase and the final read,
-//! compare replicas, then judge the history. Only in the simulated build.
+//! compare replicas, then judge the history.
+//!
+//! Only in the simulated build, except [`nemesis`]: the fault plan is pure (from the seed
+//! alone), so it is built and unit-tested in the normal build too.
 //!
 //! - `cluster`: the nodes (one builder for controllers and brokers) and the harness's
 //!   handles on them, restarts.
-//! - `nemesis`: the fault plan, from the seed alone.
+//! - [`nemesis`]: the fault plan: the scenario's timeline and the nemesis's draws.
 //! - `faults`, `roles`: applying and healing faults; roles resolved to nodes.
 //! - `workloads`: producers, consumers, the liveness phase and the final read.
 //! - `recorder`: the history and the timeline, in simulated time.
 //! - `judge`: the checkers, invariants, counters and the verdict.
 
+pub mod nemesis;
+
+#[cfg(madsim)]
 mod cluster;
+#[cfg(madsim)]
 mod faults;
+#[cfg(madsim)]
 mod judge;
-mod nemesis;
+#[cfg(madsim)]
 mod recorder;
+#[cfg(madsim)]
 mod roles;
+#[cfg(madsim)]
 mod workloads;
 
-use crate::invariants::Invariants;
-use crate::outcome::Outcome;
-use crate::scenario::Scenario;
-use cluster::Cluster;
-use faultline::observe;
-use faultline::storage::SimDisk;
-use madsim::runtime::{Handle, Runtime};
-use madsim::time::{sleep, Instant};
-use recorder::{event, Recorded};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+#[cfg(madsim)]
+use {
+    crate::invariants::Invariants,
+    crate::outcome::Outcome,
+    crate::scenario::Scenario,
+    cluster::Cluster,
+    faultline::observe,
+    faultline::storage::SimDisk,
+    madsim::runtime::{Handle, Runtime},
+    madsim::time::{sleep, Instant},
+    recorder::{event, Recorded},
+    std::sync::atomic::AtomicBool,
+    std::sync::{Arc, Mutex},
+    std::time::Duration,
+};
 
 /// Client request timeout in the lab: long enough for a healthy round trip, short enough
 /// that a partitioned client notices within the run.
+#[cfg(madsim)]
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Slack on top of duration + liveness before the harness declares the run hung.
+#[cfg(madsim)]
 const HANG_MARGIN: Duration = Duration::from_secs(120);
 
 /// Run one seed. Never panics: a panic inside the simulation becomes a crash verdict.
+#[cfg(madsim)]
 pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
     run_seed_with_mutation(scenario, seed, None)
 }
@@ -46,6 +62,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> Outcome {
 /// `run_seed` with a deliberate broker bug switched on for the run (negative tests: it only
 /// takes effect in builds with the broker's `mutations` feature, see
 /// `faultline::mutation`).
+#[cfg(madsim)]
 pub fn run_seed_with_mutation(
     scenario: &Scenario,
     seed: u64,
@@ -85,6 +102,7 @@ pub fn run_seed_with_mutation(
 }
 
 /// One seed in a fresh runtime (seeded: network, clock, scheduling, randomness), judged.
+#[cfg(madsim)]
 fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     rt.add_simulator::<SimDisk>();
@@ -98,6 +116,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
 
 /// The run inside the simulator. Steps in this order, each awaited before the next (the
 /// order is the schedule: changing it changes every trace).
+#[cfg(madsim)]
 async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> Recorded {
     let rec = recorder::install(&checker);
     let handle = Handle::current();
@@ -140,6 +159,7 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
 }
 
 /// Sleep until `at` after `start` (at once if that is past).
+#[cfg(madsim)]
 async fn sleep_until(start: Instant, at: Duration) {
     let target = start + at;
     let now = Instant::now();

@@ -264,6 +264,7 @@ fn aim(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use std::path::Path;
 
     fn scenario(text: &str) -> Scenario {
@@ -320,6 +321,313 @@ interval = "1s"
                 let end = end.as_deref().unwrap();
                 assert!(!end.starts_with("controller-"), "{f:?}");
             }
+        }
+    }
+
+    /// Three brokers, three controllers, a producer and a consumer, every kind the nemesis
+    /// can draw, and `extra` lines in `[nemesis]`.
+    fn every_kind(extra: &str) -> Scenario {
+        scenario(&format!(
+            r#"
+duration = "600s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+replication_factor = 3
+[[producer]]
+name = "p1"
+topic = "t"
+[[consumer]]
+name = "c1"
+topic = "t"
+[nemesis]
+kinds = ["kill", "crash", "stop", "pause", "partition", "isolate", "clog", "latency", "reset", "disk-torn-write", "disk-corrupt", "disk-full", "disk-slow-fsync", "loss", "clock-skew", "clock-jump"]
+interval = "1s"
+fault_max = "4s"
+{extra}
+"#
+        ))
+    }
+
+    fn kinds_of(plan: &[PlannedFault]) -> BTreeSet<FaultKind> {
+        plan.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn the_plan_comes_from_the_seed_alone() {
+        let s = every_kind("");
+        for seed in 1..=5 {
+            assert_eq!(
+                plan_nemesis(&s, seed),
+                plan_nemesis(&s, seed),
+                "seed {seed}"
+            );
+            assert_eq!(plan(&s, seed), plan(&s, seed), "seed {seed}");
+        }
+        let plans: BTreeSet<String> = (1..=5)
+            .map(|seed| format!("{:?}", plan_nemesis(&s, seed)))
+            .collect();
+        assert_eq!(plans.len(), 5, "five seeds, five plans");
+    }
+
+    #[test]
+    fn faults_fall_inside_the_run_in_time_order_and_last_up_to_fault_max() {
+        let s = every_kind("");
+        for seed in 1..=10 {
+            let plan = plan_nemesis(&s, seed);
+            assert!(
+                plan.len() > 100,
+                "600 s at one fault a second: {}",
+                plan.len()
+            );
+            for pair in plan.windows(2) {
+                assert!(pair[0].at <= pair[1].at, "{pair:?}");
+            }
+            for f in &plan {
+                assert!(f.at < s.duration, "{f:?}");
+                let lasts = f.duration.expect("every nemesis fault ends");
+                assert!(lasts >= Duration::from_millis(1), "{f:?}");
+                assert!(lasts <= Duration::from_secs(4), "{f:?}");
+                assert_eq!(f.source, "nemesis");
+                assert!(f.nodes.is_empty() && f.restart_stagger.is_zero(), "{f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_are_drawn_only_from_those_enabled() {
+        let two = scenario(
+            r#"
+duration = "300s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+[nemesis]
+kinds = ["pause", "isolate"]
+interval = "1s"
+"#,
+        );
+        let default = scenario(
+            r#"
+duration = "300s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+[nemesis]
+interval = "1s"
+"#,
+        );
+        let defaults: BTreeSet<FaultKind> = [
+            FaultKind::Kill,
+            FaultKind::Pause,
+            FaultKind::Isolate,
+            FaultKind::Reset,
+            FaultKind::Latency,
+        ]
+        .into();
+        for seed in 1..=10 {
+            let kinds = kinds_of(&plan_nemesis(&two, seed));
+            assert_eq!(kinds, [FaultKind::Pause, FaultKind::Isolate].into());
+            let kinds = kinds_of(&plan_nemesis(&default, seed));
+            assert!(kinds.is_subset(&defaults), "{kinds:?}");
+            assert!(kinds.contains(&FaultKind::Kill), "{kinds:?}");
+        }
+        // Every kind listed is drawn in a long run.
+        let all = kinds_of(&plan_nemesis(&every_kind(""), 1));
+        assert_eq!(all, FaultKind::ALL.into());
+    }
+
+    #[test]
+    fn swarm_mode_turns_on_some_of_the_kinds_per_seed() {
+        let s = every_kind("swarm = true");
+        let mut sizes = BTreeSet::new();
+        for seed in 1..=20 {
+            let kinds = kinds_of(&plan_nemesis(&s, seed));
+            assert!(!kinds.is_empty(), "seed {seed}");
+            assert!(kinds.len() < FaultKind::ALL.len(), "seed {seed}: {kinds:?}");
+            sizes.insert(kinds.len());
+        }
+        assert!(
+            sizes.len() > 1,
+            "every seed turned on as many kinds: {sizes:?}"
+        );
+    }
+
+    #[test]
+    fn each_kind_goes_only_where_it_can_act() {
+        let s =
+            every_kind("targets = [\"broker-1\", \"broker-2\", \"controller-1\", \"p1\", \"c1\"]");
+        let clients = ["p1", "c1"];
+        let every_node = s.node_names();
+        let ms = Duration::from_millis;
+        for seed in 1..=10 {
+            for f in plan_nemesis(&s, seed) {
+                let node = f.node.as_deref().unwrap_or_default();
+                let broker = node.starts_with("broker-");
+                let controller = node.starts_with("controller-");
+                match f.kind {
+                    FaultKind::Stop => assert!(broker, "{f:?}"),
+                    FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite => {
+                        assert!(broker || controller, "{f:?}")
+                    }
+                    FaultKind::Pause | FaultKind::Isolate => assert!(!node.is_empty(), "{f:?}"),
+                    FaultKind::ClockSkew | FaultKind::ClockJump => {
+                        assert!(broker || clients.contains(&node), "{f:?}");
+                        assert!((-60_000..60_000).contains(&f.offset_ms), "{f:?}");
+                    }
+                    FaultKind::Reset | FaultKind::DiskCorrupt | FaultKind::DiskFull => {
+                        assert!(!node.is_empty() && !controller, "{f:?}")
+                    }
+                    FaultKind::DiskSlowFsync => {
+                        assert!(!node.is_empty() && !controller, "{f:?}");
+                        assert!(f.latency >= ms(5) && f.latency < ms(505), "{f:?}");
+                    }
+                    FaultKind::Latency => {
+                        assert!(f.node.is_none() && f.from.is_none(), "{f:?}");
+                        assert!(f.latency >= ms(10) && f.latency < ms(210), "{f:?}");
+                        assert!(f.jitter < ms(100), "{f:?}");
+                    }
+                    FaultKind::Loss => {
+                        assert!(f.node.is_none(), "{f:?}");
+                        assert!(f.rate >= 0.05 && f.rate < 0.30, "{f:?}");
+                    }
+                    FaultKind::Partition => {
+                        let [one, others] = &f.groups[..] else {
+                            panic!("two groups: {f:?}");
+                        };
+                        assert_eq!(one.len(), 1, "{f:?}");
+                        assert!(!one[0].starts_with("controller-"), "{f:?}");
+                        let rest: Vec<&String> =
+                            every_node.iter().filter(|n| **n != one[0]).collect();
+                        assert_eq!(others.iter().collect::<Vec<_>>(), rest, "{f:?}");
+                    }
+                    FaultKind::Clog => {
+                        let (from, to) = (f.from.as_deref().unwrap(), f.to.as_deref().unwrap());
+                        assert!(
+                            clients.contains(&from) || clients.contains(&to),
+                            "one end is a client: {f:?}"
+                        );
+                        assert!(!from.starts_with("controller-") && !to.starts_with("controller-"));
+                    }
+                }
+                if controller {
+                    assert!(
+                        matches!(
+                            f.kind,
+                            FaultKind::Kill | FaultKind::Pause | FaultKind::Isolate
+                        ),
+                        "{f:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn targets_are_the_files_or_every_broker_then_every_controller() {
+        let named = every_kind("targets = [\"broker-2\", \"controller-3\"]");
+        let default = every_kind("");
+        for seed in 1..=5 {
+            for f in plan_nemesis(&named, seed) {
+                if let Some(node) = &f.node {
+                    assert!(
+                        ["broker-2", "controller-3"].contains(&node.as_str()),
+                        "{f:?}"
+                    );
+                }
+            }
+            let nodes: BTreeSet<String> = plan_nemesis(&default, seed)
+                .into_iter()
+                .filter_map(|f| f.node)
+                .collect();
+            assert!(
+                nodes
+                    .iter()
+                    .all(|n| n.starts_with("broker-") || n.starts_with("controller-")),
+                "{nodes:?}"
+            );
+            assert!(
+                nodes.contains("broker-1") && nodes.contains("controller-1"),
+                "{nodes:?}"
+            );
+        }
+        // Without clients, a clog's other end is broker-1.
+        let no_clients = scenario(
+            r#"
+duration = "300s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+[nemesis]
+kinds = ["clog"]
+interval = "1s"
+"#,
+        );
+        let plan = plan_nemesis(&no_clients, 3);
+        assert!(!plan.is_empty());
+        for f in plan {
+            let ends = [f.from.unwrap(), f.to.unwrap()];
+            assert!(ends.contains(&"broker-1".to_string()), "{ends:?}");
+        }
+    }
+
+    #[test]
+    fn the_timeline_is_the_scenarios_faults_and_the_nemesis_in_time_order() {
+        let faults = r#"
+duration = "60s"
+[cluster]
+brokers = 3
+[[topic]]
+name = "t"
+replication_factor = 3
+[[fault]]
+at = "10s"
+for = "2s"
+kind = "crash"
+nodes = ["replicas:t/0"]
+restart_stagger = "1s"
+[[fault]]
+at = "5s"
+kind = "latency"
+latency = "50ms"
+jitter = "5ms"
+"#;
+        let s = scenario(faults);
+        assert!(plan_nemesis(&s, 1).is_empty(), "no [nemesis], no draws");
+        let timeline = plan(&s, 1);
+        assert_eq!(timeline.len(), 2);
+        assert_eq!(timeline[0].kind, FaultKind::Latency);
+        assert_eq!(
+            (timeline[0].at, timeline[0].duration),
+            (Duration::from_secs(5), None)
+        );
+        assert_eq!(
+            (timeline[0].latency, timeline[0].jitter),
+            (Duration::from_millis(50), Duration::from_millis(5))
+        );
+        assert_eq!(timeline[1].kind, FaultKind::Crash);
+        assert_eq!(timeline[1].nodes, ["replicas:t/0"]);
+        assert_eq!(timeline[1].restart_stagger, Duration::from_secs(1));
+        assert_eq!(timeline[1].duration, Some(Duration::from_secs(2)));
+        assert!(timeline.iter().all(|f| f.source == "scenario"));
+        // With a nemesis: merged by time; at a tie, the scenario's fault comes first.
+        let with_nemesis = scenario(&format!("{faults}[nemesis]\ninterval = \"500ms\"\n"));
+        for seed in 1..=5 {
+            let merged = plan(&with_nemesis, seed);
+            assert_eq!(merged.len(), 2 + plan_nemesis(&with_nemesis, seed).len());
+            for pair in merged.windows(2) {
+                assert!(pair[0].at <= pair[1].at, "{pair:?}");
+                if pair[0].at == pair[1].at {
+                    assert!(pair[0].source == "scenario" || pair[1].source == "nemesis");
+                }
+            }
+            let scenario_faults: Vec<&PlannedFault> =
+                merged.iter().filter(|f| f.source == "scenario").collect();
+            assert_eq!(scenario_faults.len(), 2);
         }
     }
 }
