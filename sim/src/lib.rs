@@ -6,7 +6,8 @@
 //! - [`checker`]: the anomaly checkers over a history.
 //! - [`invariants`]: replication and controller invariants, during and at the end of a run.
 //! - [`matrix`]: the guarantees matrix (cells, Kafka's promise per cell, its report).
-//! - `runner` (simulated build only): builds the cluster, drives workloads and faults.
+//! - [`runner`]: builds the cluster, drives workloads and faults (simulated build only), from
+//!   a fault plan made by [`runner::nemesis`] (pure, in both builds).
 //! - [`report`]: the files a run leaves under `reports/runs/`.
 
 pub mod checker;
@@ -15,6 +16,5 @@ pub mod invariants;
 pub mod matrix;
 pub mod outcome;
 pub mod report;
-#[cfg(madsim)]
 pub mod runner;
 pub mod scenario;

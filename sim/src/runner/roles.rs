@@ -1,0 +1,151 @@
+//! Roles resolved to nodes when a fault fires: "leader:T/P", "follower:T/P",
+//! "followers:T/P", "replicas:T/P" (asked of the cluster through the admin node),
+//! "controller" (the active one), partition groups with "others", or plain node names.
+
+use super::cluster::Cluster;
+use super::CLIENT_TIMEOUT;
+use faultline::client::Client;
+use madsim::task::NodeId;
+use std::collections::BTreeSet;
+
+/// A partition's metadata as the cluster reports it now (None: no answer).
+async fn partition_info(role: &str, cluster: &Cluster) -> Option<faultline::client::PartitionInfo> {
+    let (topic, partition) = role.rsplit_once('/')?;
+    let (topic, partition, bootstrap) = (
+        topic.to_string(),
+        partition.parse::<i32>().ok()?,
+        cluster.bootstrap.clone(),
+    );
+    cluster
+        .admin
+        .spawn(async move {
+            let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
+            let info = client.topic(&topic).await.ok()?;
+            info.partitions
+                .into_iter()
+                .find(|p| p.partition == partition)
+        })
+        .await
+        .ok()?
+}
+
+/// A partition's followers, lowest broker id first: its replicas other than the leader,
+/// or, when metadata lists no replicas, every broker other than the leader.
+fn followers_of(info: &faultline::client::PartitionInfo, cluster: &Cluster) -> Vec<i32> {
+    let mut replicas: Vec<i32> = if info.replicas.is_empty() {
+        (1..=cluster.brokers.len() as i32).collect()
+    } else {
+        info.replicas.clone()
+    };
+    replicas.sort_unstable();
+    replicas.dedup();
+    replicas.retain(|r| *r != info.leader);
+    replicas
+}
+
+/// Resolve a node name or role to the nodes it names now, in a deterministic order:
+/// "leader:T/P" (the partition's leader), "follower:T/P" (its follower with the lowest
+/// broker id), "followers:T/P" (every follower), "replicas:T/P" (followers, then the leader
+/// last, so that a staggered restart brings the leader, likely the longest log, back last),
+/// "controller" (the active controller: the first live controller that says it is),
+/// or a plain node name.
+pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String, NodeId)> {
+    if let Some(role) = name.strip_prefix("leader:") {
+        // As before roles beyond the leader existed: the client's leader lookup.
+        let Some((topic, partition)) = role.rsplit_once('/') else {
+            return Vec::new();
+        };
+        let (topic, Ok(partition), bootstrap) = (
+            topic.to_string(),
+            partition.parse::<i32>(),
+            cluster.bootstrap.clone(),
+        ) else {
+            return Vec::new();
+        };
+        let leader = cluster
+            .admin
+            .spawn(async move {
+                let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
+                client.leader(&topic, partition).await.ok()
+            })
+            .await
+            .ok()
+            .flatten();
+        return leader.and_then(|l| cluster.broker(l)).into_iter().collect();
+    }
+    for prefix in ["follower:", "followers:", "replicas:"] {
+        let Some(role) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(info) = partition_info(role, cluster).await else {
+            return Vec::new();
+        };
+        let mut ids = followers_of(&info, cluster);
+        match prefix {
+            "follower:" => ids.truncate(1),
+            "replicas:" if info.leader >= 0 => ids.push(info.leader),
+            _ => {}
+        }
+        return ids.into_iter().filter_map(|b| cluster.broker(b)).collect();
+    }
+    if name == "controller" {
+        return cluster
+            .controllers
+            .iter()
+            .find(|(_, _, control)| {
+                control
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|c| c.is_active())
+            })
+            .map(|(n, id, _)| (n.clone(), *id))
+            .into_iter()
+            .collect();
+    }
+    cluster
+        .id(name)
+        .map(|id| (name.to_string(), id))
+        .into_iter()
+        .collect()
+}
+
+pub(super) async fn resolve_node(name: &str, cluster: &Cluster) -> Option<(String, NodeId)> {
+    resolve_nodes(name, cluster).await.into_iter().next()
+}
+
+/// Resolve a partition's two groups; "others" is every node not in the other group.
+pub(super) async fn resolve_groups(groups: &[Vec<String>], cluster: &Cluster) -> Vec<Vec<String>> {
+    let mut resolved: Vec<Vec<String>> = Vec::new();
+    for group in groups {
+        let mut names = Vec::new();
+        for n in group {
+            if n == "others" {
+                names.push(n.clone());
+                continue;
+            }
+            for (name, _) in resolve_nodes(n, cluster).await {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        resolved.push(names);
+    }
+    for g in 0..resolved.len() {
+        if resolved[g].iter().any(|n| n == "others") {
+            let other: BTreeSet<String> = resolved
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != g)
+                .flat_map(|(_, names)| names.iter().cloned())
+                .collect();
+            resolved[g] = cluster
+                .names()
+                .filter(|n| !other.contains(*n))
+                .cloned()
+                .collect();
+        }
+    }
+    resolved
+}

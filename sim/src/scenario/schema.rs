@@ -1,0 +1,412 @@
+//! The scenario file as written: the serde types a TOML file deserializes into, with the
+//! defaults of every field and the spans (`toml::Spanned`) that errors point at. Nothing
+//! here checks more than types; `validate` checks meaning, section by section.
+
+use super::DURATION_MAX;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A length of time written as "250ms", "10s", "2m" or "1h".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| {
+        format!("expected a duration like \"500ms\", \"10s\" or \"2m\", got {text:?}")
+    })?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1e3,
+        "m" => n * 60e3,
+        "h" => n * 3600e3,
+        _ => return Err(format!("unknown unit in {text:?}: use ms, s, m or h")),
+    };
+    let d = Duration::from_micros((ms * 1e3).round() as u64);
+    if d > DURATION_MAX {
+        return Err(format!("{text:?} is longer than the 24h limit"));
+    }
+    Ok(d)
+}
+
+/// A signed length of time: "-5s", "250ms".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct SignedDur(pub i64 /* milliseconds */);
+
+impl<'de> Deserialize<'de> for SignedDur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SignedDur, D::Error> {
+        let text = String::deserialize(d)?;
+        let (sign, rest) = match text.trim().strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, text.trim().strip_prefix('+').unwrap_or(text.trim())),
+        };
+        let d = parse_duration(rest).map_err(serde::de::Error::custom)?;
+        Ok(SignedDur(sign * d.as_millis() as i64))
+    }
+}
+
+/// Kafka's acks as written in scenarios: "0", "1" or "all".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AcksSpec {
+    #[serde(rename = "0")]
+    Zero,
+    #[serde(rename = "1")]
+    One,
+    #[serde(rename = "all", alias = "-1")]
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expectation {
+    /// Finding it fails the run.
+    Forbidden,
+    /// Reported, but the run passes.
+    Allowed,
+    /// The run fails unless it is found: proves the lab can see it.
+    Expected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Kill a node by power loss (unsynced disk writes are lost); with `for`, restart it
+    /// after.
+    Kill,
+    /// Crash a node's process (kill -9): the operating system survives, so unsynced writes
+    /// in its page cache do too; with `for`, restart it after.
+    Crash,
+    /// Shut a broker down cleanly (SIGTERM: every log synced and checkpointed), then cut its
+    /// power, so only what it synced itself survives; with `for`, restart it after.
+    Stop,
+    /// Stop a node's tasks without killing it; with `for`, resume after.
+    Pause,
+    /// Cut the network between `groups` (or only from the first to the second: `one_way`).
+    Partition,
+    /// Cut one node off from every other.
+    Isolate,
+    /// Cut the link `from` -> `to` (one direction).
+    Clog,
+    /// Add `latency` (+ up to `jitter`) to every message on the network.
+    Latency,
+    /// Close every TCP connection of a node at once.
+    Reset,
+    /// On kill, keep only part of the unsynced tail of each file (a torn write).
+    DiskTornWrite,
+    /// Flip one byte of synced data in a segment of the node's disk.
+    DiskCorrupt,
+    /// The node's disk refuses further writes (ENOSPC).
+    DiskFull,
+    /// Every fsync of the node's disk takes `latency`.
+    DiskSlowFsync,
+    /// Every message on the network is lost with probability `rate` (TCP retransmits it
+    /// after a backoff, so streams slow down; new connections may be refused).
+    Loss,
+    /// The node's clock runs `offset` ahead (or behind, if negative); with `for`, it
+    /// returns to where it was.
+    ClockSkew,
+    /// The node's clock steps by `offset` and stays there (a jump, forwards or backwards).
+    ClockJump,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 16] = [
+        FaultKind::Kill,
+        FaultKind::Crash,
+        FaultKind::Stop,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Isolate,
+        FaultKind::Clog,
+        FaultKind::Latency,
+        FaultKind::Reset,
+        FaultKind::DiskTornWrite,
+        FaultKind::DiskCorrupt,
+        FaultKind::DiskFull,
+        FaultKind::DiskSlowFsync,
+        FaultKind::Loss,
+        FaultKind::ClockSkew,
+        FaultKind::ClockJump,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Crash => "crash",
+            FaultKind::Stop => "stop",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Clog => "clog",
+            FaultKind::Latency => "latency",
+            FaultKind::Reset => "reset",
+            FaultKind::DiskTornWrite => "disk-torn-write",
+            FaultKind::DiskCorrupt => "disk-corrupt",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::DiskSlowFsync => "disk-slow-fsync",
+            FaultKind::Loss => "loss",
+            FaultKind::ClockSkew => "clock-skew",
+            FaultKind::ClockJump => "clock-jump",
+        }
+    }
+
+    /// Faults that act on one node named by `node` (kill and crash: or on several, named by
+    /// `nodes`).
+    pub(super) fn takes_node(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill
+                | FaultKind::Crash
+                | FaultKind::Stop
+                | FaultKind::Pause
+                | FaultKind::Isolate
+                | FaultKind::Reset
+                | FaultKind::DiskTornWrite
+                | FaultKind::DiskCorrupt
+                | FaultKind::DiskFull
+                | FaultKind::DiskSlowFsync
+                | FaultKind::ClockSkew
+                | FaultKind::ClockJump
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Broker nodes, named broker-1 .. broker-N.
+    #[serde(default = "one")]
+    pub brokers: Spanned<usize>,
+    /// Broker settings by their Kafka names, e.g. "log.flush.interval.messages" = "1".
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<String>>,
+    /// Controller nodes (a KRaft quorum), named controller-1 .. controller-N: 0, 1, 3 or 5.
+    /// Default: 3 with several brokers, else 0 (a standalone broker).
+    pub controllers: Option<Spanned<usize>>,
+    /// Racks: broker i (from 0) is in racks[i % len] (`broker.rack`).
+    pub racks: Option<Spanned<Vec<String>>>,
+    /// Controller settings by their Kafka names. Kept for when controllers take settings;
+    /// not passed to them yet.
+    #[serde(default)]
+    pub controller_config: BTreeMap<String, Spanned<String>>,
+}
+
+fn one() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            brokers: one(),
+            config: BTreeMap::new(),
+            controllers: None,
+            racks: None,
+            controller_config: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    pub name: Spanned<String>,
+    #[serde(default = "one_i32")]
+    pub partitions: Spanned<i32>,
+    #[serde(default = "one_i16")]
+    pub replication_factor: Spanned<i16>,
+    /// Topic settings by their Kafka names.
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<String>>,
+}
+
+fn one_i32() -> Spanned<i32> {
+    Spanned::new(0..0, 1)
+}
+fn one_i16() -> Spanned<i16> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSpec {
+    pub name: Option<Spanned<String>>,
+    pub topic: Spanned<String>,
+    /// Records per simulated second.
+    #[serde(default = "default_rate")]
+    pub rate: Spanned<u64>,
+    #[serde(default = "default_acks")]
+    pub acks: AcksSpec,
+    /// Kafka's enable.idempotence; the default follows Kafka 3+: on with acks=all.
+    pub idempotence: Option<bool>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// max.in.flight.requests.per.connection
+    #[serde(default = "default_in_flight")]
+    pub in_flight: Spanned<usize>,
+    /// Records sent per round (one round every batch_records / rate seconds).
+    #[serde(default = "default_batch_records")]
+    pub batch_records: Spanned<usize>,
+    /// Distinct keys (records are spread over partitions by Kafka's murmur2); 0: no keys,
+    /// round robin.
+    #[serde(default)]
+    pub keys: u64,
+    #[serde(default = "default_record_bytes")]
+    pub record_bytes: Spanned<usize>,
+    #[serde(default)]
+    pub start: Option<Spanned<Dur>>,
+    pub stop: Option<Spanned<Dur>>,
+}
+
+impl ProducerSpec {
+    /// The producer's node name: `name`, else producer-N for the N-th `[[producer]]`
+    /// (`index` from 0).
+    pub fn node_name(&self, index: usize) -> String {
+        self.name.as_ref().map_or_else(
+            || format!("producer-{}", index + 1),
+            |n| n.get_ref().clone(),
+        )
+    }
+}
+
+fn default_rate() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_acks() -> AcksSpec {
+    AcksSpec::All
+}
+fn default_retries() -> u32 {
+    10
+}
+fn default_in_flight() -> Spanned<usize> {
+    Spanned::new(0..0, 5)
+}
+fn default_batch_records() -> Spanned<usize> {
+    Spanned::new(0..0, 10)
+}
+fn default_record_bytes() -> Spanned<usize> {
+    Spanned::new(0..0, 32)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    pub name: Option<Spanned<String>>,
+    pub topic: Spanned<String>,
+    /// Partitions to assign (default: all).
+    pub partitions: Option<Spanned<Vec<i32>>>,
+    /// Simulated processing time per record: a slow consumer.
+    #[serde(default)]
+    pub processing: Option<Spanned<Dur>>,
+    /// Every `pause_every`, stop polling for `pause_for` (a stalled consumer).
+    pub pause_every: Option<Spanned<Dur>>,
+    pub pause_for: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub start: Option<Spanned<Dur>>,
+    pub stop: Option<Spanned<Dur>>,
+}
+
+impl ConsumerSpec {
+    /// The consumer's node name: `name`, else consumer-N for the N-th `[[consumer]]`
+    /// (`index` from 0).
+    pub fn node_name(&self, index: usize) -> String {
+        self.name.as_ref().map_or_else(
+            || format!("consumer-{}", index + 1),
+            |n| n.get_ref().clone(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub at: Spanned<Dur>,
+    #[serde(rename = "for")]
+    pub duration: Option<Spanned<Dur>>,
+    pub kind: Spanned<FaultKind>,
+    /// A node name (broker-1, controller-1, a producer or consumer name) or a role:
+    /// "leader:TOPIC/P", "follower:TOPIC/P", "controller".
+    pub node: Option<Spanned<String>>,
+    /// Kill and crash: several nodes at the same instant (names, roles, or
+    /// "replicas:TOPIC/P" for every replica, followers first and the leader last).
+    pub nodes: Option<Spanned<Vec<String>>>,
+    /// With `nodes`: the k-th node (from 0) restarts k * restart_stagger after the first.
+    pub restart_stagger: Option<Spanned<Dur>>,
+    pub groups: Option<Spanned<Vec<Vec<String>>>>,
+    #[serde(default)]
+    pub one_way: bool,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub latency: Option<Spanned<Dur>>,
+    pub jitter: Option<Spanned<Dur>>,
+    /// Loss probability, 0 < rate < 1.
+    pub rate: Option<Spanned<f64>>,
+    /// Clock offset: "5s", "-250ms".
+    pub offset: Option<Spanned<SignedDur>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NemesisSpec {
+    /// Fault kinds the nemesis may draw (default: kill, pause, isolate, reset, latency).
+    pub kinds: Option<Spanned<Vec<FaultKind>>>,
+    /// Mean time between faults.
+    #[serde(default = "default_nemesis_interval")]
+    pub interval: Spanned<Dur>,
+    /// Longest a fault lasts (each lasts a random time up to this).
+    #[serde(default = "default_nemesis_fault")]
+    pub fault_max: Spanned<Dur>,
+    /// Nodes the nemesis may target (default: every broker).
+    pub targets: Option<Spanned<Vec<String>>>,
+    /// Swarm mode: the seed also chooses which of `kinds` are on.
+    #[serde(default)]
+    pub swarm: bool,
+}
+
+fn default_nemesis_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(5)))
+}
+fn default_nemesis_fault() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(3)))
+}
+
+/// The whole file, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScenarioToml {
+    pub(super) name: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) duration: Spanned<Dur>,
+    pub(super) liveness: Option<Spanned<Dur>>,
+    pub(super) seeds: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) cluster: ClusterSpec,
+    #[serde(default, rename = "topic")]
+    pub(super) topics: Vec<TopicSpec>,
+    #[serde(default, rename = "producer")]
+    pub(super) producers: Vec<ProducerSpec>,
+    #[serde(default, rename = "consumer")]
+    pub(super) consumers: Vec<ConsumerSpec>,
+    #[serde(default, rename = "fault")]
+    pub(super) faults: Vec<FaultSpec>,
+    pub(super) nemesis: Option<NemesisSpec>,
+    #[serde(default)]
+    pub(super) expect: BTreeMap<String, Spanned<Expectation>>,
+    #[serde(default)]
+    pub(super) must_see: Vec<Spanned<String>>,
+}

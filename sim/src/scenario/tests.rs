@@ -1,0 +1,359 @@
+//! Parsing and validation of scenario files: errors name the file, the line and the field.
+
+use super::*;
+
+const GOOD: &str = r#"
+duration = "30s"
+
+[cluster]
+brokers = 1
+config = { "log.flush.interval.messages" = "1" }
+
+[[topic]]
+name = "orders"
+partitions = 3
+
+[[producer]]
+name = "p1"
+topic = "orders"
+rate = 500
+
+[[consumer]]
+name = "c1"
+topic = "orders"
+
+[[fault]]
+at = "10s"
+for = "2s"
+kind = "kill"
+node = "broker-1"
+
+[expect]
+duplicate = "allowed"
+"#;
+
+/// Data-driven: the text with `from` replaced by `to` must fail with this message.
+fn check_error(from: &str, to: &str, want: &str) {
+    let text = GOOD.replacen(from, to, 1);
+    assert_ne!(text, GOOD, "{from:?} not found in the base scenario");
+    let e = parse(Path::new("s.toml"), &text)
+        .expect_err(want)
+        .to_string();
+    assert_eq!(e, want);
+}
+
+#[test]
+fn a_valid_file_parses() {
+    let s = parse(Path::new("scenarios/smoke/kill.toml"), GOOD).unwrap();
+    assert_eq!(s.name, "kill");
+    assert_eq!(s.duration, Duration::from_secs(30));
+    assert_eq!(s.producers.len(), 1);
+    assert_eq!(s.expectation(Anomaly::Duplicate), Expectation::Allowed);
+    assert_eq!(s.expectation(Anomaly::LostWrite), Expectation::Forbidden);
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    check_error("kind = \"kill\"", "kind = \"kil\"", "s.toml:24: fault[0].kind: unknown variant `kil`, expected one of `kill`, `crash`, `stop`, `pause`, `partition`, `isolate`, `clog`, `latency`, `reset`, `disk-torn-write`, `disk-corrupt`, `disk-full`, `disk-slow-fsync`, `loss`, `clock-skew`, `clock-jump`");
+    check_error(
+        "rate = 500",
+        "rate = 0",
+        "s.toml:15: producer[0].rate: must be 1..=1000000 records per second",
+    );
+    check_error("rate = 500", "rat = 500", "s.toml:15: producer[0].rat: unknown field `rat`, expected one of `name`, `topic`, `rate`, `acks`, `idempotence`, `retries`, `in_flight`, `batch_records`, `keys`, `record_bytes`, `start`, `stop`");
+    check_error("node = \"broker-1\"", "node = \"broker-7\"", "s.toml:25: fault[0].node: no node is named \"broker-7\" (known: [\"broker-1\", \"c1\", \"p1\"])");
+    check_error(
+        "topic = \"orders\"\nrate",
+        "topic = \"order\"\nrate",
+        "s.toml:14: producer[0].topic: no [[topic]] is named \"order\"",
+    );
+    check_error(
+        "at = \"10s\"",
+        "at = \"10 parsecs\"",
+        "s.toml:22: fault[0].at: unknown unit in \"10 parsecs\": use ms, s, m or h",
+    );
+    check_error(
+        "at = \"10s\"",
+        "at = \"40s\"",
+        "s.toml:22: fault[0].at: is after the end of the run (duration)",
+    );
+    check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read, invariant)");
+    check_error(
+        "\"log.flush.interval.messages\" = \"1\"",
+        "\"log.flush.interval.messages\" = \"x\"",
+        "s.toml:6: cluster.config.log.flush.interval.messages: expected a whole number, got \"x\"",
+    );
+    check_error(
+        "partitions = 3",
+        "partitions = 3\nreplication_factor = 3",
+        "s.toml:11: topic[0].replication_factor: must be 1..=1 (the number of brokers)",
+    );
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"leader:orders/9\"",
+        "s.toml:25: fault[0].node: topic orders has no partition 9",
+    );
+    check_error(
+        "duration = \"30s\"",
+        "duration = 30",
+        "s.toml:2: duration: invalid type: integer `30`, expected a string",
+    );
+}
+
+const CLUSTER: &str = r#"
+duration = "30s"
+
+[cluster]
+brokers = 3
+racks = ["a", "b"]
+controller_config = { "controller.quorum.election.timeout.ms" = "1000" }
+
+[[topic]]
+name = "t"
+replication_factor = 3
+
+[[producer]]
+name = "p1"
+topic = "t"
+
+[[fault]]
+at = "5s"
+for = "3s"
+kind = "crash"
+nodes = ["replicas:t/0"]
+restart_stagger = "2s"
+
+[[fault]]
+at = "10s"
+for = "3s"
+kind = "isolate"
+node = "controller"
+
+[[fault]]
+at = "12s"
+for = "3s"
+kind = "partition"
+groups = [["leader:t/0", "p1"], ["others"]]
+
+[expect]
+invariant = "allowed"
+"#;
+
+fn check_cluster_error(from: &str, to: &str, want: &str) {
+    let text = CLUSTER.replacen(from, to, 1);
+    assert_ne!(text, CLUSTER, "{from:?} not found in the cluster scenario");
+    let e = parse(Path::new("c.toml"), &text)
+        .expect_err(want)
+        .to_string();
+    assert_eq!(e, want);
+}
+
+#[test]
+fn a_cluster_scenario_parses_with_its_defaults() {
+    let s = parse(Path::new("c.toml"), CLUSTER).unwrap();
+    assert_eq!(
+        s.controllers, 3,
+        "3 controllers by default with several brokers"
+    );
+    assert_eq!(
+        s.controller_names(),
+        ["controller-1", "controller-2", "controller-3"]
+    );
+    assert!(s.node_names().contains(&"controller-2".to_string()));
+    assert_eq!(s.rack_of(0).as_deref(), Some("a"));
+    assert_eq!(s.rack_of(1).as_deref(), Some("b"));
+    assert_eq!(s.rack_of(2).as_deref(), Some("a"));
+    assert_eq!(*s.faults[0].kind.get_ref(), FaultKind::Crash);
+    assert_eq!(
+        s.faults[0].restart_stagger.as_ref().unwrap().get_ref().0,
+        Duration::from_secs(2)
+    );
+    assert_eq!(s.invariant_expectation, Expectation::Allowed);
+    assert_eq!(s.cluster.controller_config.len(), 1);
+    // One broker: no controllers unless asked.
+    let single = parse(Path::new("s.toml"), GOOD).unwrap();
+    assert_eq!(single.controllers, 0);
+    assert_eq!(single.invariant_expectation, Expectation::Forbidden);
+}
+
+#[test]
+fn cluster_errors_name_file_line_and_field() {
+    check_cluster_error(
+        "brokers = 3",
+        "brokers = 3\ncontrollers = 2",
+        "c.toml:6: cluster.controllers: must be 0, 1, 3 or 5 (a quorum of an odd size, or none)",
+    );
+    check_cluster_error(
+        "brokers = 3",
+        "brokers = 3\ncontrollers = 0",
+        "c.toml:6: cluster.controllers: several brokers need a controller quorum (1, 3 or 5)",
+    );
+    check_cluster_error(
+        "racks = [\"a\", \"b\"]",
+        "racks = []",
+        "c.toml:6: cluster.racks: lists at least one rack, none of them empty",
+    );
+    check_cluster_error(
+        "nodes = [\"replicas:t/0\"]",
+        "nodes = [\"replicas:t/0\", \"p1\"]",
+        "c.toml:21: fault[0].nodes: only brokers and controllers can be killed, not \"p1\"",
+    );
+    check_cluster_error(
+        "nodes = [\"replicas:t/0\"]",
+        "nodes = [\"replicas:u/0\"]",
+        "c.toml:21: fault[0].nodes: no [[topic]] is named \"u\"",
+    );
+    check_cluster_error(
+        "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+        "node = \"replicas:t/0\"",
+        "c.toml:21: fault[0].node: replicas:TOPIC/P names several nodes: use it in `nodes` or `groups`",
+    );
+    check_cluster_error(
+        "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+        "node = \"controller-4\"",
+        "c.toml:21: fault[0].node: no node is named \"controller-4\" (known: [\"broker-1\", \"broker-2\", \"broker-3\", \"controller-1\", \"controller-2\", \"controller-3\", \"p1\"])",
+    );
+    check_cluster_error(
+        "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+        "node = \"broker-1\"\nrestart_stagger = \"2s\"",
+        "c.toml:22: fault[0].restart_stagger: staggers the restarts of several nodes: name them with nodes",
+    );
+    check_cluster_error(
+        "nodes = [\"replicas:t/0\"]\nrestart_stagger = \"2s\"",
+        "restart_stagger = \"2s\"",
+        "c.toml:20: fault[0].node: a crash fault needs node (or nodes)",
+    );
+    check_cluster_error(
+        "kind = \"isolate\"\nnode = \"controller\"",
+        "kind = \"stop\"\nnode = \"controller-1\"",
+        "c.toml:28: fault[1].node: only brokers can be stopped cleanly (a broker name, leader: or follower:)",
+    );
+    check_cluster_error(
+        "kind = \"isolate\"\nnode = \"controller\"",
+        "kind = \"pause\"\nnodes = [\"controller\"]",
+        "c.toml:28: fault[1].nodes: does not apply to a pause fault",
+    );
+    check_cluster_error(
+        "groups = [[\"leader:t/0\", \"p1\"], [\"others\"]]",
+        "groups = [[\"others\"], [\"others\"]]",
+        "c.toml:34: fault[2].groups: \"others\" means every node not in the other group: only one group can use it",
+    );
+}
+
+#[test]
+fn roles_need_what_they_name() {
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"controller\"",
+        "s.toml:25: fault[0].node: the role \"controller\" needs cluster.controllers > 0",
+    );
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"follower:orders/0\"",
+        "s.toml:25: fault[0].node: topic orders has replication factor 1: it has no follower",
+    );
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"p1\"",
+        "s.toml:25: fault[0].node: only brokers and controllers can be killed",
+    );
+}
+
+#[test]
+fn every_example_in_the_scenarios_folder_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut seen = 0;
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 0, "no scenario files found");
+}
+
+#[test]
+fn must_see_names_event_kinds_and_optional_text() {
+    let with = |entry: &str| format!("must_see = [{entry}]\n{GOOD}");
+    let text = with(r#""truncate", "leader: t/0 epoch 2""#);
+    let s = parse(Path::new("s.toml"), &text).unwrap();
+    assert_eq!(s.must_see, vec!["truncate", "leader: t/0 epoch 2"]);
+    assert!(must_see_matches(
+        "truncate",
+        "truncate",
+        "t/0 to offset 5",
+        "broker-1"
+    ));
+    assert!(!must_see_matches(
+        "truncate",
+        "leader",
+        "t/0 epoch 2",
+        "broker-1"
+    ));
+    assert!(must_see_matches(
+        "leader: epoch 2",
+        "leader",
+        "t/0 epoch 2",
+        "broker-1"
+    ));
+    assert!(must_see_matches(
+        "leader: broker-3",
+        "leader",
+        "t/0 epoch 2",
+        "broker-3"
+    ));
+    assert!(!must_see_matches(
+        "leader: epoch 3",
+        "leader",
+        "t/0 epoch 2",
+        "broker-3"
+    ));
+    let either = "active-controller: term 2 | leader: epoch 2";
+    assert!(must_see_matches(
+        either,
+        "leader",
+        "t/0 epoch 2",
+        "broker-3"
+    ));
+    assert!(must_see_matches(
+        either,
+        "active-controller",
+        "term 2",
+        "controller-1"
+    ));
+    assert!(!must_see_matches(
+        either,
+        "leader",
+        "t/0 epoch 1",
+        "broker-3"
+    ));
+    let e = parse(Path::new("s.toml"), &with(r#""leader | truncated: x""#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.toml:1: must_see[0]: unknown event kind \"truncated\""),
+        "{e}"
+    );
+    let e = parse(Path::new("s.toml"), &with(r#""truncated""#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.toml:1: must_see[0]: unknown event kind \"truncated\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert!(parse_duration("25h").is_err());
+    assert!(parse_duration("-1s").is_err());
+}

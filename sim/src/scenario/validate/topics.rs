@@ -1,0 +1,69 @@
+//! `[[topic]]`: valid, distinct names (the broker's own rule), partition counts, a
+//! replication factor the cluster can hold, and topic settings the broker accepts.
+
+use super::Err;
+use crate::scenario::{ScenarioError, TopicSpec};
+use std::collections::BTreeMap;
+
+/// Every topic checked, in file order: the partition count of each.
+pub(super) fn validate(
+    topics: &[TopicSpec],
+    brokers: usize,
+    err: Err,
+) -> Result<BTreeMap<String, i32>, ScenarioError> {
+    let mut topic_partitions = BTreeMap::new();
+    for (i, t) in topics.iter().enumerate() {
+        topic(i, t, brokers, &mut topic_partitions, err)?;
+    }
+    Ok(topic_partitions)
+}
+
+/// The `i`-th topic; its partition count joins `topic_partitions`.
+fn topic(
+    i: usize,
+    t: &TopicSpec,
+    brokers: usize,
+    topic_partitions: &mut BTreeMap<String, i32>,
+    err: Err,
+) -> Result<(), ScenarioError> {
+    let field = |f: &str| format!("topic[{i}].{f}");
+    let name = t.name.get_ref();
+    faultline::state::validate_topic_name(name)
+        .map_err(|r| err(t.name.span(), field("name"), r.message))?;
+    if topic_partitions
+        .insert(name.clone(), *t.partitions.get_ref())
+        .is_some()
+    {
+        return Err(err(
+            t.name.span(),
+            field("name"),
+            format!("topic {name:?} is defined twice"),
+        ));
+    }
+    if !(1..=1000).contains(t.partitions.get_ref()) {
+        return Err(err(
+            t.partitions.span(),
+            field("partitions"),
+            "must be 1..=1000".into(),
+        ));
+    }
+    let rf = *t.replication_factor.get_ref();
+    if rf < 1 || rf as usize > brokers {
+        return Err(err(
+            t.replication_factor.span(),
+            field("replication_factor"),
+            format!("must be 1..={brokers} (the number of brokers)"),
+        ));
+    }
+    let overrides: BTreeMap<String, String> = t
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+        .collect();
+    if let Err(m) = faultline::topic_config::TopicConfig::new(&Default::default(), 1, &overrides) {
+        let key = m.split(':').next().unwrap_or("").to_string();
+        let span = t.config.get(&key).map_or(t.name.span(), |v| v.span());
+        return Err(err(span, format!("topic[{i}].config.{key}"), m));
+    }
+    Ok(())
+}
