@@ -160,3 +160,28 @@ pub(super) fn fetch_response(
         answer_now,
     )
 }
+
+impl Partitions for FetchRequest {
+    fn partitions(&self) -> Vec<(String, i32)> {
+        let topics = self.topics.iter();
+        topics
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.topic.to_string(), p.partition))
+            })
+            .collect()
+    }
+}
+
+impl Partitions for FetchResponse {
+    fn partitions(&self) -> Vec<(String, i32)> {
+        let topics = self.responses.iter();
+        topics
+            .flat_map(|t| {
+                let partitions = t.partitions.iter();
+                partitions.map(|p| (t.topic.to_string(), p.partition_index))
+            })
+            .collect()
+    }
+}

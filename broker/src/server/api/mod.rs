@@ -99,25 +99,9 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let req = decode!(ProduceRequest);
             let acks = req.acks;
             let timeout_ms = req.timeout_ms;
-            let asked: Vec<(String, i32)> = req
-                .topic_data
-                .iter()
-                .flat_map(|t| {
-                    t.partition_data
-                        .iter()
-                        .map(|p| (t.name.to_string(), p.index))
-                })
-                .collect();
+            let asked = req.partitions();
             let (mut resp, waits) = produce(shared, req);
-            assert_answers_every_partition(
-                "Produce",
-                asked.iter().map(|(t, p)| (t.as_str(), *p)),
-                resp.responses.iter().flat_map(|t| {
-                    t.partition_responses
-                        .iter()
-                        .map(|p| (t.name.as_str(), p.index))
-                }),
-            );
+            assert_answers_every_partition("Produce", asked, resp.partitions());
             // Acknowledged only after the fsyncs it caused, however long they take.
             shared.wait_for_sync_cost().await;
             if !waits.is_empty() {
@@ -145,35 +129,13 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
         ApiKey::Fetch => {
             let req = decode!(FetchRequest);
             let resp = fetch(shared, &req, version).await;
-            assert_answers_every_partition(
-                "Fetch",
-                req.topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), p.partition))),
-                resp.responses.iter().flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(|p| (t.topic.as_str(), p.partition_index))
-                }),
-            );
+            assert_answers_every_partition("Fetch", req.partitions(), resp.partitions());
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::ListOffsets => {
             let req = decode!(ListOffsetsRequest);
             let resp = list_offsets(shared, &req, version);
-            assert_answers_every_partition(
-                "ListOffsets",
-                req.topics.iter().flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(|p| (t.name.as_str(), p.partition_index))
-                }),
-                resp.topics.iter().flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(|p| (t.name.as_str(), p.partition_index))
-                }),
-            );
+            assert_answers_every_partition("ListOffsets", req.partitions(), resp.partitions());
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
         ApiKey::CreateTopics => {
@@ -204,12 +166,8 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let resp = offset_for_leader_epoch(shared, &req);
             assert_answers_every_partition(
                 "OffsetForLeaderEpoch",
-                req.topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), p.partition))),
-                resp.topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str(), p.partition))),
+                req.partitions(),
+                resp.partitions(),
             );
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
@@ -254,17 +212,20 @@ fn refusal_parts(r: &Refusal) -> (i16, Option<StrBytes>) {
 /// position as well as by name). A handler that dropped, added or reordered one would
 /// leave a client waiting on an answer that never comes; this fails the request's task
 /// instead (its connection closes; in the lab the run stops as a crash, with the cause).
-fn assert_answers_every_partition<'a>(
+fn assert_answers_every_partition(
     api: &str,
-    asked: impl Iterator<Item = (&'a str, i32)>,
-    answered: impl Iterator<Item = (&'a str, i32)>,
+    asked: Vec<(String, i32)>,
+    answered: Vec<(String, i32)>,
 ) {
-    let asked: Vec<_> = asked.collect();
-    let answered: Vec<_> = answered.collect();
     assert_eq!(
         asked, answered,
         "{api} response does not answer the request's partitions in order"
     );
+}
+
+/// The topic-partitions a per-partition request names or its response answers, in order.
+trait Partitions {
+    fn partitions(&self) -> Vec<(String, i32)>;
 }
 
 /// A partition's entry in a response that answers per topic and partition (Produce,

@@ -41,3 +41,29 @@ pub(super) fn offset_for_leader_epoch(
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
 }
+
+impl Partitions for OffsetForLeaderEpochRequest {
+    fn partitions(&self) -> Vec<(String, i32)> {
+        let topics = self.topics.iter();
+        topics
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.topic.to_string(), p.partition))
+            })
+            .collect()
+    }
+}
+
+impl Partitions for OffsetForLeaderEpochResponse {
+    fn partitions(&self) -> Vec<(String, i32)> {
+        let topics = self.topics.iter();
+        topics
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.topic.to_string(), p.partition))
+            })
+            .collect()
+    }
+}
