@@ -92,6 +92,15 @@ fn secs(ns: u64) -> String {
 /// The human-readable report.
 pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String {
     let mut md = String::new();
+    summary(&mut md, scenario, outcome, commit);
+    timeline(&mut md, outcome);
+    invariants(&mut md, scenario, outcome);
+    anomalies(&mut md, scenario, outcome);
+    md
+}
+
+/// The title, how to replay, what ran where, the verdict and what ran.
+fn summary(md: &mut String, scenario: &Scenario, outcome: &Outcome, commit: &str) {
     let _ = writeln!(
         md,
         "# {} — seed {}: {}\n",
@@ -141,6 +150,10 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
         c.records_read,
         c.faults
     );
+}
+
+/// Faults and phases: the run's timeline.
+fn timeline(md: &mut String, outcome: &Outcome) {
     let _ = writeln!(md, "## Faults and phases\n");
     if outcome.events.is_empty() {
         let _ = writeln!(md, "None.\n");
@@ -162,6 +175,10 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
         }
         md.push('\n');
     }
+}
+
+/// Broken replication and controller invariants, the first few of them.
+fn invariants(md: &mut String, scenario: &Scenario, outcome: &Outcome) {
     let _ = writeln!(md, "## Invariants\n");
     if outcome.invariants.is_empty() {
         let _ = writeln!(
@@ -187,6 +204,10 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
         }
         md.push('\n');
     }
+}
+
+/// Anomalies the checkers found, per anomaly with the first few cases.
+fn anomalies(md: &mut String, scenario: &Scenario, outcome: &Outcome) {
     let _ = writeln!(md, "## Anomalies\n");
     if outcome.violations.is_empty() {
         let _ = writeln!(md, "None found.\n");
@@ -221,7 +242,6 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
             let _ = writeln!(md, "... and {} more.\n", found.len() - EXAMPLES_PER_ANOMALY);
         }
     }
-    md
 }
 
 /// One history op as report evidence: its JSON, with long record and value lists cut to

@@ -430,61 +430,103 @@ mod lab {
                 return 2;
             }
         };
-        let mut work = Vec::new();
-        for (i, s) in scenarios.iter().enumerate() {
-            match seeds_for(s, &seeds) {
-                Ok(list) => work.extend(list.into_iter().map(|seed| (i, seed))),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return 2;
-                }
+        let work = match work_of(&scenarios, &seeds) {
+            Ok(work) => work,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
             }
-        }
+        };
         let commit = commit();
         let started = std::time::Instant::now();
         let reports_dir = reports.to_path_buf();
-        let commit_for_reports = commit.clone();
         let results = run_all(
             &scenarios,
             work,
             seeds.jobs,
             check_determinism,
             move |s, outcome, again| {
-                let mut reasons = outcome.failures.clone();
-                let mut exit_code = outcome.verdict.exit_code();
-                if let Some(again) = &again {
-                    if again.trace_hash != outcome.trace_hash || again.verdict != outcome.verdict {
-                        reasons.push(format!(
-                            "nondeterministic: trace {:016x} then {:016x}",
-                            outcome.trace_hash, again.trace_hash
-                        ));
-                        exit_code = faultline_sim::outcome::EXIT_NONDETERMINISM;
-                    }
-                }
-                let passed = reasons.is_empty() && outcome.verdict == Verdict::Pass;
-                let with_history = histories == Histories::All || !passed;
-                if let Err(e) =
-                    report::write_with(&reports_dir, s, &outcome, &commit_for_reports, with_history)
-                {
-                    eprintln!(
-                        "warning: could not write the report of {} seed {}: {e}",
-                        s.name, outcome.seed
-                    );
-                }
-                SeedSummary {
-                    seed: outcome.seed,
-                    simulated_ns: outcome.simulated_ns,
-                    wall_ms: outcome.wall_ms,
-                    passed,
-                    reasons,
-                    exit_code,
-                }
+                seed_summary(s, outcome, again, &reports_dir, &commit, histories)
             },
         );
         let wall = started.elapsed().as_secs_f64();
+        print_summary(
+            &scenarios,
+            &results,
+            wall,
+            seeds.jobs,
+            check_determinism,
+            reports,
+        );
+        results
+            .iter()
+            .map(|(_, seed)| seed.exit_code)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every (scenario, seed) to run, scenario by scenario.
+    fn work_of(scenarios: &[Scenario], seeds: &SeedArgs) -> Result<Vec<(usize, u64)>, String> {
+        let mut work = Vec::new();
+        for (i, s) in scenarios.iter().enumerate() {
+            let list = seeds_for(s, seeds)?;
+            work.extend(list.into_iter().map(|seed| (i, seed)));
+        }
+        Ok(work)
+    }
+
+    /// One seed's report written (on the thread that ran it) and its summary kept: passed,
+    /// or why not, with the exit code it asks for.
+    fn seed_summary(
+        s: &Scenario,
+        outcome: Outcome,
+        again: Option<Outcome>,
+        reports_dir: &Path,
+        commit: &str,
+        histories: Histories,
+    ) -> SeedSummary {
+        let mut reasons = outcome.failures.clone();
+        let mut exit_code = outcome.verdict.exit_code();
+        if let Some(again) = &again {
+            if again.trace_hash != outcome.trace_hash || again.verdict != outcome.verdict {
+                reasons.push(format!(
+                    "nondeterministic: trace {:016x} then {:016x}",
+                    outcome.trace_hash, again.trace_hash
+                ));
+                exit_code = faultline_sim::outcome::EXIT_NONDETERMINISM;
+            }
+        }
+        let passed = reasons.is_empty() && outcome.verdict == Verdict::Pass;
+        let with_history = histories == Histories::All || !passed;
+        if let Err(e) = report::write_with(reports_dir, s, &outcome, commit, with_history) {
+            eprintln!(
+                "warning: could not write the report of {} seed {}: {e}",
+                s.name, outcome.seed
+            );
+        }
+        SeedSummary {
+            seed: outcome.seed,
+            simulated_ns: outcome.simulated_ns,
+            wall_ms: outcome.wall_ms,
+            passed,
+            reasons,
+            exit_code,
+        }
+    }
+
+    /// The table of scenarios (seeds, passed, failed, simulated seconds per wall second),
+    /// the sweep's totals, and each failing seed with its repro command.
+    fn print_summary(
+        scenarios: &[Scenario],
+        results: &[(usize, SeedSummary)],
+        wall: f64,
+        jobs: usize,
+        check_determinism: bool,
+        reports: &Path,
+    ) {
         let mut rows: Vec<(u64, u64, u64, u64, u64)> = vec![(0, 0, 0, 0, 0); scenarios.len()];
         let mut failures = Vec::new();
-        for (i, seed) in &results {
+        for (i, seed) in results {
             let s = &scenarios[*i];
             let row = &mut rows[*i];
             row.0 += 1;
@@ -521,7 +563,7 @@ mod lab {
             "{} seeds in {:.1}s wall over {} jobs{}; reports in {}",
             results.len(),
             wall,
-            seeds.jobs,
+            jobs,
             if check_determinism {
                 ", each run twice"
             } else {
@@ -533,11 +575,6 @@ mod lab {
             println!("\nFAIL {name} seed {seed}: {}", reasons.join("; "));
             println!("  {repro}");
         }
-        results
-            .iter()
-            .map(|(_, seed)| seed.exit_code)
-            .max()
-            .unwrap_or(0)
     }
 
     fn repro(file: &Path, seed: u64, reports: &Path) -> i32 {

@@ -375,16 +375,7 @@ impl<'a> Index<'a> {
     pub fn new(history: &'a History) -> Self {
         let lanes = Lanes::new(history);
         let mut sends = pair_sends(history, &lanes);
-
-        // Every sent value, flat, in send order.
-        let sent_count = sends.iter().map(|send| send.values().len()).sum();
-        let mut sent: Vec<&'a str> = Vec::with_capacity(sent_count);
-        for send in &mut sends {
-            let values = send.values();
-            send.ids_at = u32::try_from(sent.len()).expect("fewer than 2^32 sent values");
-            send.ids_len = u32::try_from(values.len()).expect("fewer than 2^32 sent values");
-            sent.extend(values.iter().map(String::as_str));
-        }
+        let sent = flatten_sent(&mut sends);
         let Interned {
             ids: send_ids,
             hashes: send_hashes,
@@ -392,50 +383,137 @@ impl<'a> Index<'a> {
             inline,
         } = intern_sent(sent);
 
-        // Per partition, in order of first appearance; each lane's partition.
-        let mut slots: LookupMap<Key<'a>, usize> = LookupMap::default();
-        let mut parts: Vec<Part<'a>> = Vec::new();
-        let mut lane_parts: Vec<Option<usize>> = vec![None; lanes.len()];
-        let mut part_of = |lane: usize, parts: &mut Vec<Part<'a>>| -> usize {
-            *lane_parts[lane].get_or_insert_with(|| {
-                let key = lanes.lanes[lane].1;
-                *slots.entry(key).or_insert_with(|| {
-                    parts.push(Part::new(key));
-                    parts.len() - 1
-                })
+        let mut building = Parts::new(lanes.len());
+        building.add_hints(&lanes, &sends, &send_ids);
+        let unresolved = building.add_reads(history, &lanes, &inline, &values);
+        drop(inline);
+        let mut parts = building.parts;
+        resolve(&mut parts, unresolved, &send_hashes, &send_ids, &mut values);
+
+        let (parts, position_starts) = sort_seen(parts, values.len());
+        let (reads, positions) = group_positions(parts, &position_starts, values.len());
+        Index {
+            sends,
+            lanes,
+            reads,
+            values,
+            send_ids,
+            positions,
+            position_starts,
+        }
+    }
+
+    /// Where the value `id` was read, by partition then offset; empty if no read returned
+    /// it.
+    #[inline]
+    pub fn positions_of_id(&self, id: ValueId) -> &[Position<'a>] {
+        let at = id as usize;
+        &self.positions[self.position_starts[at] as usize..self.position_starts[at + 1] as usize]
+    }
+
+    /// Where `value` was read, by partition then offset; empty if no read returned it.
+    #[cfg(test)]
+    pub fn positions_of(&self, value: &str) -> &[Position<'a>] {
+        match self.values.iter().position(|v| *v == value) {
+            Some(id) => self.positions_of_id(id as ValueId),
+            None => &[],
+        }
+    }
+
+    /// The ids of `send`'s values, in batch order.
+    #[inline]
+    pub fn ids_of(&self, send: &Send<'a>) -> &[ValueId] {
+        let at = send.ids_at as usize;
+        &self.send_ids[at..at + send.ids_len as usize]
+    }
+}
+
+/// Every sent value, flat, in send order; each send learns where its run starts.
+fn flatten_sent<'a>(sends: &mut [Send<'a>]) -> Vec<&'a str> {
+    let sent_count = sends.iter().map(|send| send.values().len()).sum();
+    let mut sent: Vec<&'a str> = Vec::with_capacity(sent_count);
+    for send in sends {
+        let values = send.values();
+        send.ids_at = u32::try_from(sent.len()).expect("fewer than 2^32 sent values");
+        send.ids_len = u32::try_from(values.len()).expect("fewer than 2^32 sent values");
+        sent.extend(values.iter().map(String::as_str));
+    }
+    sent
+}
+
+/// The partitions while the index is built, in order of first appearance, and each
+/// lane's partition.
+struct Parts<'a> {
+    parts: Vec<Part<'a>>,
+    slots: LookupMap<Key<'a>, usize>,
+    lane_parts: Vec<Option<usize>>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(lane_count: usize) -> Self {
+        Parts {
+            parts: Vec::new(),
+            slots: LookupMap::default(),
+            lane_parts: vec![None; lane_count],
+        }
+    }
+
+    /// The partition of `lane`, added at first sight.
+    fn slot(&mut self, lanes: &Lanes<'a>, lane: usize) -> usize {
+        let (slots, parts) = (&mut self.slots, &mut self.parts);
+        *self.lane_parts[lane].get_or_insert_with(|| {
+            let key = lanes.lanes[lane].1;
+            *slots.entry(key).or_insert_with(|| {
+                parts.push(Part::new(key));
+                parts.len() - 1
             })
-        };
-        for send in &sends {
+        })
+    }
+
+    /// The value acknowledged at each offset, from every acknowledged send.
+    fn add_hints(&mut self, lanes: &Lanes<'a>, sends: &[Send<'a>], send_ids: &[ValueId]) {
+        for send in sends {
             let Some(first) = send.acked_offset() else {
                 continue;
             };
-            let slot = part_of(send.lane as usize, &mut parts);
+            let slot = self.slot(lanes, send.lane as usize);
             let at = send.ids_at as usize;
             let ids = &send_ids[at..at + send.ids_len as usize];
-            let hints = &mut parts[slot].hints;
+            let hints = &mut self.parts[slot].hints;
             hints.extend(ids.iter().enumerate().map(|(position, &id)| Hint {
                 offset: first + position as i64,
                 id,
             }));
         }
-        for part in &mut parts {
+        for part in &mut self.parts {
             part.hints.sort_by_key(|hint| hint.offset);
         }
+    }
 
+    /// What every ok read saw, in history order, and how far each partition's reads
+    /// reached; the read values that are not the one acknowledged at their offset, to
+    /// resolve once all reads are in.
+    fn add_reads(
+        &mut self,
+        history: &'a History,
+        lanes: &Lanes<'a>,
+        inline: &[Inline],
+        values: &[&'a str],
+    ) -> Vec<Unresolved> {
         let reads_in_order = || lanes.ops(history).filter(|(op, _)| is_read(op));
         for (read, lane) in reads_in_order() {
-            let slot = part_of(lane, &mut parts);
-            parts[slot].read = true;
-            parts[slot].read_count += read.records.len();
+            let slot = self.slot(lanes, lane);
+            self.parts[slot].read = true;
+            self.parts[slot].read_count += read.records.len();
         }
-        for part in &mut parts {
+        for part in &mut self.parts {
             part.seen.reserve_exact(part.read_count);
         }
 
         let mut unresolved: Vec<Unresolved> = Vec::new();
         for (read, lane) in reads_in_order() {
-            let slot = part_of(lane, &mut parts);
-            let part = &mut parts[slot];
+            let slot = self.slot(lanes, lane);
+            let part = &mut self.parts[slot];
             let mut cursor = 0;
             for (offset, value) in &read.records {
                 // Most reads return what was acknowledged at that offset: check that value
@@ -471,117 +549,95 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        drop(inline);
+        unresolved
+    }
+}
 
-        resolve(&mut parts, unresolved, &send_hashes, &send_ids, &mut values);
+/// The partitions a read returned records of, by key, each one's `seen` sorted by offset
+/// and value with repeats dropped; and where each value id's group of positions starts
+/// (`value_count` + 1 entries).
+fn sort_seen(parts: Vec<Part<'_>>, value_count: usize) -> (Vec<Part<'_>>, Vec<u32>) {
+    let mut parts: Vec<Part<'_>> = parts.into_iter().filter(|part| part.read).collect();
+    parts.sort_unstable_by(|a, b| a.key.cmp(&b.key));
 
-        let mut parts: Vec<Part<'a>> = parts.into_iter().filter(|part| part.read).collect();
-        parts.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-
-        let mut reads = BTreeMap::new();
-        // How many positions each value id has, then where its group starts.
-        let mut position_starts = vec![0u32; values.len() + 1];
-        for part in &mut parts {
-            let seen = &mut part.seen;
-            // Pushed in history order, so a stable sort keeps the first read first within
-            // an (offset, value).
-            seen.sort_by_key(|s| (s.offset, s.id));
-            seen.dedup_by(|later, kept| later.offset == kept.offset && later.id == kept.id);
-            // Ids are not in string order; where several values share an offset, put
-            // them in string order (distinct ids, so distinct strings).
-            for run in seen.chunk_by_mut(|a, b| a.offset == b.offset) {
-                if run.len() > 1 {
-                    run.sort_unstable_by(|a, b| a.value.cmp(b.value));
-                }
-            }
-            for s in seen.iter() {
-                position_starts[s.id as usize + 1] += 1;
+    // How many positions each value id has, then where its group starts.
+    let mut position_starts = vec![0u32; value_count + 1];
+    for part in &mut parts {
+        let seen = &mut part.seen;
+        // Pushed in history order, so a stable sort keeps the first read first within
+        // an (offset, value).
+        seen.sort_by_key(|s| (s.offset, s.id));
+        seen.dedup_by(|later, kept| later.offset == kept.offset && later.id == kept.id);
+        // Ids are not in string order; where several values share an offset, put
+        // them in string order (distinct ids, so distinct strings).
+        for run in seen.chunk_by_mut(|a, b| a.offset == b.offset) {
+            if run.len() > 1 {
+                run.sort_unstable_by(|a, b| a.value.cmp(b.value));
             }
         }
-        for at in 1..position_starts.len() {
-            position_starts[at] += position_starts[at - 1];
+        for s in seen.iter() {
+            position_starts[s.id as usize + 1] += 1;
         }
+    }
+    for at in 1..position_starts.len() {
+        position_starts[at] += position_starts[at - 1];
+    }
+    (parts, position_starts)
+}
 
-        // Group the positions by value id, keeping the (partition, offset) order within
-        // each group: every slot is written once below.
-        let mut positions = match parts.iter().find_map(|part| part.seen.first()) {
-            Some(any) => vec![
-                Position {
-                    key: ("", 0),
-                    offset: 0,
-                    read: any.read,
-                };
-                position_starts[values.len()] as usize
-            ],
-            None => Vec::new(),
-        };
-        let mut next: Vec<u32> = position_starts[..values.len()].to_vec();
-        for Part {
-            key, seen, reach, ..
-        } in parts
-        {
-            let mut offsets: Vec<(i64, &Op)> = Vec::new();
-            for s in &seen {
-                match offsets.last_mut() {
-                    Some((offset, first)) if *offset == s.offset => {
-                        if s.read.index < first.index {
-                            *first = s.read;
-                        }
+/// Each partition's reads (what was seen, the first read of each offset, the reach), and
+/// every position grouped by value id, keeping the (partition, offset) order within each
+/// group: every slot is written once.
+fn group_positions<'a>(
+    parts: Vec<Part<'a>>,
+    position_starts: &[u32],
+    value_count: usize,
+) -> (BTreeMap<Key<'a>, PartitionReads<'a>>, Vec<Position<'a>>) {
+    let mut reads = BTreeMap::new();
+    let mut positions = match parts.iter().find_map(|part| part.seen.first()) {
+        Some(any) => vec![
+            Position {
+                key: ("", 0),
+                offset: 0,
+                read: any.read,
+            };
+            position_starts[value_count] as usize
+        ],
+        None => Vec::new(),
+    };
+    let mut next: Vec<u32> = position_starts[..value_count].to_vec();
+    for Part {
+        key, seen, reach, ..
+    } in parts
+    {
+        let mut offsets: Vec<(i64, &Op)> = Vec::new();
+        for s in &seen {
+            match offsets.last_mut() {
+                Some((offset, first)) if *offset == s.offset => {
+                    if s.read.index < first.index {
+                        *first = s.read;
                     }
-                    _ => offsets.push((s.offset, s.read)),
                 }
-                let slot = &mut next[s.id as usize];
-                positions[*slot as usize] = Position {
-                    key,
-                    offset: s.offset,
-                    read: s.read,
-                };
-                *slot += 1;
+                _ => offsets.push((s.offset, s.read)),
             }
-            reads.insert(
+            let slot = &mut next[s.id as usize];
+            positions[*slot as usize] = Position {
                 key,
-                PartitionReads {
-                    seen,
-                    offsets,
-                    reach,
-                },
-            );
+                offset: s.offset,
+                read: s.read,
+            };
+            *slot += 1;
         }
-
-        Index {
-            sends,
-            lanes,
-            reads,
-            values,
-            send_ids,
-            positions,
-            position_starts,
-        }
+        reads.insert(
+            key,
+            PartitionReads {
+                seen,
+                offsets,
+                reach,
+            },
+        );
     }
-
-    /// Where the value `id` was read, by partition then offset; empty if no read returned
-    /// it.
-    #[inline]
-    pub fn positions_of_id(&self, id: ValueId) -> &[Position<'a>] {
-        let at = id as usize;
-        &self.positions[self.position_starts[at] as usize..self.position_starts[at + 1] as usize]
-    }
-
-    /// Where `value` was read, by partition then offset; empty if no read returned it.
-    #[cfg(test)]
-    pub fn positions_of(&self, value: &str) -> &[Position<'a>] {
-        match self.values.iter().position(|v| *v == value) {
-            Some(id) => self.positions_of_id(id as ValueId),
-            None => &[],
-        }
-    }
-
-    /// The ids of `send`'s values, in batch order.
-    #[inline]
-    pub fn ids_of(&self, send: &Send<'a>) -> &[ValueId] {
-        let at = send.ids_at as usize;
-        &self.send_ids[at..at + send.ids_len as usize]
-    }
+    (reads, positions)
 }
 
 /// Gives the [`Unresolved`] read values their ids: a value sent elsewhere (or never
