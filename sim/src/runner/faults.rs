@@ -11,7 +11,7 @@ use super::recorder::{event, Shared};
 use super::roles::{resolve_groups, resolve_node, resolve_nodes};
 use super::sleep_until;
 use crate::scenario::FaultKind;
-use faultline::storage::SimDisk;
+use faultline::storage::{Fill, SimDisk, TornTail};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -253,13 +253,14 @@ async fn power_off(
         }
         FaultKind::DiskTornWrite => {
             cluster.down.lock().unwrap().insert(id);
-            // Part of each file's unsynced tail reaches the platter, then power is lost.
+            // Part of each file's unsynced tail reaches the platter, then power is lost:
+            // a clean cut, or a cut followed by zeros or garbage where the size reached
+            // the disk but the data did not, or the whole tail with one byte garbled (a
+            // complete batch with a bad CRC).
             let mut rng = PlanRng::new(seed ^ f.at.as_nanos() as u64);
             madsim::plugin::simulator::<SimDisk>()
                 .disk(id)
-                .with_disk(|d| {
-                    d.crash_with(&mut |_, unsynced| rng.below(unsynced as u64 + 1) as usize)
-                });
+                .with_disk(|d| d.crash_torn(&mut |_, unsynced| torn_tail(&mut rng, unsynced)));
             handle.kill(id);
             cluster.forget_control(id);
             Applied::Restart(id, name, "disk-torn-write")
@@ -593,5 +594,32 @@ fn heal(applied: &Applied, rec: &Shared, cluster: &Cluster) {
             );
         }
         Applied::Nothing => {}
+    }
+}
+
+/// How one file's unsynced tail of `unsynced` bytes tears (see `MemDisk::crash_torn`).
+fn torn_tail(rng: &mut PlanRng, unsynced: usize) -> TornTail {
+    let cut = rng.below(unsynced as u64 + 1) as usize;
+    let rest = unsynced - cut;
+    match rng.below(4) {
+        0 => TornTail::cut(cut),
+        1 => TornTail {
+            kept: cut,
+            flip: None,
+            fill: Fill::Zeros(rng.below(rest as u64 + 1) as usize),
+        },
+        2 => TornTail {
+            kept: cut,
+            flip: None,
+            fill: Fill::Garbage {
+                len: rng.below(rest as u64 + 1) as usize,
+                seed: rng.below(u64::MAX),
+            },
+        },
+        _ => TornTail {
+            kept: unsynced,
+            flip: (unsynced > 0).then(|| rng.below(unsynced as u64) as usize),
+            fill: Fill::Nothing,
+        },
     }
 }

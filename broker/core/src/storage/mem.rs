@@ -192,6 +192,9 @@ impl MemDisk {
                 let torn = tear(path, unsynced);
                 let kept = torn.kept.min(unsynced);
                 inode.current.truncate(durable_len + kept);
+                if let Some(flip) = torn.flip.filter(|&i| i < kept) {
+                    inode.current[durable_len + flip] ^= 0xff;
+                }
                 let fill_len = torn.fill.len().min(unsynced - kept);
                 match torn.fill {
                     Fill::Nothing => {}
@@ -488,11 +491,14 @@ fn reachable(dir: &Path, dirs: &BTreeSet<PathBuf>) -> bool {
         .all(|a| dirs.contains(a))
 }
 
-/// What a crash leaves of a file's unsynced appended tail: `kept` bytes of it as written,
-/// then `fill` where the file's new size reached the disk but its data did not.
+/// What a crash leaves of a file's unsynced appended tail: `kept` bytes of it as written
+/// (except the byte at `flip`, if any, inverted: a sector that reached the platter
+/// garbled, so a batch can be complete and still corrupt), then `fill` where the file's new
+/// size reached the disk but its data did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
     pub kept: usize,
+    pub flip: Option<usize>,
     pub fill: Fill,
 }
 
@@ -501,6 +507,7 @@ impl TornTail {
     pub fn cut(kept: usize) -> TornTail {
         TornTail {
             kept,
+            flip: None,
             fill: Fill::Nothing,
         }
     }
@@ -862,7 +869,13 @@ mod tests {
             f.append(b"abc").unwrap();
             f.sync().unwrap();
             f.append(b"defgh").unwrap();
-            storage.with_disk(|d| d.crash_torn(&mut |_, _| TornTail { kept: 1, fill }));
+            storage.with_disk(|d| {
+                d.crash_torn(&mut |_, _| TornTail {
+                    kept: 1,
+                    flip: None,
+                    fill,
+                })
+            });
             let bytes = storage.with_disk(|d| d.current_bytes(&path("/f")).unwrap().to_vec());
             assert_eq!(bytes.len(), 7, "{fill:?}");
             assert_eq!(&bytes[..4], b"abcd");
@@ -878,12 +891,14 @@ mod tests {
         storage.with_disk(|d| {
             d.crash_torn(&mut |_, _| TornTail {
                 kept: 1,
+                flip: Some(0),
                 fill: Fill::Zeros(9),
             })
         });
         assert_eq!(
-            storage.with_disk(|d| d.current_bytes(&path("/f")).unwrap().len()),
-            2
+            storage.with_disk(|d| d.current_bytes(&path("/f")).unwrap().to_vec()),
+            [b'a' ^ 0xff, 0],
+            "the fill never extends past what was appended; flip garbles a kept byte"
         );
     }
 }
