@@ -9,6 +9,7 @@
 //! - [`runner`]: builds the cluster, drives workloads and faults (simulated build only), from
 //!   a fault plan made by [`runner::nemesis`] (pure, in both builds).
 //! - [`report`]: the files a run leaves under `reports/runs/`.
+//! - [`suite`]: suites (folders with a `suite.toml`): the coverage probes they must reach.
 
 pub mod checker;
 pub mod history;
@@ -18,3 +19,4 @@ pub mod outcome;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod suite;

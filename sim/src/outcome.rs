@@ -5,6 +5,7 @@ use crate::history::{Anomaly, History, Violation};
 use crate::invariants::InvariantViolation;
 use crate::scenario::{Expectation, Scenario};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A fault or node event on the run's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,8 @@ pub enum Verdict {
 /// The lab's exit status when a seed ended this way (`cargo lab run` and `repro`); several
 /// failing seeds: the highest wins. 2 is bad input, decided before anything runs.
 pub const EXIT_NONDETERMINISM: i32 = 5;
+/// Exit code when a suite's `must_reach` probe was reached by none of its seeds.
+pub const EXIT_COVERAGE: i32 = 6;
 
 impl Verdict {
     /// 0 pass, 1 a violation, 3 a liveness failure, 4 a crash (TigerBeetle's simulator
@@ -89,6 +92,11 @@ pub struct Outcome {
     pub simulated_ns: u64,
     /// Not part of equality in spirit: wall time differs run to run. Kept out of the hash.
     pub wall_ms: u64,
+    /// How often each coverage probe was reached (`faultline::probe`); probes never
+    /// reached are absent.
+    pub probes: BTreeMap<String, u64>,
+    /// BUGGIFY sites reached: enabled for the run, and how often each fired.
+    pub buggify: BTreeMap<String, (bool, u64)>,
 }
 
 impl Outcome {

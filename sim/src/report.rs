@@ -58,6 +58,10 @@ pub fn write_with(
         "simulated_seconds": outcome.simulated_ns as f64 / 1e9,
         "wall_seconds": outcome.wall_ms as f64 / 1e3,
         "repro": repro_command(scenario, outcome.seed),
+        "probes": outcome.probes,
+        "buggify": outcome.buggify.iter().map(|(site, (enabled, fired))| {
+            (site.clone(), serde_json::json!({"enabled": enabled, "fired": fired}))
+        }).collect::<serde_json::Map<String, serde_json::Value>>(),
     });
     std::fs::write(
         dir.join("summary.json"),
@@ -96,7 +100,40 @@ pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String 
     timeline(&mut md, outcome);
     invariants(&mut md, scenario, outcome);
     anomalies(&mut md, scenario, outcome);
+    coverage(&mut md, outcome);
     md
+}
+
+/// The coverage probes this seed reached and what BUGGIFY did.
+fn coverage(md: &mut String, outcome: &Outcome) {
+    let _ = writeln!(
+        md,
+        "## Coverage probes reached
+"
+    );
+    if outcome.probes.is_empty() {
+        let _ = writeln!(
+            md,
+            "None.
+"
+        );
+    } else {
+        let _ = writeln!(md, "| probe | times |\n|---|---|");
+        for (name, n) in &outcome.probes {
+            let _ = writeln!(md, "| `{name}` | {n} |");
+        }
+        let _ = writeln!(md);
+    }
+    if !outcome.buggify.is_empty() {
+        let _ = writeln!(
+            md,
+            "## BUGGIFY\n\n| site | enabled | fired |\n|---|---|---|"
+        );
+        for (site, (enabled, fired)) in &outcome.buggify {
+            let _ = writeln!(md, "| `{site}` | {enabled} | {fired} |");
+        }
+        let _ = writeln!(md);
+    }
 }
 
 /// The title, how to replay, what ran where, the verdict and what ran.
@@ -292,6 +329,8 @@ mod tests {
             trace_hash: 1,
             simulated_ns: 2_000_000_000,
             wall_ms: 10,
+            probes: Default::default(),
+            buggify: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ mod lab {
     use faultline_sim::report;
     use faultline_sim::runner::run_seed;
     use faultline_sim::scenario::{self, Scenario};
+    use faultline_sim::suite;
     use std::collections::VecDeque;
     use std::path::{Path, PathBuf};
     use std::sync::{Arc, Mutex};
@@ -42,7 +43,9 @@ mod lab {
 
     #[derive(Subcommand)]
     enum Command {
-        /// Run scenario files or folders (default: scenarios/smoke).
+        /// Run scenario files or folders (default: every suite: scenarios/smoke,
+        /// scenarios/replication, scenarios/cluster). A folder run whole that has a
+        /// suite.toml fails the run when no seed reaches a probe it lists in must_reach.
         Run {
             paths: Vec<PathBuf>,
             #[command(flatten)]
@@ -57,6 +60,16 @@ mod lab {
             /// (`failing`: a standard-scenario history is ~16 MB; `repro` rewrites any).
             #[arg(long, value_enum, default_value = "all")]
             histories: Histories,
+        },
+        /// Run scenarios like `run` and print, for every coverage probe, how many seeds
+        /// reached it (also written to reports/coverage.md); fails like `run`, and when a
+        /// suite's must_reach probe was reached by no seed.
+        Coverage {
+            paths: Vec<PathBuf>,
+            #[command(flatten)]
+            seeds: SeedArgs,
+            #[arg(long, default_value = "reports")]
+            reports: PathBuf,
         },
         /// Replay one seed exactly, print its first violation and write its full trace.
         Repro {
@@ -129,7 +142,12 @@ mod lab {
                 check_determinism,
                 reports,
                 histories,
-            } => run(paths, seeds, check_determinism, &reports, histories),
+            } => run(paths, seeds, check_determinism, &reports, histories, false),
+            Command::Coverage {
+                paths,
+                seeds,
+                reports,
+            } => run(paths, seeds, false, &reports, Histories::Failing, true),
             Command::Repro {
                 file,
                 seed,
@@ -156,6 +174,8 @@ mod lab {
         reasons: Vec<String>,
         /// What the lab exits with for this seed (0 when it passed).
         exit_code: i32,
+        /// The coverage probes the seed reached.
+        probes: Vec<String>,
     }
 
     fn finding(outcome: &Outcome) -> SeedFinding {
@@ -298,7 +318,9 @@ mod lab {
                         let p = entry.map_err(|e| e.to_string())?.path();
                         if p.is_dir() {
                             stack.push(p);
-                        } else if p.extension().is_some_and(|e| e == "toml") {
+                        } else if p.extension().is_some_and(|e| e == "toml")
+                            && p.file_name().is_none_or(|n| n != suite::SUITE_FILE)
+                        {
                             found.push(p);
                         }
                     }
@@ -411,19 +433,34 @@ mod lab {
         Ok(scenarios)
     }
 
+    /// The suites `cargo lab run` runs when given no path: every one a user should trust.
+    const DEFAULT_SUITES: [&str; 3] = [
+        "scenarios/smoke",
+        "scenarios/replication",
+        "scenarios/cluster",
+    ];
+
     fn run(
         paths: Vec<PathBuf>,
         seeds: SeedArgs,
         check_determinism: bool,
         reports: &Path,
         histories: Histories,
+        print_coverage: bool,
     ) -> i32 {
         let paths = if paths.is_empty() {
-            vec![PathBuf::from("scenarios/smoke")]
+            DEFAULT_SUITES.iter().map(PathBuf::from).collect()
         } else {
             paths
         };
         let scenarios = match load_all(&paths) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let suites = match suite::suites_in(&paths) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -458,11 +495,65 @@ mod lab {
             check_determinism,
             reports,
         );
+        let coverage_code = check_coverage(&scenarios, &results, &suites, print_coverage, reports);
         results
             .iter()
             .map(|(_, seed)| seed.exit_code)
+            .chain([coverage_code])
             .max()
             .unwrap_or(0)
+    }
+
+    /// Each suite's coverage against its must_reach (exit code 6 when a probe was reached
+    /// by none of its seeds) and, for `coverage`, the table of every probe.
+    fn check_coverage(
+        scenarios: &[Scenario],
+        results: &[(usize, SeedSummary)],
+        suites: &[suite::Suite],
+        print_table: bool,
+        reports: &Path,
+    ) -> i32 {
+        let mut code = 0;
+        for s in suites {
+            let mut coverage = suite::Coverage::default();
+            for (i, seed) in results {
+                if scenarios[*i].path.starts_with(&s.dir) {
+                    coverage.add(&seed.probes);
+                }
+            }
+            let missing = coverage.missing(s);
+            if !missing.is_empty() {
+                code = faultline_sim::outcome::EXIT_COVERAGE;
+                println!(
+                    "\nCOVERAGE {}: reached by none of {} seeds: {} (declared in {})",
+                    s.dir.display(),
+                    coverage.seeds,
+                    missing.join(", "),
+                    s.file.display()
+                );
+            }
+        }
+        if print_table {
+            let mut coverage = suite::Coverage::default();
+            for (_, seed) in results {
+                coverage.add(&seed.probes);
+            }
+            let table = coverage.table();
+            println!("\n{table}");
+            let never = faultline::probe::ALL.len() - coverage.reached.len();
+            println!(
+                "{} probes, {never} reached by no seed",
+                faultline::probe::ALL.len()
+            );
+            let path = reports.join("coverage.md");
+            let text = format!("# Coverage probes\n\n{} seeds.\n\n{table}", coverage.seeds);
+            if let Err(e) =
+                std::fs::create_dir_all(reports).and_then(|_| std::fs::write(&path, text))
+            {
+                eprintln!("warning: {}: {e}", path.display());
+            }
+        }
+        code
     }
 
     /// Every (scenario, seed) to run, scenario by scenario.
@@ -511,6 +602,7 @@ mod lab {
             passed,
             reasons,
             exit_code,
+            probes: outcome.probes.keys().cloned().collect(),
         }
     }
 

@@ -50,6 +50,8 @@ pub(super) fn judge(
         events,
         liveness_error,
         simulated_ns,
+        probes,
+        buggify,
     } = run;
     let ordered: BTreeSet<String> = (0..scenario.producers.len())
         .filter(|i| producer_is_ordered(&scenario.producers[*i]))
@@ -90,6 +92,8 @@ pub(super) fn judge(
         trace_hash,
         simulated_ns,
         wall_ms: 0,
+        probes,
+        buggify,
     }
 }
 
@@ -108,6 +112,8 @@ pub(super) fn crashed(scenario: &Scenario, seed: u64, message: String, wall_ms: 
         trace_hash: fnv1a(message.as_bytes()),
         simulated_ns: 0,
         wall_ms,
+        probes: Default::default(),
+        buggify: Default::default(),
     }
 }
 

@@ -49,6 +49,9 @@ use {
 /// that a partitioned client notices within the run.
 #[cfg(madsim)]
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Mixed into the seed for BUGGIFY's draws, so they do not repeat the nemesis's.
+#[cfg(madsim)]
+const BUGGIFY_SALT: u64 = 0xb066_1f75_eed0;
 /// Slack on top of duration + liveness before the harness declares the run hung.
 #[cfg(madsim)]
 const HANG_MARGIN: Duration = Duration::from_secs(120);
@@ -119,6 +122,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
 #[cfg(madsim)]
 async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> Recorded {
     let rec = recorder::install(&checker);
+    faultline::probe::start_counting();
+    if scenario.buggify {
+        faultline::buggify::enable(seed ^ BUGGIFY_SALT);
+    }
     let handle = Handle::current();
     let mut cluster = Cluster::build(&handle, &scenario);
     cluster::create_topics(&cluster, &scenario).await;
@@ -149,8 +156,18 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
     let simulated_ns = Instant::now().duration_since(start).as_nanos() as u64;
     cluster.kill_all(&handle);
     sleep(Duration::from_millis(1)).await;
+    let probes = faultline::probe::take_counts();
+    let buggify = faultline::buggify::disable();
     let mut r = rec.lock().unwrap();
     Recorded {
+        probes: probes
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        buggify: buggify
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         history: std::mem::take(&mut r.history),
         events: std::mem::take(&mut r.events),
         liveness_error,

@@ -25,6 +25,10 @@ pub(super) struct Recorded {
     /// Why the liveness phase failed, if it did.
     pub(super) liveness_error: Option<String>,
     pub(super) simulated_ns: u64,
+    /// Coverage probe counts of the run.
+    pub(super) probes: std::collections::BTreeMap<String, u64>,
+    /// BUGGIFY sites reached: (enabled, fired).
+    pub(super) buggify: std::collections::BTreeMap<String, (bool, u64)>,
 }
 
 /// The run's recorder, and the observer that feeds it and the invariant checker. One

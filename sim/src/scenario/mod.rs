@@ -85,6 +85,8 @@ pub struct Scenario {
     /// Timeline events the run must record (`kind` or `kind: text`): proof that the fault
     /// sequence reached the mechanism the scenario is about.
     pub must_see: Vec<String>,
+    /// Seeded perturbations inside the nodes (`faultline::buggify`) for every run.
+    pub buggify: bool,
 }
 
 impl Scenario {

@@ -409,4 +409,7 @@ pub(super) struct ScenarioToml {
     pub(super) expect: BTreeMap<String, Spanned<Expectation>>,
     #[serde(default)]
     pub(super) must_see: Vec<Spanned<String>>,
+    /// BUGGIFY on for this scenario's runs (`faultline::buggify`).
+    #[serde(default)]
+    pub(super) buggify: bool,
 }

@@ -269,6 +269,14 @@ fn every_example_in_the_scenarios_folder_is_valid() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n == crate::suite::SUITE_FILE)
+            {
+                // A suite declaration, not a scenario: it must be valid too.
+                crate::suite::load(path.parent().unwrap())
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .expect("a suite file");
             } else if path.extension().is_some_and(|e| e == "toml") {
                 load(&path).unwrap_or_else(|e| panic!("{e}"));
                 seen += 1;

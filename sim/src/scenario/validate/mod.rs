@@ -105,6 +105,7 @@ fn model(
         expect,
         invariant_expectation,
         must_see: raw.must_see.into_iter().map(|e| e.into_inner()).collect(),
+        buggify: raw.buggify,
     }
 }
 
