@@ -18,6 +18,13 @@
 //! - `one-active-controller-per-term`: at most one controller is active in one term.
 //! - `metadata-log-agrees`: every controller that commits metadata entry `index` commits
 //!   the same (term, digest).
+//! - `committed-batches-agree` ([`COMMITTED_BATCHES_AGREE`]): once a leader's high
+//!   watermark passes a batch, that batch is committed; no replica may ever hold a
+//!   different batch at those offsets (checked as every append and replicated append is
+//!   reported, not only at the end, so a divergence that lasts a moment is seen too: a
+//!   follower admitted to the ISR too early and then elected writes new batches over
+//!   committed ones at once). Committed data overwritten is acknowledged data lost, so a
+//!   scenario that allows lost writes allows this rule too.
 //!
 //! The end-of-run rule, `replicas-agree`: every member of a partition's ISR (as the leader
 //! reports it) holds exactly the leader's batches (base, last, CRC) below the leader's high
@@ -31,6 +38,12 @@ use std::collections::BTreeMap;
 /// Controller node ids in the lab: controller-K is node 1000 + K, so they never clash with
 /// broker ids 1..N.
 pub const CONTROLLER_ID_BASE: i32 = 1000;
+
+/// The rule that committed batches never change (see the module docs).
+pub const COMMITTED_BATCHES_AGREE: &str = "committed-batches-agree";
+
+/// One batch as a replica reported it: last offset and CRC, by base offset.
+type BatchMap = BTreeMap<i64, (i64, u32)>;
 
 /// Violations kept per run; a broken rule tends to repeat at every report after it.
 pub const VIOLATIONS_MAX: usize = 100;
@@ -60,9 +73,15 @@ pub struct Invariants {
     active_controllers: BTreeMap<u64, i32>,
     /// metadata index -> (term, digest, first controller that committed it).
     committed: BTreeMap<u64, (u64, u64, i32)>,
+    /// (broker, topic, partition) -> the batches its replica reported since it started,
+    /// less what it truncated, and how far its high watermark has committed them.
+    replica_logs: BTreeMap<(i32, String, i32), (BatchMap, i64)>,
+    /// (topic, partition) -> committed batches: (last offset, CRC, the leader that
+    /// committed it first).
+    committed_batches: BTreeMap<(String, i32), BTreeMap<i64, (i64, u32, i32)>>,
     violations: Vec<InvariantViolation>,
     /// Violations beyond `VIOLATIONS_MAX`, counted only.
-    dropped: usize,
+    dropped: BTreeMap<String, usize>,
 }
 
 impl Invariants {
@@ -172,11 +191,127 @@ impl Invariants {
             Observation::Started { node } => {
                 if let Some(id) = node_id_of(node) {
                     self.high_watermarks.retain(|(b, _, _, _), _| *b != id);
+                    // What survived on its disk is not reported again; only what it
+                    // writes from now on is checked.
+                    self.replica_logs.retain(|(b, _, _), _| *b != id);
                 }
             }
-            // Batches and truncations are compared at the end, replica against replica.
-            Observation::Batch { .. } | Observation::Truncated { .. } => {}
+            Observation::Batch {
+                broker,
+                topic,
+                partition,
+                base_offset,
+                last_offset,
+                crc,
+                ..
+            } => {
+                self.check_against_committed(
+                    time_ns,
+                    *broker,
+                    topic,
+                    *partition,
+                    (*base_offset, *last_offset, *crc),
+                );
+                let (log, _) = self
+                    .replica_logs
+                    .entry((*broker, topic.clone(), *partition))
+                    .or_default();
+                // A re-append replaces whatever the replica held from there on.
+                log.retain(|base, (last, _)| *last < *base_offset || *base > *last_offset);
+                log.insert(*base_offset, (*last_offset, *crc));
+            }
+            Observation::Truncated {
+                broker,
+                topic,
+                partition,
+                offset,
+            } => {
+                if let Some((log, committed_to)) =
+                    self.replica_logs.get_mut(&(*broker, topic.clone(), *partition))
+                {
+                    log.retain(|_, (last, _)| *last < *offset);
+                    *committed_to = (*committed_to).min(*offset);
+                }
+            }
         }
+        if let Observation::HighWatermark {
+            broker,
+            topic,
+            partition,
+            high_watermark,
+            ..
+        } = observation
+        {
+            self.commit(time_ns, *broker, topic, *partition, *high_watermark);
+        }
+    }
+
+    /// The leader `broker`'s batches below `high_watermark` are committed: each must equal
+    /// whatever was committed at its offsets before.
+    fn commit(
+        &mut self,
+        time_ns: u64,
+        broker: i32,
+        topic: &str,
+        partition: i32,
+        high_watermark: i64,
+    ) {
+        let key = (broker, topic.to_string(), partition);
+        let Some((log, committed_to)) = self.replica_logs.get_mut(&key) else {
+            return;
+        };
+        if high_watermark <= *committed_to {
+            return;
+        }
+        let newly: Vec<(i64, i64, u32)> = log
+            .range(*committed_to..)
+            .filter(|(_, (last, _))| *last < high_watermark)
+            .map(|(base, (last, crc))| (*base, *last, *crc))
+            .collect();
+        *committed_to = newly.last().map_or(*committed_to, |b| b.1 + 1);
+        for batch in newly {
+            if self.check_against_committed(time_ns, broker, topic, partition, batch) {
+                self.committed_batches
+                    .entry((topic.to_string(), partition))
+                    .or_default()
+                    .insert(batch.0, (batch.1, batch.2, broker));
+            }
+        }
+    }
+
+    /// Whether `batch` (base, last, CRC) written by `broker` agrees with what is committed
+    /// at its offsets: the same batch, or nothing committed there. Records a violation
+    /// otherwise.
+    fn check_against_committed(
+        &mut self,
+        time_ns: u64,
+        broker: i32,
+        topic: &str,
+        partition: i32,
+        (base, last, crc): (i64, i64, u32),
+    ) -> bool {
+        let Some(committed) = self.committed_batches.get(&(topic.to_string(), partition)) else {
+            return true;
+        };
+        let clash = committed
+            .range(..=last)
+            .rev()
+            .take_while(|(_, (c_last, _, _))| *c_last >= base)
+            .find(|(c_base, (c_last, c_crc, _))| (**c_base, *c_last, *c_crc) != (base, last, crc))
+            .map(|(c_base, (c_last, c_crc, by))| (*c_base, *c_last, *c_crc, *by));
+        let Some((c_base, c_last, c_crc, by)) = clash else {
+            return true;
+        };
+        self.fail(
+            time_ns,
+            COMMITTED_BATCHES_AGREE,
+            format!(
+                "broker {broker} wrote {topic}/{partition} offsets {base}..={last} (crc {crc:08x}) \
+                 over the committed batch {c_base}..={c_last} (crc {c_crc:08x}) that broker {by}'s \
+                 high watermark had passed: acknowledged records at risk"
+            ),
+        );
+        false
     }
 
     pub fn violations(&self) -> &[InvariantViolation] {
@@ -185,7 +320,12 @@ impl Invariants {
 
     /// Violations found beyond the kept ones.
     pub fn dropped(&self) -> usize {
-        self.dropped
+        self.dropped.values().sum()
+    }
+
+    /// Violations found beyond the kept ones, per rule.
+    pub fn dropped_by_rule(&self) -> &BTreeMap<String, usize> {
+        &self.dropped
     }
 
     /// Add a violation found outside `observe` (the end-of-run comparison).
@@ -193,7 +333,7 @@ impl Invariants {
         if self.violations.len() < VIOLATIONS_MAX {
             self.violations.push(violation);
         } else {
-            self.dropped += 1;
+            *self.dropped.entry(violation.rule).or_default() += 1;
         }
     }
 
@@ -436,6 +576,53 @@ mod tests {
             &[committed(1001, 4, 2, 0xaa), committed(1002, 4, 3, 0xaa)],
             &["metadata-log-agrees"],
         );
+    }
+
+    fn batch(broker: i32, base: i64, last: i64, crc: u32) -> Observation {
+        Observation::Batch {
+            broker,
+            topic: "t".into(),
+            partition: 0,
+            base_offset: base,
+            last_offset: last,
+            crc,
+            leader_epoch: 0,
+        }
+    }
+
+    fn truncated(broker: i32, offset: i64) -> Observation {
+        Observation::Truncated {
+            broker,
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        }
+    }
+
+    #[test]
+    fn committed_batches_never_change() {
+        // Leader 1 writes 0..=4 and 5..=9; its high watermark passes the first only.
+        let committed_first = [batch(1, 0, 4, 0xa), batch(1, 5, 9, 0xb), hw(1, 0, 5)];
+        // A follower copies the committed batch, then replaces the uncommitted one after a
+        // truncation: fine, only committed offsets are fixed.
+        let mut fine = committed_first.to_vec();
+        fine.extend([
+            batch(2, 0, 4, 0xa),
+            batch(2, 5, 9, 0xc),
+            truncated(2, 5),
+            batch(2, 5, 7, 0xd),
+        ]);
+        fine.extend([leader(2, 1), hw(2, 1, 8)]);
+        check(&fine, &[]);
+        // A new leader that lacked the committed batch writes its own there.
+        let mut overwritten = committed_first.to_vec();
+        overwritten.extend([leader(3, 1), batch(3, 0, 2, 0xe)]);
+        check(&overwritten, &[COMMITTED_BATCHES_AGREE]);
+        // Or commits a different batch at those offsets through its own high watermark.
+        let mut recommitted = vec![batch(3, 0, 4, 0xf)];
+        recommitted.extend(committed_first.iter().cloned());
+        recommitted.extend([leader(3, 1), hw(3, 1, 5)]);
+        check(&recommitted, &[COMMITTED_BATCHES_AGREE]);
     }
 
     #[test]

@@ -121,11 +121,12 @@ pub(super) fn crashed(scenario: &Scenario, seed: u64, message: String, wall_ms: 
 fn invariant_violations(checker: &Mutex<Invariants>, simulated_ns: u64) -> Vec<InvariantViolation> {
     let checker = checker.lock().unwrap();
     let mut broken = checker.violations().to_vec();
-    if checker.dropped() > 0 {
+    // One note per rule, under the rule's name, so that judging by rule counts them too.
+    for (rule, n) in checker.dropped_by_rule() {
         broken.push(InvariantViolation {
             time_ns: simulated_ns,
-            rule: "(more)".into(),
-            message: format!("{} more invariant violations not kept", checker.dropped()),
+            rule: rule.clone(),
+            message: format!("{n} more violations of this rule not kept"),
         });
     }
     broken

@@ -168,6 +168,7 @@ impl Partition {
         for (header, bytes) in to_append {
             let base_offset = self.append_checked(&header, bytes, config, now_ms)?;
             first_offset.get_or_insert(base_offset);
+            self.report_batch(node_id, base_offset);
         }
         self.producers = producers;
         let log_end_offset = self.log.log_end_offset();
@@ -478,6 +479,27 @@ fn first_record_at_or_after(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, 
 }
 
 impl Partition {
+    /// Tell the lab's observer (if any) about the batch this leader just appended at
+    /// `base_offset` (as stored: leader epoch stamped, CRC as the producer sent it).
+    fn report_batch(&self, node_id: i32, base_offset: i64) {
+        if !crate::observe::active() {
+            return;
+        }
+        let Ok(Some(header)) = self.log.last_batch() else {
+            return;
+        };
+        debug_assert_eq!(header.base_offset, base_offset);
+        crate::observe::report(crate::observe::Observation::Batch {
+            broker: node_id,
+            topic: self.topic.clone(),
+            partition: self.index,
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            crc: header.crc,
+            leader_epoch: header.partition_leader_epoch,
+        });
+    }
+
     /// Tell the lab's observer (if any) the high watermark this leader now serves.
     pub(super) fn report_high_watermark(&self, broker: i32, topic: &str, partition: i32) {
         if crate::observe::active() {
