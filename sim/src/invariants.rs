@@ -45,6 +45,9 @@ pub const COMMITTED_BATCHES_AGREE: &str = "committed-batches-agree";
 /// One batch as a replica reported it: last offset and CRC, by base offset.
 type BatchMap = BTreeMap<i64, (i64, u32)>;
 
+/// Committed batches by base offset: last offset, CRC, the leader that committed it first.
+type CommittedMap = BTreeMap<i64, (i64, u32, i32)>;
+
 /// Violations kept per run; a broken rule tends to repeat at every report after it.
 pub const VIOLATIONS_MAX: usize = 100;
 
@@ -78,7 +81,7 @@ pub struct Invariants {
     replica_logs: BTreeMap<(i32, String, i32), (BatchMap, i64)>,
     /// (topic, partition) -> committed batches: (last offset, CRC, the leader that
     /// committed it first).
-    committed_batches: BTreeMap<(String, i32), BTreeMap<i64, (i64, u32, i32)>>,
+    committed_batches: BTreeMap<(String, i32), CommittedMap>,
     violations: Vec<InvariantViolation>,
     /// Violations beyond `VIOLATIONS_MAX`, counted only.
     dropped: BTreeMap<String, usize>,
