@@ -23,8 +23,11 @@
 //!   different batch at those offsets (checked as every append and replicated append is
 //!   reported, not only at the end, so a divergence that lasts a moment is seen too: a
 //!   follower admitted to the ISR too early and then elected writes new batches over
-//!   committed ones at once). Committed data overwritten is acknowledged data lost, so a
-//!   scenario that allows lost writes allows this rule too.
+//!   committed ones at once). A writer in an older leader epoch than the one that
+//!   committed the offsets is exempt: a deposed leader that has not heard of its successor
+//!   may still append to its own log, which is truncated when it rejoins, and nothing it
+//!   writes there can be committed. Committed data overwritten is acknowledged data lost,
+//!   so a scenario that allows lost writes allows this rule too.
 //!
 //! The end-of-run rule, `replicas-agree`: every member of a partition's ISR (as the leader
 //! reports it) holds exactly the leader's batches (base, last, CRC) below the leader's high
@@ -45,8 +48,9 @@ pub const COMMITTED_BATCHES_AGREE: &str = "committed-batches-agree";
 /// One batch as a replica reported it: last offset and CRC, by base offset.
 type BatchMap = BTreeMap<i64, (i64, u32)>;
 
-/// Committed batches by base offset: last offset, CRC, the leader that committed it first.
-type CommittedMap = BTreeMap<i64, (i64, u32, i32)>;
+/// Committed batches by base offset: last offset, CRC, the leader that committed it first
+/// and its leader epoch.
+type CommittedMap = BTreeMap<i64, (i64, u32, i32, i32)>;
 
 /// Violations kept per run; a broken rule tends to repeat at every report after it.
 pub const VIOLATIONS_MAX: usize = 100;
@@ -206,11 +210,11 @@ impl Invariants {
                 base_offset,
                 last_offset,
                 crc,
-                ..
+                leader_epoch,
             } => {
                 self.check_against_committed(
                     time_ns,
-                    *broker,
+                    (*broker, *leader_epoch),
                     topic,
                     *partition,
                     (*base_offset, *last_offset, *crc),
@@ -242,19 +246,20 @@ impl Invariants {
             topic,
             partition,
             high_watermark,
-            ..
+            leader_epoch,
         } = observation
         {
-            self.commit(time_ns, *broker, topic, *partition, *high_watermark);
+            let writer = (*broker, *leader_epoch);
+            self.commit(time_ns, writer, topic, *partition, *high_watermark);
         }
     }
 
-    /// The leader `broker`'s batches below `high_watermark` are committed: each must equal
-    /// whatever was committed at its offsets before.
+    /// The leader `broker`'s batches below `high_watermark`, reported in leader epoch
+    /// `epoch`, are committed: each must equal whatever was committed at its offsets before.
     fn commit(
         &mut self,
         time_ns: u64,
-        broker: i32,
+        (broker, epoch): (i32, i32),
         topic: &str,
         partition: i32,
         high_watermark: i64,
@@ -273,22 +278,24 @@ impl Invariants {
             .collect();
         *committed_to = newly.last().map_or(*committed_to, |b| b.1 + 1);
         for batch in newly {
-            if self.check_against_committed(time_ns, broker, topic, partition, batch) {
+            if self.check_against_committed(time_ns, (broker, epoch), topic, partition, batch) {
                 self.committed_batches
                     .entry((topic.to_string(), partition))
                     .or_default()
-                    .insert(batch.0, (batch.1, batch.2, broker));
+                    .entry(batch.0)
+                    .or_insert((batch.1, batch.2, broker, epoch));
             }
         }
     }
 
-    /// Whether `batch` (base, last, CRC) written by `broker` agrees with what is committed
-    /// at its offsets: the same batch, or nothing committed there. Records a violation
-    /// otherwise.
+    /// Whether `batch` (base, last, CRC) written by `broker` in leader epoch `epoch` agrees
+    /// with what is committed at its offsets: the same batch, nothing committed there, or
+    /// committed only in a later leader epoch than the writer's (a deposed leader's own
+    /// log, truncated when it rejoins). Records a violation otherwise.
     fn check_against_committed(
         &mut self,
         time_ns: u64,
-        broker: i32,
+        (broker, epoch): (i32, i32),
         topic: &str,
         partition: i32,
         (base, last, crc): (i64, i64, u32),
@@ -299,19 +306,23 @@ impl Invariants {
         let clash = committed
             .range(..=last)
             .rev()
-            .take_while(|(_, (c_last, _, _))| *c_last >= base)
-            .find(|(c_base, (c_last, c_crc, _))| (**c_base, *c_last, *c_crc) != (base, last, crc))
-            .map(|(c_base, (c_last, c_crc, by))| (*c_base, *c_last, *c_crc, *by));
-        let Some((c_base, c_last, c_crc, by)) = clash else {
+            .take_while(|(_, c)| c.0 >= base)
+            .find(|(c_base, c)| (**c_base, c.0, c.1) != (base, last, crc))
+            .map(|(c_base, c)| (*c_base, *c));
+        let Some((c_base, (c_last, c_crc, by, c_epoch))) = clash else {
             return true;
         };
+        if epoch < c_epoch {
+            return false;
+        }
         self.fail(
             time_ns,
             COMMITTED_BATCHES_AGREE,
             format!(
                 "broker {broker} wrote {topic}/{partition} offsets {base}..={last} (crc {crc:08x}) \
-                 over the committed batch {c_base}..={c_last} (crc {c_crc:08x}) that broker {by}'s \
-                 high watermark had passed: acknowledged records at risk"
+                 in leader epoch {epoch} over the committed batch {c_base}..={c_last} (crc \
+                 {c_crc:08x}) that broker {by}'s high watermark had passed in leader epoch \
+                 {c_epoch}: acknowledged records at risk"
             ),
         );
         false
@@ -582,6 +593,10 @@ mod tests {
     }
 
     fn batch(broker: i32, base: i64, last: i64, crc: u32) -> Observation {
+        batch_in(broker, 1, base, last, crc)
+    }
+
+    fn batch_in(broker: i32, epoch: i32, base: i64, last: i64, crc: u32) -> Observation {
         Observation::Batch {
             broker,
             topic: "t".into(),
@@ -589,7 +604,7 @@ mod tests {
             base_offset: base,
             last_offset: last,
             crc,
-            leader_epoch: 0,
+            leader_epoch: epoch,
         }
     }
 
@@ -626,6 +641,21 @@ mod tests {
         recommitted.extend(committed_first.iter().cloned());
         recommitted.extend([leader(3, 1), hw(3, 1, 5)]);
         check(&recommitted, &[COMMITTED_BATCHES_AGREE]);
+        // A deposed leader of epoch 0 that has not heard of its successor appends to its
+        // own log over offsets the epoch-2 leader committed: it is truncated when it
+        // rejoins, and nothing it writes there can be committed.
+        let stale = [
+            batch_in(3, 2, 0, 4, 0xa),
+            hw(3, 2, 5),
+            batch_in(1, 0, 0, 2, 0xe),
+        ];
+        check(&stale, &[]);
+        let newer = [
+            batch_in(3, 2, 0, 4, 0xa),
+            hw(3, 2, 5),
+            batch_in(1, 2, 0, 2, 0xe),
+        ];
+        check(&newer, &[COMMITTED_BATCHES_AGREE]);
     }
 
     #[test]

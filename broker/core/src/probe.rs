@@ -134,6 +134,18 @@ pub fn take_counts() -> BTreeMap<&'static str, u64> {
     HOOKS.with(|h| h.borrow_mut().probes.take().unwrap_or_default())
 }
 
+/// How often the probe named `name` was reached on this thread since counting started
+/// (the lab's triggered faults wait on it).
+pub fn count(name: &str) -> u64 {
+    HOOKS.with(|h| {
+        h.borrow()
+            .probes
+            .as_ref()
+            .and_then(|c| c.get(name).copied())
+            .unwrap_or(0)
+    })
+}
+
 /// The probe of a name, if one is declared.
 pub fn by_name(name: &str) -> Option<&'static Probe> {
     ALL.iter().find(|p| p.name == name)

@@ -38,7 +38,7 @@ pub(super) async fn run_timeline(
 ) {
     // (end, stagger, what to undo)
     let mut active: Vec<(Duration, Duration, Applied)> = Vec::new();
-    for f in plan {
+    for mut f in plan {
         // End faults due before this one starts.
         active.sort_by_key(|(end, _, _)| *end);
         while active.first().is_some_and(|(end, _, _)| *end <= f.at) {
@@ -47,6 +47,23 @@ pub(super) async fn run_timeline(
             heal(&applied, rec, cluster);
         }
         sleep_until(start, f.at).await;
+        if let Some(probe) = f.after.clone() {
+            // Triggered: wait (healing what falls due meanwhile) until a node reaches the
+            // probe; faults later in the timeline wait with this one.
+            match wait_for_probe(&probe, &mut active, cluster, rec, start, run_duration).await {
+                Some(at) => f.at = at,
+                None => {
+                    event(
+                        rec,
+                        "fault-skipped",
+                        f.kind.name(),
+                        &format!("after {probe}"),
+                        f.source,
+                    );
+                    continue;
+                }
+            }
+        }
         for (stagger, one) in singles(&f, cluster, rec).await {
             let applied = apply(&one, cluster, rec, seed).await;
             let end = f.duration.map_or(run_duration, |d| f.at + d);
@@ -61,6 +78,35 @@ pub(super) async fn run_timeline(
         // keeps its stagger, and may run into the liveness phase).
         sleep_until(start, end.min(run_duration + stagger)).await;
         heal(&applied, rec, cluster);
+    }
+}
+
+/// Poll (every simulated millisecond) until the coverage probe `probe` is reached again,
+/// healing active faults as they fall due. The time it was reached, or None when the
+/// safety phase ended first.
+async fn wait_for_probe(
+    probe: &str,
+    active: &mut Vec<(Duration, Duration, Applied)>,
+    cluster: &Cluster,
+    rec: &Shared,
+    start: Instant,
+    run_duration: Duration,
+) -> Option<Duration> {
+    let seen = faultline::probe::count(probe);
+    loop {
+        let now = Instant::now().duration_since(start);
+        if faultline::probe::count(probe) > seen {
+            return Some(now);
+        }
+        if now >= run_duration {
+            return None;
+        }
+        active.sort_by_key(|(end, _, _)| *end);
+        while active.first().is_some_and(|(end, _, _)| *end <= now) {
+            let (_, _, applied) = active.remove(0);
+            heal(&applied, rec, cluster);
+        }
+        madsim::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

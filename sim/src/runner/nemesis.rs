@@ -26,6 +26,8 @@ pub struct PlannedFault {
     pub offset_ms: i64,
     /// "scenario" or "nemesis".
     pub source: &'static str,
+    /// Fire at the first time a node reaches this coverage probe after `at`, not at `at`.
+    pub after: Option<String>,
 }
 
 impl PlannedFault {
@@ -58,6 +60,7 @@ impl PlannedFault {
             rate: f.rate.as_ref().map_or(0.0, |r| *r.get_ref()),
             offset_ms: f.offset.as_ref().map_or(0, |o| o.get_ref().0),
             source: "scenario",
+            after: f.after.as_ref().map(|a| a.get_ref().clone()),
         }
     }
 
@@ -79,6 +82,7 @@ impl PlannedFault {
             rate: 0.0,
             offset_ms: 0,
             source: "nemesis",
+            after: None,
         }
     }
 }

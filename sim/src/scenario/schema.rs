@@ -358,6 +358,9 @@ pub struct FaultSpec {
     pub rate: Option<Spanned<f64>>,
     /// Clock offset: "5s", "-250ms".
     pub offset: Option<Spanned<SignedDur>>,
+    /// A coverage probe (`cargo lab coverage` lists them): the fault waits from `at` until
+    /// a node reaches it, then fires (e.g. kill the leader right after an ISR change).
+    pub after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

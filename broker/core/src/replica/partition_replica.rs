@@ -584,6 +584,21 @@ impl PartitionReplica {
         } else {
             crate::probe!(probe::ISR_EXPAND);
         }
+        // A replica joins the ISR only holding everything committed and this epoch's start
+        // (checked again here, apart from the rule that chose it: an ISR member elected
+        // without committed records loses them).
+        for joining in proposed.difference(&self.isr) {
+            let log_end_offset = self.followers.get(joining).and_then(|f| f.log_end_offset);
+            assert!(
+                log_end_offset.is_some_and(
+                    |end| end >= self.high_watermark && end >= self.leader_epoch_start_offset
+                ),
+                "replica {joining} proposed for the ISR at log end {log_end_offset:?}, below the \
+                 high watermark {} or the epoch start {}",
+                self.high_watermark,
+                self.leader_epoch_start_offset
+            );
+        }
         let request = AlterPartition {
             leader: self.leader,
             leader_epoch: self.leader_epoch,

@@ -459,6 +459,15 @@ impl BrokerState {
                 partition,
                 offset: new_end,
             });
+        } else if !p.epochs.truncate_from_end(offset).is_empty() {
+            // Nothing to cut from the log, but the epoch cache may still describe offsets
+            // at its end that hold nothing (a leader elected here that appended nothing
+            // before it lost the partition). Left in place, the follower keeps naming that
+            // epoch as its last fetched one, the leader keeps answering with the same
+            // diverging epoch, and it never fetches again (found by the lab:
+            // isr-change-failover, seed 9).
+            let dir = p.log.dir().to_path_buf();
+            save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
         }
         if complete {
             if let PartitionRole::Follower { truncated, .. } = &mut p.role {
@@ -1061,6 +1070,52 @@ mod tests {
         let p = reopened.partition("t", 0).unwrap();
         assert_eq!(p.log.log_end_offset(), 3);
         assert_eq!(p.epochs.latest_epoch(), Some(0));
+    }
+
+    /// Found by the lab (isr-change-failover, seed 9): this broker led an epoch in which it
+    /// appended nothing, then followed again. Its epoch cache ended with an entry at its
+    /// log end; the leader's divergence answer pointed at that same end, the truncation cut
+    /// no bytes and left the entry, so every later fetch named the same epoch and got the
+    /// same answer: the follower never fetched again and the ISR never grew back.
+    #[test]
+    fn a_truncation_to_the_log_end_still_cuts_epochs_that_start_there() {
+        let disk = MemStorage::default();
+        let mut state = clustered(&disk);
+        state
+            .apply_image(image(&state, 5, 2, 1, &[1, 2, 3], false), 0)
+            .unwrap();
+        state
+            .follower_append("t", 0, 2, 1, &batch(1, 0, 3), 3, 0)
+            .unwrap();
+        // Elected in epoch 2 at log end 3, deposed before appending anything.
+        state
+            .apply_image(image(&state, 6, ME, 2, &[1, 2, 3], false), 0)
+            .unwrap();
+        assert!(role(&state).starts_with("leader"), "{}", role(&state));
+        assert_eq!(
+            state.partition("t", 0).unwrap().epochs.latest_epoch(),
+            Some(2)
+        );
+        state
+            .apply_image(image(&state, 7, 3, 3, &[2, 3], false), 0)
+            .unwrap();
+        assert_eq!(role(&state), "follower of broker 3");
+        let target = |state: &BrokerState| state.fetch_targets(3)[0].last_fetched_epoch;
+        assert_eq!(target(&state), Some(2));
+        // The leader has no epoch 2: its answer is where epoch 1 ends, our log end.
+        let answer = EpochEndOffset {
+            epoch: 1,
+            end_offset: 3,
+        };
+        assert!(state.follower_truncate("t", 0, 3, 3, Some(answer)).unwrap());
+        let p = state.partition("t", 0).unwrap();
+        assert_eq!(p.log.log_end_offset(), 3, "no bytes to cut");
+        assert_eq!(
+            p.epochs.latest_epoch(),
+            Some(1),
+            "epoch 2 described nothing"
+        );
+        assert_eq!(target(&state), Some(1), "the next fetch names epoch 1");
     }
 
     #[test]

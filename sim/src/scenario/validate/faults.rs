@@ -84,6 +84,20 @@ impl Fault<'_> {
                 "is after the end of the run (duration)".into(),
             ));
         }
+        if let Some(after) = &f.after {
+            if faultline::probe::by_name(after.get_ref()).is_none() {
+                let known: Vec<&str> = faultline::probe::ALL.iter().map(|p| p.name).collect();
+                return Err(self.error(
+                    after.span(),
+                    "after",
+                    format!(
+                        "unknown probe {:?} (known: {})",
+                        after.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
