@@ -203,43 +203,13 @@ impl Invariants {
                     self.replica_logs.retain(|(b, _, _), _| *b != id);
                 }
             }
-            Observation::Batch {
-                broker,
-                topic,
-                partition,
-                base_offset,
-                last_offset,
-                crc,
-                leader_epoch,
-            } => {
-                self.check_against_committed(
-                    time_ns,
-                    (*broker, *leader_epoch),
-                    topic,
-                    *partition,
-                    (*base_offset, *last_offset, *crc),
-                );
-                let (log, _) = self
-                    .replica_logs
-                    .entry((*broker, topic.clone(), *partition))
-                    .or_default();
-                // A re-append replaces whatever the replica held from there on.
-                log.retain(|base, (last, _)| *last < *base_offset || *base > *last_offset);
-                log.insert(*base_offset, (*last_offset, *crc));
-            }
+            Observation::Batch { .. } => self.on_batch(time_ns, observation),
             Observation::Truncated {
                 broker,
                 topic,
                 partition,
                 offset,
-            } => {
-                if let Some((log, committed_to)) =
-                    self.replica_logs.get_mut(&(*broker, topic.clone(), *partition))
-                {
-                    log.retain(|_, (last, _)| *last < *offset);
-                    *committed_to = (*committed_to).min(*offset);
-                }
-            }
+            } => self.on_truncated(*broker, topic, *partition, *offset),
         }
         if let Observation::HighWatermark {
             broker,
@@ -251,6 +221,47 @@ impl Invariants {
         {
             let writer = (*broker, *leader_epoch);
             self.commit(time_ns, writer, topic, *partition, *high_watermark);
+        }
+    }
+
+    /// A replica reported a batch it appended (as leader) or copied (as follower).
+    fn on_batch(&mut self, time_ns: u64, observation: &Observation) {
+        let Observation::Batch {
+            broker,
+            topic,
+            partition,
+            base_offset,
+            last_offset,
+            crc,
+            leader_epoch,
+        } = observation
+        else {
+            return;
+        };
+        self.check_against_committed(
+            time_ns,
+            (*broker, *leader_epoch),
+            topic,
+            *partition,
+            (*base_offset, *last_offset, *crc),
+        );
+        let (log, _) = self
+            .replica_logs
+            .entry((*broker, topic.clone(), *partition))
+            .or_default();
+        // A re-append replaces whatever the replica held from there on.
+        log.retain(|base, (last, _)| *last < *base_offset || *base > *last_offset);
+        log.insert(*base_offset, (*last_offset, *crc));
+    }
+
+    /// A follower cut its log at `offset`.
+    fn on_truncated(&mut self, broker: i32, topic: &str, partition: i32, offset: i64) {
+        if let Some((log, committed_to)) =
+            self.replica_logs
+                .get_mut(&(broker, topic.to_string(), partition))
+        {
+            log.retain(|_, (last, _)| *last < offset);
+            *committed_to = (*committed_to).min(offset);
         }
     }
 
