@@ -64,8 +64,8 @@ pub struct Op {
 }
 
 /// A whole history, in the order operations were recorded. A consumer process has at most
-/// one operation outstanding; a producer at most one send per partition (a round sends one
-/// batch to each partition it touches, then waits for all of them).
+/// one operation outstanding; a producer may have several sends of one partition
+/// outstanding (batches in flight), each completion carrying its invoke's values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     pub ops: Vec<Op>,
@@ -107,10 +107,12 @@ pub enum Anomaly {
     PollSkip,
     /// A read_committed consumer saw an aborted record (needs transactions).
     AbortedRead,
+    /// A read returned a record whose send the broker definitively refused.
+    FailedVisible,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 8] = [
+    pub const ALL: [Anomaly; 9] = [
         Anomaly::LostWrite,
         Anomaly::Unseen,
         Anomaly::Duplicate,
@@ -119,6 +121,7 @@ impl Anomaly {
         Anomaly::NonmonotonicPoll,
         Anomaly::PollSkip,
         Anomaly::AbortedRead,
+        Anomaly::FailedVisible,
     ];
 
     /// The kebab-case name used in scenario files and reports.
@@ -132,6 +135,7 @@ impl Anomaly {
             Anomaly::NonmonotonicPoll => "nonmonotonic-poll",
             Anomaly::PollSkip => "poll-skip",
             Anomaly::AbortedRead => "aborted-read",
+            Anomaly::FailedVisible => "failed-visible",
         }
     }
 }

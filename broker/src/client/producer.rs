@@ -55,6 +55,9 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// `max.in.flight.requests.per.connection`
     pub in_flight_max: usize,
+    /// Records per batch at most (0: no limit, only `batch_bytes` cuts): a flush of many
+    /// records to one partition then keeps several of its batches in flight at once.
+    pub batch_records_max: usize,
 }
 
 impl Default for ProducerConfig {
@@ -67,6 +70,7 @@ impl Default for ProducerConfig {
             retries: 10,
             retry_backoff: Duration::from_millis(100),
             in_flight_max: 5,
+            batch_records_max: 0,
         }
     }
 }
@@ -80,6 +84,14 @@ pub struct SendResult {
     pub base_offset: i64,
     pub record_count: usize,
     pub error: Option<ClientError>,
+    /// The batch's place in its flush: batches are cut partition by partition (in
+    /// partition order), each partition's records in the order they were sent.
+    pub batch: usize,
+    /// With an error: true when no attempt can have been appended (every attempt was
+    /// refused before the append, or never sent), so the records are definitely not in
+    /// the log; false when an attempt's outcome is unknown (a timeout, a lost connection,
+    /// an append that was not replicated in time).
+    pub definite: bool,
 }
 
 struct PendingBatch {
@@ -87,6 +99,37 @@ struct PendingBatch {
     partition: i32,
     bytes: Bytes,
     record_count: usize,
+    index: usize,
+    /// Some attempt was written and its outcome is unknown: it may be in the log.
+    maybe_appended: bool,
+}
+
+/// Errors with which a broker refuses a produce before appending anything.
+/// NOT_LEADER_OR_FOLLOWER is not one: an acks=all produce appended by a leader that loses
+/// the partition while it waits for the ISR is answered with it (as in Kafka), so the
+/// records may be in the log (found by the lab's failed-visible checker).
+fn refused_before_append(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Kafka {
+            error: ResponseError::NotEnoughReplicas
+                | ResponseError::UnknownTopicOrPartition
+                | ResponseError::MessageTooLarge
+                | ResponseError::RecordListTooLarge
+                | ResponseError::InvalidRecord
+                | ResponseError::CorruptMessage
+                | ResponseError::OutOfOrderSequenceNumber
+                | ResponseError::InvalidProducerEpoch
+                | ResponseError::InvalidRequiredAcks
+                | ResponseError::InvalidTopicException
+                | ResponseError::TopicAuthorizationFailed
+                | ResponseError::TransactionalIdAuthorizationFailed
+                | ResponseError::FencedLeaderEpoch
+                | ResponseError::UnknownLeaderEpoch
+                | ResponseError::InvalidTimestamp,
+            ..
+        }
+    )
 }
 
 pub struct Producer {
@@ -216,12 +259,15 @@ impl Producer {
                     let buffers = std::mem::take(&mut self.buffers);
                     return Ok(buffers
                         .into_iter()
-                        .map(|((topic, partition), (records, _))| SendResult {
+                        .enumerate()
+                        .map(|(batch, ((topic, partition), (records, _)))| SendResult {
                             topic,
                             partition,
                             base_offset: -1,
                             record_count: records.len(),
                             error: Some(e.clone()),
+                            batch,
+                            definite: true,
                         })
                         .collect());
                 }
@@ -229,6 +275,10 @@ impl Producer {
         }
         let buffers = std::mem::take(&mut self.buffers);
         let mut batches = Vec::new();
+        let records_max = match self.config.batch_records_max {
+            0 => usize::MAX,
+            n => n,
+        };
         for ((topic, partition), (records, _)) in buffers {
             let mut start = 0;
             let mut bytes_in_batch = 0;
@@ -236,8 +286,13 @@ impl Producer {
                 bytes_in_batch += r.value.as_ref().map_or(0, |v| v.len())
                     + r.key.as_ref().map_or(0, |k| k.len())
                     + 16;
-                if bytes_in_batch >= self.config.batch_bytes || i + 1 == records.len() {
-                    batches.push(self.encode(&topic, partition, &records[start..=i]));
+                if bytes_in_batch >= self.config.batch_bytes
+                    || i + 1 - start >= records_max
+                    || i + 1 == records.len()
+                {
+                    let mut batch = self.encode(&topic, partition, &records[start..=i]);
+                    batch.index = batches.len();
+                    batches.push(batch);
                     start = i + 1;
                     bytes_in_batch = 0;
                 }
@@ -270,6 +325,8 @@ impl Producer {
             partition,
             bytes: encode_batch(records, &options).freeze(),
             record_count: records.len(),
+            index: 0,
+            maybe_appended: false,
         }
     }
 
@@ -292,7 +349,7 @@ impl Producer {
             }
             for (leader, batches) in by_leader {
                 let outcomes = self.send_pipelined(leader, &batches).await;
-                for (b, outcome) in batches.into_iter().zip(outcomes) {
+                for (mut b, (outcome, written)) in batches.into_iter().zip(outcomes) {
                     match outcome {
                         Ok(base_offset) => results.push(SendResult {
                             topic: b.topic,
@@ -300,8 +357,13 @@ impl Producer {
                             base_offset,
                             record_count: b.record_count,
                             error: None,
+                            batch: b.index,
+                            definite: false,
                         }),
-                        Err(e) => failed.push((b, e)),
+                        Err(e) => {
+                            b.maybe_appended |= written && !refused_before_append(&e);
+                            failed.push((b, e))
+                        }
                     }
                 }
             }
@@ -329,6 +391,8 @@ impl Producer {
                         base_offset: -1,
                         record_count: b.record_count,
                         error: Some(e),
+                        batch: b.index,
+                        definite: !b.maybe_appended,
                     });
                 } else {
                     self.client.forget_topic(&b.topic);
@@ -344,18 +408,35 @@ impl Producer {
     }
 
     /// Write up to `in_flight_max` produce requests before reading responses, in order.
+    /// Each outcome says whether its request was written (an unwritten one cannot have
+    /// been appended).
     async fn send_pipelined(
         &mut self,
         leader: i32,
         batches: &[PendingBatch],
-    ) -> Vec<Result<i64, ClientError>> {
+    ) -> Vec<(Result<i64, ClientError>, bool)> {
+        let written_before = |i: usize, written: usize| i < written;
+        let outcomes = self.send_pipelined_inner(leader, batches).await;
+        let (results, written) = outcomes;
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (r, written_before(i, written)))
+            .collect()
+    }
+
+    async fn send_pipelined_inner(
+        &mut self,
+        leader: i32,
+        batches: &[PendingBatch],
+    ) -> (Vec<Result<i64, ClientError>>, usize) {
         let acks = self.config.acks.wire();
         let timeout_ms = self.client.timeout().as_millis() as i32;
         let in_flight_max = self.config.in_flight_max.max(1);
         let mut outcomes: Vec<Result<i64, ClientError>> = Vec::with_capacity(batches.len());
         let conn = match self.client.connection(leader).await {
             Ok(c) => c,
-            Err(e) => return batches.iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => return (batches.iter().map(|_| Err(e.clone())).collect(), 0),
         };
         let mut written = 0;
         let mut broken: Option<ClientError> = None;
@@ -434,6 +515,6 @@ impl Producer {
         }) {
             self.client.disconnect(leader);
         }
-        outcomes
+        (outcomes, written)
     }
 }

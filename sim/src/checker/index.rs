@@ -922,23 +922,23 @@ pub(crate) fn is_read(op: &Op) -> bool {
 }
 
 /// Pairs each send completion with its process's outstanding send invoke to the same
-/// partition. A producer has at most one send outstanding per partition (one round sends
-/// one batch to each of several partitions at once); a second invoke before a completion
-/// closes the first as unfinished.
+/// partition that carries the same records (a producer may have several batches of one
+/// partition in flight; values are unique, so the first value decides), or with the latest
+/// outstanding one when the completion names no records. An invoke no completion matches
+/// stays unfinished.
 ///
 /// Sends are placed when their first operation is seen, so they come out in the order of
 /// their first operation without a sort.
 fn pair_sends<'a>(history: &'a History, lanes: &Lanes<'a>) -> Vec<Send<'a>> {
-    // Per lane: the position in `sends` of its outstanding invoke.
-    let mut outstanding: Vec<Option<usize>> = vec![None; lanes.len()];
-    let mut sends = Vec::new();
+    // Per lane: the positions in `sends` of its outstanding invokes, oldest first.
+    let mut outstanding: Vec<Vec<usize>> = vec![Vec::new(); lanes.len()];
+    let mut sends: Vec<Send<'a>> = Vec::new();
     for (op, lane) in lanes.ops(history).filter(|(op, _)| op.kind == OpKind::Send) {
         let waiting = &mut outstanding[lane];
         let acked = op.phase == Phase::Ok;
         let acked_offset = op.offset.filter(|_| acked);
         if op.phase == Phase::Invoke {
-            // A previous invoke still waiting stays, unfinished, where it was placed.
-            *waiting = Some(sends.len());
+            waiting.push(sends.len());
             sends.push(Send {
                 invoke: Some(op),
                 completion: None,
@@ -948,7 +948,18 @@ fn pair_sends<'a>(history: &'a History, lanes: &Lanes<'a>) -> Vec<Send<'a>> {
                 ids_at: 0,
                 ids_len: 0,
             });
-        } else if let Some(at) = waiting.take() {
+            continue;
+        }
+        let matching = match op.values.first() {
+            Some(first) => waiting.iter().position(|&at| {
+                sends[at]
+                    .invoke
+                    .is_some_and(|invoke| invoke.values.first() == Some(first))
+            }),
+            None => waiting.len().checked_sub(1),
+        };
+        if let Some(i) = matching {
+            let at = waiting.remove(i);
             sends[at].completion = Some(op);
             sends[at].acked = acked;
             sends[at].acked_offset = acked_offset;

@@ -20,6 +20,7 @@
 
 mod aborted;
 mod duplicate;
+mod failed;
 mod index;
 mod lost;
 mod order;
@@ -35,6 +36,7 @@ use crate::history::{Anomaly, History, Violation};
 
 pub use aborted::aborted_reads;
 pub use duplicate::{duplicates, inconsistent_offsets};
+pub use failed::failed_visible;
 pub use lost::{lost_writes, unseen};
 pub use order::{nonmonotonic_polls, nonmonotonic_sends, poll_skips};
 
@@ -66,6 +68,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Vec<Violation> {
     violations.extend(order::poll_skips_in(&index, &steps));
     // No transactions yet, so nothing has aborted.
     violations.extend(aborted_reads(history, &BTreeSet::new()));
+    violations.extend(failed_visible(history));
     sort_violations(&mut violations);
     violations
 }

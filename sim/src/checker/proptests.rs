@@ -15,7 +15,7 @@ use proptest::strategy::ValueTree;
 use crate::history::{Anomaly, History, Op, OpKind, Phase, Violation};
 
 use super::testkit::{assert_report_well_formed, Case};
-use super::{aborted_reads, check};
+use super::{aborted_reads, check, failed_visible};
 
 const TOPIC: &str = "t";
 const PARTITIONS: usize = 2;
@@ -484,6 +484,41 @@ proptest! {
             .collect();
         let found = aborted_reads(&case.history, &aborted);
         prop_assert!(found.iter().all(|v| v.anomaly == Anomaly::AbortedRead));
+        prop_assert_eq!(found.iter().map(|v| v.ops[0]).collect::<Vec<_>>(), expected);
+    }
+}
+
+proptest! {
+    /// Turn the acknowledgement of a send whose records were read into a definite failure:
+    /// every poll that returned one of its records is reported as failed-visible, and a
+    /// valid history (no failed send read) reports none.
+    #[test]
+    fn reads_of_definitely_failed_sends_are_reported(steps in steps(), choice: usize) {
+        let mut case = valid_case(&steps);
+        prop_assert!(failed_visible(&case.history).is_empty());
+        let seen: BTreeSet<String> = reads(&case.history)
+            .flat_map(|op| op.records.iter().map(|(_, v)| v.clone()))
+            .collect();
+        let sends: Vec<usize> = case
+            .history
+            .ops
+            .iter()
+            .filter(|op| op.kind == OpKind::Send && op.phase == Phase::Ok)
+            .filter(|op| op.values.iter().any(|v| seen.contains(v)))
+            .map(|op| op.index)
+            .collect();
+        let Some(send) = pick(&sends, choice) else {
+            return Ok(());
+        };
+        case.history.ops[send].phase = Phase::Fail;
+        case.history.ops[send].offset = None;
+        let values: BTreeSet<String> = case.history.ops[send].values.iter().cloned().collect();
+        let expected: Vec<usize> = reads(&case.history)
+            .filter(|op| op.records.iter().any(|(_, v)| values.contains(v)))
+            .map(|op| op.index)
+            .collect();
+        let found = failed_visible(&case.history);
+        prop_assert!(found.iter().all(|v| v.anomaly == Anomaly::FailedVisible));
         prop_assert_eq!(found.iter().map(|v| v.ops[0]).collect::<Vec<_>>(), expected);
     }
 }

@@ -231,6 +231,7 @@ pub(crate) fn assert_report_well_formed(case: &Case, found: &[crate::history::Vi
             Anomaly::NonmonotonicPoll => super::nonmonotonic_polls(&case.history),
             Anomaly::PollSkip => super::poll_skips(&case.history),
             Anomaly::AbortedRead => super::aborted_reads(&case.history, &Default::default()),
+            Anomaly::FailedVisible => super::failed_visible(&case.history),
         };
         let from_check: Vec<_> = found
             .iter()

@@ -178,6 +178,10 @@ async fn produce_loop(run: ClientRun, spec: ProducerSpec, clock: Arc<AtomicI64>)
         return;
     };
     let rate = *spec.rate.get_ref() as f64;
+    let per_batch = spec
+        .records_per_batch
+        .as_ref()
+        .map_or(usize::MAX, |n| *n.get_ref());
     let producing_since = Instant::now();
     while run.running(end) {
         let round_start = Instant::now();
@@ -191,13 +195,14 @@ async fn produce_loop(run: ClientRun, spec: ProducerSpec, clock: Arc<AtomicI64>)
             sleep(Duration::from_millis(100)).await;
             continue;
         };
-        for (p, values) in &groups {
+        let batches = batches_of(&groups, per_batch);
+        for (p, values) in &batches {
             let mut o = op(&run.name, OpKind::Send, Phase::Invoke, &topic, *p);
             o.values = values.clone();
             run.record(o);
         }
         let results = producer.flush().await;
-        record_results(&run, &topic, acks, &groups, &results);
+        record_results(&run, &topic, acks, &batches, &results);
         let elapsed = Instant::now().duration_since(round_start);
         if elapsed < round {
             sleep(round - elapsed).await;
@@ -218,8 +223,10 @@ fn producer_config(spec: &ProducerSpec) -> (Acks, ProducerConfig) {
         idempotence: spec.idempotence.unwrap_or(acks == Acks::All),
         retries: spec.retries,
         in_flight_max: *spec.in_flight.get_ref(),
-        // One batch per partition per round, so a history op is exactly one batch.
+        // A history op is exactly one batch: by default one per partition per round, or
+        // `records_per_batch` records each.
         batch_bytes: usize::MAX,
+        batch_records_max: spec.records_per_batch.as_ref().map_or(0, |n| *n.get_ref()),
         retry_backoff: Duration::from_millis(100),
         ..Default::default()
     };
@@ -293,22 +300,33 @@ async fn send_round(
     Some(groups)
 }
 
-/// What a flush answered, per partition sent to: ok with its offset, or info (with
-/// retries an earlier attempt may have landed: unknown, not failed).
+/// A round's records as the producer cuts them into batches: partition by partition (in
+/// partition order), each partition's values in `per_batch`-record runs. The position in
+/// this list is the batch's index in the flush's results (`SendResult::batch`).
+fn batches_of(groups: &BTreeMap<i32, Vec<String>>, per_batch: usize) -> Vec<(i32, Vec<String>)> {
+    groups
+        .iter()
+        .flat_map(|(p, values)| values.chunks(per_batch.max(1)).map(|c| (*p, c.to_vec())))
+        .collect()
+}
+
+/// What a flush answered, per batch: ok with its offset; fail when the broker definitely
+/// did not append it (every attempt refused before the append, or never sent); info
+/// otherwise (with retries an earlier attempt may have landed: unknown, not failed).
 fn record_results(
     run: &ClientRun,
     topic: &str,
     acks: Acks,
-    groups: &BTreeMap<i32, Vec<String>>,
+    batches: &[(i32, Vec<String>)],
     results: &Result<Vec<SendResult>, ClientError>,
 ) {
     let mut answered = BTreeSet::new();
     if let Ok(results) = results {
         for r in results {
-            let Some(values) = groups.get(&r.partition) else {
+            let Some((partition, values)) = batches.get(r.batch) else {
                 continue;
             };
-            if !answered.insert(r.partition) {
+            if *partition != r.partition || !answered.insert(r.batch) {
                 continue;
             }
             let mut o = op(&run.name, OpKind::Send, Phase::Info, topic, r.partition);
@@ -319,14 +337,18 @@ fn record_results(
                     o.offset = Some(r.base_offset);
                 }
                 None => o.error = Some("acks=0: no acknowledgement".into()),
-                // With retries, an earlier attempt may have landed: unknown, not failed.
-                Some(e) => o.error = Some(e.to_string()),
+                Some(e) => {
+                    if r.definite {
+                        o.phase = Phase::Fail;
+                    }
+                    o.error = Some(e.to_string());
+                }
             }
             run.record(o);
         }
     }
-    for (p, values) in groups {
-        if !answered.contains(p) {
+    for (i, (p, values)) in batches.iter().enumerate() {
+        if !answered.contains(&i) {
             let mut o = op(&run.name, OpKind::Send, Phase::Info, topic, *p);
             o.values = values.clone();
             o.error = Some(match results {

@@ -262,6 +262,10 @@ pub struct ProducerSpec {
     /// Records sent per round (one round every batch_records / rate seconds).
     #[serde(default = "default_batch_records")]
     pub batch_records: Spanned<usize>,
+    /// Records per batch at most: a round's records for one partition go out as several
+    /// batches, up to `in_flight` of them in flight at once (retried in order). Default:
+    /// one batch per partition per round.
+    pub records_per_batch: Option<Spanned<usize>>,
     /// Distinct keys (records are spread over partitions by Kafka's murmur2); 0: no keys,
     /// round robin.
     #[serde(default)]

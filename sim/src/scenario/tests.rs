@@ -60,7 +60,7 @@ fn errors_name_file_line_and_field() {
         "rate = 0",
         "s.toml:15: producer[0].rate: must be 1..=1000000 records per second",
     );
-    check_error("rate = 500", "rat = 500", "s.toml:15: producer[0].rat: unknown field `rat`, expected one of `name`, `topic`, `rate`, `acks`, `idempotence`, `retries`, `in_flight`, `batch_records`, `keys`, `record_bytes`, `start`, `stop`");
+    check_error("rate = 500", "rat = 500", "s.toml:15: producer[0].rat: unknown field `rat`, expected one of `name`, `topic`, `rate`, `acks`, `idempotence`, `retries`, `in_flight`, `batch_records`, `records_per_batch`, `keys`, `record_bytes`, `start`, `stop`");
     check_error("node = \"broker-1\"", "node = \"broker-7\"", "s.toml:25: fault[0].node: no node is named \"broker-7\" (known: [\"broker-1\", \"c1\", \"p1\"])");
     check_error(
         "topic = \"orders\"\nrate",
@@ -77,7 +77,7 @@ fn errors_name_file_line_and_field() {
         "at = \"40s\"",
         "s.toml:22: fault[0].at: is after the end of the run (duration)",
     );
-    check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read, invariant)");
+    check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read, failed-visible, invariant)");
     check_error(
         "\"log.flush.interval.messages\" = \"1\"",
         "\"log.flush.interval.messages\" = \"x\"",

@@ -1,0 +1,92 @@
+//! failed-visible: a read returned a record whose send the broker definitively refused.
+//!
+//! A send fails definitively (phase `fail`) when no attempt can have been appended: every
+//! attempt was refused before the append (NOT_ENOUGH_REPLICAS, OUT_OF_ORDER_SEQUENCE_NUMBER,
+//! ...) or never sent. A send whose outcome is unknown (a timeout, a lost connection, a
+//! leader that lost the partition while waiting for the ISR) is `info` and may
+//! legitimately show up later; a `fail` may not: the producer was told the records are not
+//! in the log, and it may send them again or give up on them.
+
+use std::collections::BTreeSet;
+
+use crate::history::{Anomaly, History, OpKind, Phase, Violation};
+
+use super::index::{is_read, key_of};
+use super::{key_name, list, sort_violations, time, violation};
+
+/// Every poll that returned, from the partition a definitively failed send went to, one of
+/// its records. One violation per poll; ops: the poll.
+pub fn failed_visible(history: &History) -> Vec<Violation> {
+    let failed: BTreeSet<(&str, i32, &str)> = history
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpKind::Send && op.phase == Phase::Fail)
+        .flat_map(|op| {
+            op.values
+                .iter()
+                .map(move |v| (op.topic.as_str(), op.partition, v.as_str()))
+        })
+        .collect();
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let mut violations = Vec::new();
+    for poll in history.ops.iter().filter(|op| is_read(op)) {
+        let seen: Vec<&(i64, String)> = poll
+            .records
+            .iter()
+            .filter(|(_, value)| {
+                failed.contains(&(poll.topic.as_str(), poll.partition, value.as_str()))
+            })
+            .collect();
+        if seen.is_empty() {
+            continue;
+        }
+        let message = format!(
+            "{}'s poll of {} at {} returned {} the broker had refused to append: {}",
+            poll.process,
+            key_name(key_of(poll)),
+            time(poll.time_ns),
+            if seen.len() == 1 {
+                "a record"
+            } else {
+                "records"
+            },
+            list(
+                seen.iter()
+                    .map(|(offset, value)| format!("{value} at offset {offset}"))
+            )
+        );
+        violations.push(violation(
+            Anomaly::FailedVisible,
+            key_of(poll),
+            message,
+            vec![poll.index],
+        ));
+    }
+    sort_violations(&mut violations);
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{check_case, Case};
+    use super::*;
+
+    #[test]
+    fn a_refused_send_read_back_is_reported_and_an_unknown_one_is_not() {
+        let mut h = Case::new();
+        h.send("p1", "t", 0, &["a"]).ok(0);
+        let refused = h.send("p1", "t", 0, &["b"]).fail();
+        h.send("p1", "t", 0, &["c"]).info();
+        let read = h.poll("c1", "t", 0, 0).ok(&[(0, "a"), (1, "b"), (2, "c")]);
+        let found = failed_visible(&h.history);
+        assert_eq!(
+            found[0].message,
+            "c1's poll of t/0 at t=0.008s returned a record the broker had refused to append: \
+             b at offset 1"
+        );
+        let _ = refused;
+        check_case(&h, &[(Anomaly::FailedVisible, &[read.done])]);
+    }
+}
