@@ -109,10 +109,13 @@ pub enum Anomaly {
     AbortedRead,
     /// A read returned a record whose send the broker definitively refused.
     FailedVisible,
+    /// The broker served a batch that fails its checks (CRC, length, magic): bytes no
+    /// producer wrote, refused by the consumer.
+    CorruptRead,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 9] = [
+    pub const ALL: [Anomaly; 10] = [
         Anomaly::LostWrite,
         Anomaly::Unseen,
         Anomaly::Duplicate,
@@ -122,6 +125,7 @@ impl Anomaly {
         Anomaly::PollSkip,
         Anomaly::AbortedRead,
         Anomaly::FailedVisible,
+        Anomaly::CorruptRead,
     ];
 
     /// The kebab-case name used in scenario files and reports.
@@ -136,6 +140,7 @@ impl Anomaly {
             Anomaly::PollSkip => "poll-skip",
             Anomaly::AbortedRead => "aborted-read",
             Anomaly::FailedVisible => "failed-visible",
+            Anomaly::CorruptRead => "corrupt-read",
         }
     }
 }

@@ -232,10 +232,11 @@ impl Consumer {
                     let batches = match decode_batches(&records) {
                         Ok(batches) => batches,
                         Err(e) => {
-                            first_error.get_or_insert(ClientError::Protocol(format!(
-                                "bad batch from {name}-{}: {e}",
-                                p.partition_index
-                            )));
+                            first_error.get_or_insert(ClientError::CorruptBatch {
+                                topic: name.clone(),
+                                partition: p.partition_index,
+                                reason: e.to_string(),
+                            });
                             continue;
                         }
                     };

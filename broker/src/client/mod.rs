@@ -25,6 +25,15 @@ pub enum ClientError {
     Timeout(String),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A fetched batch failed its checks (CRC, length, magic): the broker served bytes
+    /// that are not what a producer wrote. Consumers refuse it, as Kafka's do with
+    /// check.crcs (the default).
+    #[error("corrupt batch from {topic}-{partition}: {reason}")]
+    CorruptBatch {
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
     #[error("{error:?}: {message}")]
     Kafka {
         error: ResponseError,
@@ -44,7 +53,7 @@ impl ClientError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Io(_) | ClientError::Timeout(_) => true,
-            ClientError::Protocol(_) => false,
+            ClientError::Protocol(_) | ClientError::CorruptBatch { .. } => false,
             ClientError::Kafka { error, .. } => error.is_retriable(),
         }
     }

@@ -1,4 +1,5 @@
 //! failed-visible: a read returned a record whose send the broker definitively refused.
+//! corrupt-read: the broker served a batch that fails its checks.
 //!
 //! A send fails definitively (phase `fail`) when no attempt can have been appended: every
 //! attempt was refused before the append (NOT_ENOUGH_REPLICAS, OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -68,6 +69,43 @@ pub fn failed_visible(history: &History) -> Vec<Violation> {
     violations
 }
 
+/// Every partition position at which a consumer was served a corrupt batch (a poll that
+/// failed with "corrupt batch"): the broker handed out bytes no producer wrote, which
+/// stops every consumer of the partition there. One violation per (process, partition,
+/// position); ops: the first such poll.
+pub fn corrupt_reads(history: &History) -> Vec<Violation> {
+    let mut seen = BTreeSet::new();
+    let mut violations = Vec::new();
+    for poll in history.ops.iter().filter(|op| {
+        op.kind == OpKind::Poll
+            && op.phase == Phase::Fail
+            && op
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("corrupt batch"))
+    }) {
+        if !seen.insert((poll.process.as_str(), key_of(poll), poll.offset)) {
+            continue;
+        }
+        let message = format!(
+            "{}'s poll of {} from offset {} at {} was served a corrupt batch: {}",
+            poll.process,
+            key_name(key_of(poll)),
+            poll.offset.map_or("?".into(), |o| o.to_string()),
+            time(poll.time_ns),
+            poll.error.as_deref().unwrap_or_default()
+        );
+        violations.push(violation(
+            Anomaly::CorruptRead,
+            key_of(poll),
+            message,
+            vec![poll.index],
+        ));
+    }
+    sort_violations(&mut violations);
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{check_case, Case};
@@ -88,5 +126,23 @@ mod tests {
         );
         let _ = refused;
         check_case(&h, &[(Anomaly::FailedVisible, &[read.done])]);
+    }
+
+    #[test]
+    fn a_corrupt_batch_served_is_reported_once_per_position() {
+        let mut h = Case::new();
+        h.send("p1", "t", 0, &["a"]).ok(0);
+        let first = h.poll("c1", "t", 0, 0).corrupt();
+        h.poll("c1", "t", 0, 0).corrupt();
+        h.poll("c1", "t", 0, 0).info();
+        h.poll("c2", "t", 0, 0).ok(&[(0, "a")]);
+        let found = corrupt_reads(&h.history);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].message.contains("was served a corrupt batch"),
+            "{}",
+            found[0].message
+        );
+        check_case(&h, &[(Anomaly::CorruptRead, &[first.done])]);
     }
 }

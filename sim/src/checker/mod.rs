@@ -36,7 +36,7 @@ use crate::history::{Anomaly, History, Violation};
 
 pub use aborted::aborted_reads;
 pub use duplicate::{duplicates, inconsistent_offsets};
-pub use failed::failed_visible;
+pub use failed::{corrupt_reads, failed_visible};
 pub use lost::{lost_writes, unseen};
 pub use order::{nonmonotonic_polls, nonmonotonic_sends, poll_skips};
 
@@ -69,6 +69,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Vec<Violation> {
     // No transactions yet, so nothing has aborted.
     violations.extend(aborted_reads(history, &BTreeSet::new()));
     violations.extend(failed_visible(history));
+    violations.extend(corrupt_reads(history));
     sort_violations(&mut violations);
     violations
 }

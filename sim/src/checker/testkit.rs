@@ -111,6 +111,18 @@ impl Case {
         self.push(op)
     }
 
+    /// The poll was served a corrupt batch (a definite failure of the read).
+    pub fn corrupt_poll(&mut self, invoke: usize) -> usize {
+        let mut op = self.history.ops[invoke].clone();
+        assert_eq!(op.kind, OpKind::Poll);
+        op.phase = Phase::Fail;
+        op.error = Some(format!(
+            "corrupt batch from {}-{}: CRC mismatch",
+            op.topic, op.partition
+        ));
+        self.push(op)
+    }
+
     fn push(&mut self, mut op: Op) -> usize {
         self.clock_ns += TICK_NS;
         op.time_ns = self.clock_ns;
@@ -163,6 +175,15 @@ impl PollCall<'_> {
     /// The poll timed out: nothing returned.
     pub fn info(self) -> Done {
         let done = self.case.time_out_poll(self.invoke);
+        Done {
+            invoke: self.invoke,
+            done,
+        }
+    }
+
+    /// The poll was served a corrupt batch.
+    pub fn corrupt(self) -> Done {
+        let done = self.case.corrupt_poll(self.invoke);
         Done {
             invoke: self.invoke,
             done,
@@ -232,6 +253,7 @@ pub(crate) fn assert_report_well_formed(case: &Case, found: &[crate::history::Vi
             Anomaly::PollSkip => super::poll_skips(&case.history),
             Anomaly::AbortedRead => super::aborted_reads(&case.history, &Default::default()),
             Anomaly::FailedVisible => super::failed_visible(&case.history),
+            Anomaly::CorruptRead => super::corrupt_reads(&case.history),
         };
         let from_check: Vec<_> = found
             .iter()

@@ -8,7 +8,7 @@ use crate::checker::{self, CheckOptions};
 use crate::history::{History, OpKind, Phase};
 use crate::invariants::{self, InvariantViolation, Invariants};
 use crate::outcome::{Counters, Event, Outcome, Verdict};
-use crate::scenario::{fnv1a, AcksSpec, Fnv1a, ProducerSpec, Scenario};
+use crate::scenario::{fnv1a, AcksSpec, Expectation, Fnv1a, ProducerSpec, Scenario};
 use madsim::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -67,6 +67,16 @@ pub(super) fn judge(
     let mut failures = Outcome::judge(scenario, &violations);
     failures.extend(Outcome::judge_invariants(scenario, &broken));
     failures.extend(unseen(scenario, &events));
+    // A liveness failure the scenario expects (or allows) is no failure; one it expects
+    // and did not get is.
+    let liveness_error = match (scenario.liveness_expectation, liveness_error) {
+        (Expectation::Forbidden, e) => e,
+        (Expectation::Expected, None) => {
+            failures.push("expected liveness failure not found".into());
+            None
+        }
+        (_, Some(_)) | (Expectation::Allowed, None) => None,
+    };
     if let Some(e) = &liveness_error {
         failures.insert(0, format!("liveness: {e}"));
     }

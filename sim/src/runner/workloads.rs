@@ -425,6 +425,11 @@ async fn consume_loop(run: ClientRun, spec: ConsumerSpec, partitions: Vec<i32>) 
                 for p in &partitions {
                     let mut o = op(name, OpKind::Poll, Phase::Info, &topic, *p);
                     o.error = Some(e.to_string());
+                    if corrupt_in(&e, &topic, *p) {
+                        // The broker served bytes no producer wrote: a definite outcome.
+                        o.phase = Phase::Fail;
+                        o.offset = positions.get(p).copied().flatten();
+                    }
                     run.record(o);
                 }
                 sleep(Duration::from_millis(100)).await;
@@ -469,6 +474,7 @@ async fn final_read(
         let mut o = op(PROCESS, OpKind::Seek, Phase::Ok, &topic, partition);
         o.offset = Some(0);
         record(&rec, o);
+        let mut corrupt_at = None;
         while consumer.position(&topic, partition).unwrap_or(0) < end {
             let from = consumer.position(&topic, partition);
             let result = consumer.poll().await;
@@ -487,9 +493,25 @@ async fn final_read(
                         .collect();
                     record(&rec, o);
                 }
-                Err(_) => sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    // A corrupt batch is recorded once per position: the reader keeps
+                    // trying (the liveness bound ends it), the report names the batch.
+                    if corrupt_in(&e, &topic, partition) && corrupt_at != from {
+                        corrupt_at = from;
+                        let mut o = op(PROCESS, OpKind::Poll, Phase::Fail, &topic, partition);
+                        o.offset = from;
+                        o.error = Some(e.to_string());
+                        record(&rec, o);
+                    }
+                    sleep(Duration::from_millis(100)).await
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Whether `e` is a corrupt batch served for `topic`-`partition`.
+fn corrupt_in(e: &ClientError, topic: &str, partition: i32) -> bool {
+    matches!(e, ClientError::CorruptBatch { topic: t, partition: p, .. } if t == topic && *p == partition)
 }

@@ -82,6 +82,9 @@ pub struct Scenario {
     /// `expect.invariant`: what a broken replication or controller invariant means here
     /// (forbidden by default).
     pub invariant_expectation: Expectation,
+    /// `expect.liveness`: what a liveness failure means here (forbidden by default; a
+    /// scenario whose faults must leave the final read stuck says `expected`).
+    pub liveness_expectation: Expectation,
     /// Timeline events the run must record (`kind` or `kind: text`): proof that the fault
     /// sequence reached the mechanism the scenario is about.
     pub must_see: Vec<String>,
@@ -135,6 +138,8 @@ impl Scenario {
 
 /// The `[expect]` key of broken replication and controller invariants.
 pub const INVARIANT: &str = "invariant";
+/// The `[expect]` key for a liveness failure (the final read not finishing in time).
+pub const LIVENESS: &str = "liveness";
 
 /// Default seeds per scenario when neither the file nor the command line says.
 pub const SEEDS_DEFAULT: u64 = 10;

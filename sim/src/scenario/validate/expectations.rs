@@ -4,21 +4,33 @@
 
 use super::Err;
 use crate::history::Anomaly;
-use crate::scenario::{Expectation, ScenarioError, INVARIANT, MUST_SEE_KINDS};
+use crate::scenario::{Expectation, ScenarioError, INVARIANT, LIVENESS, MUST_SEE_KINDS};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
-/// `[expect]`: the expectation of each anomaly named, and of broken invariants (forbidden
-/// unless the file says otherwise).
+/// What `[expect]` says: each anomaly named, broken invariants, a liveness failure.
+pub(super) struct Expectations {
+    pub(super) anomalies: BTreeMap<Anomaly, Expectation>,
+    pub(super) invariant: Expectation,
+    pub(super) liveness: Expectation,
+}
+
+/// `[expect]`: the expectation of each anomaly named, of broken invariants and of a
+/// liveness failure (both forbidden unless the file says otherwise).
 pub(super) fn expect(
     expect: &BTreeMap<String, Spanned<Expectation>>,
     err: Err,
-) -> Result<(BTreeMap<Anomaly, Expectation>, Expectation), ScenarioError> {
+) -> Result<Expectations, ScenarioError> {
     let mut anomalies = BTreeMap::new();
     let mut invariant_expectation = Expectation::Forbidden;
+    let mut liveness_expectation = Expectation::Forbidden;
     for (key, value) in expect {
         if key == INVARIANT {
             invariant_expectation = *value.get_ref();
+            continue;
+        }
+        if key == LIVENESS {
+            liveness_expectation = *value.get_ref();
             continue;
         }
         let anomaly = Anomaly::ALL
@@ -27,6 +39,7 @@ pub(super) fn expect(
             .ok_or_else(|| {
                 let mut known: Vec<&str> = Anomaly::ALL.iter().map(|a| a.name()).collect();
                 known.push(INVARIANT);
+                known.push(LIVENESS);
                 err(
                     value.span(),
                     format!("expect.{key}"),
@@ -35,7 +48,11 @@ pub(super) fn expect(
             })?;
         anomalies.insert(anomaly, *value.get_ref());
     }
-    Ok((anomalies, invariant_expectation))
+    Ok(Expectations {
+        anomalies,
+        invariant: invariant_expectation,
+        liveness: liveness_expectation,
+    })
 }
 
 /// `must_see`: every alternative of every entry starts with a known event kind.

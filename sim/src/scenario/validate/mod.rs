@@ -12,8 +12,7 @@ mod nemesis;
 mod topics;
 
 use super::schema::{Dur, ScenarioToml, TopicSpec};
-use super::{fnv1a, Expectation, Scenario, ScenarioError, LIVENESS_DEFAULT, SEEDS_DEFAULT};
-use crate::history::Anomaly;
+use super::{fnv1a, Scenario, ScenarioError, LIVENESS_DEFAULT, SEEDS_DEFAULT};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
@@ -81,7 +80,7 @@ fn model(
     raw: ScenarioToml,
     duration: Duration,
     controllers: usize,
-    (expect, invariant_expectation): (BTreeMap<Anomaly, Expectation>, Expectation),
+    expectations: expectations::Expectations,
 ) -> Scenario {
     let name = raw.name.unwrap_or_else(|| {
         path.file_stem()
@@ -102,8 +101,9 @@ fn model(
         consumers: raw.consumers,
         faults: raw.faults,
         nemesis: raw.nemesis,
-        expect,
-        invariant_expectation,
+        expect: expectations.anomalies,
+        invariant_expectation: expectations.invariant,
+        liveness_expectation: expectations.liveness,
         must_see: raw.must_see.into_iter().map(|e| e.into_inner()).collect(),
         buggify: raw.buggify,
     }
