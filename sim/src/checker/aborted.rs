@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::history::{Anomaly, History, Violation};
+use crate::history::{Anomaly, History, Op, Violation};
 
 use super::index::{is_read, key_of};
 use super::{key_name, list, sort_violations, time, violation};
@@ -15,18 +15,34 @@ pub fn aborted_reads(history: &History, aborted: &BTreeSet<String>) -> Vec<Viola
     if aborted.is_empty() {
         return Vec::new();
     }
+    reads_returning(
+        history,
+        Anomaly::AbortedRead,
+        "of aborted transactions",
+        |_, value| aborted.contains(value),
+    )
+}
+
+/// Every poll that returned records `forbidden(poll, value)` picks, as one violation of
+/// `anomaly` per poll: "... returned a record {what}: v at offset o". Ops: the poll.
+pub(super) fn reads_returning(
+    history: &History,
+    anomaly: Anomaly,
+    what: &str,
+    forbidden: impl Fn(&Op, &str) -> bool,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     for poll in history.ops.iter().filter(|op| is_read(op)) {
         let seen: Vec<&(i64, String)> = poll
             .records
             .iter()
-            .filter(|(_, value)| aborted.contains(value))
+            .filter(|(_, value)| forbidden(poll, value))
             .collect();
         if seen.is_empty() {
             continue;
         }
         let message = format!(
-            "{}'s poll of {} at {} returned {} of aborted transactions: {}",
+            "{}'s poll of {} at {} returned {} {what}: {}",
             poll.process,
             key_name(key_of(poll)),
             time(poll.time_ns),
@@ -40,12 +56,7 @@ pub fn aborted_reads(history: &History, aborted: &BTreeSet<String>) -> Vec<Viola
                     .map(|(offset, value)| format!("{value} at offset {offset}"))
             )
         );
-        violations.push(violation(
-            Anomaly::AbortedRead,
-            key_of(poll),
-            message,
-            vec![poll.index],
-        ));
+        violations.push(violation(anomaly, key_of(poll), message, vec![poll.index]));
     }
     sort_violations(&mut violations);
     violations

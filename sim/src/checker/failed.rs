@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 
 use crate::history::{Anomaly, History, OpKind, Phase, Violation};
 
-use super::index::{is_read, key_of};
-use super::{key_name, list, sort_violations, time, violation};
+use super::aborted::reads_returning;
+use super::index::key_of;
+use super::{key_name, sort_violations, time, violation};
 
 /// Every poll that returned, from the partition a definitively failed send went to, one of
 /// its records. One violation per poll; ops: the poll.
@@ -31,42 +32,12 @@ pub fn failed_visible(history: &History) -> Vec<Violation> {
     if failed.is_empty() {
         return Vec::new();
     }
-    let mut violations = Vec::new();
-    for poll in history.ops.iter().filter(|op| is_read(op)) {
-        let seen: Vec<&(i64, String)> = poll
-            .records
-            .iter()
-            .filter(|(_, value)| {
-                failed.contains(&(poll.topic.as_str(), poll.partition, value.as_str()))
-            })
-            .collect();
-        if seen.is_empty() {
-            continue;
-        }
-        let message = format!(
-            "{}'s poll of {} at {} returned {} the broker had refused to append: {}",
-            poll.process,
-            key_name(key_of(poll)),
-            time(poll.time_ns),
-            if seen.len() == 1 {
-                "a record"
-            } else {
-                "records"
-            },
-            list(
-                seen.iter()
-                    .map(|(offset, value)| format!("{value} at offset {offset}"))
-            )
-        );
-        violations.push(violation(
-            Anomaly::FailedVisible,
-            key_of(poll),
-            message,
-            vec![poll.index],
-        ));
-    }
-    sort_violations(&mut violations);
-    violations
+    reads_returning(
+        history,
+        Anomaly::FailedVisible,
+        "the broker had refused to append",
+        |poll, value| failed.contains(&(poll.topic.as_str(), poll.partition, value)),
+    )
 }
 
 /// Every partition position at which a consumer was served a corrupt batch (a poll that
