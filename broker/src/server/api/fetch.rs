@@ -161,27 +161,5 @@ pub(super) fn fetch_response(
     )
 }
 
-impl Partitions for FetchRequest {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.topics.iter();
-        topics
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.topic.to_string(), p.partition))
-            })
-            .collect()
-    }
-}
-
-impl Partitions for FetchResponse {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.responses.iter();
-        topics
-            .flat_map(|t| {
-                let partitions = t.partitions.iter();
-                partitions.map(|p| (t.topic.to_string(), p.partition_index))
-            })
-            .collect()
-    }
-}
+partitions!(FetchRequest, topics, topic, partitions, partition);
+partitions!(FetchResponse, responses, topic, partitions, partition_index);

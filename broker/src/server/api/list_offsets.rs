@@ -47,26 +47,17 @@ pub(super) fn list_offsets(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-impl Partitions for ListOffsetsRequest {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.topics.iter();
-        topics
-            .flat_map(|t| {
-                let partitions = t.partitions.iter();
-                partitions.map(|p| (t.name.to_string(), p.partition_index))
-            })
-            .collect()
-    }
-}
-
-impl Partitions for ListOffsetsResponse {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.topics.iter();
-        topics
-            .flat_map(|t| {
-                let partitions = t.partitions.iter();
-                partitions.map(|p| (t.name.to_string(), p.partition_index))
-            })
-            .collect()
-    }
-}
+partitions!(
+    ListOffsetsRequest,
+    topics,
+    name,
+    partitions,
+    partition_index
+);
+partitions!(
+    ListOffsetsResponse,
+    topics,
+    name,
+    partitions,
+    partition_index
+);

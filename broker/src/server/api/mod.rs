@@ -228,6 +228,26 @@ trait Partitions {
     fn partitions(&self) -> Vec<(String, i32)>;
 }
 
+/// `Partitions` for a message whose `$topics` list holds topics named `$name`, each with a
+/// `$parts` list of partitions indexed by `$index`.
+macro_rules! partitions {
+    ($message:ty, $topics:ident, $name:ident, $parts:ident, $index:ident) => {
+        impl Partitions for $message {
+            fn partitions(&self) -> Vec<(String, i32)> {
+                self.$topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.$parts
+                            .iter()
+                            .map(move |p| (t.$name.to_string(), p.$index))
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+use partitions;
+
 /// A partition's entry in a response that answers per topic and partition (Produce,
 /// Fetch, ListOffsets, OffsetForLeaderEpoch): how it carries a refusal.
 trait PartitionEntry {

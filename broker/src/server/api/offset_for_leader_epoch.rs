@@ -42,28 +42,17 @@ pub(super) fn offset_for_leader_epoch(
     OffsetForLeaderEpochResponse::default().with_topics(topics)
 }
 
-impl Partitions for OffsetForLeaderEpochRequest {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.topics.iter();
-        topics
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.topic.to_string(), p.partition))
-            })
-            .collect()
-    }
-}
-
-impl Partitions for OffsetForLeaderEpochResponse {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.topics.iter();
-        topics
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.topic.to_string(), p.partition))
-            })
-            .collect()
-    }
-}
+partitions!(
+    OffsetForLeaderEpochRequest,
+    topics,
+    topic,
+    partitions,
+    partition
+);
+partitions!(
+    OffsetForLeaderEpochResponse,
+    topics,
+    topic,
+    partitions,
+    partition
+);

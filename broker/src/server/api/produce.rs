@@ -124,27 +124,5 @@ pub(super) async fn wait_for_replication(
     }
 }
 
-impl Partitions for ProduceRequest {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.topic_data.iter();
-        topics
-            .flat_map(|t| {
-                t.partition_data
-                    .iter()
-                    .map(|p| (t.name.to_string(), p.index))
-            })
-            .collect()
-    }
-}
-
-impl Partitions for ProduceResponse {
-    fn partitions(&self) -> Vec<(String, i32)> {
-        let topics = self.responses.iter();
-        topics
-            .flat_map(|t| {
-                let partitions = t.partition_responses.iter();
-                partitions.map(|p| (t.name.to_string(), p.index))
-            })
-            .collect()
-    }
-}
+partitions!(ProduceRequest, topic_data, name, partition_data, index);
+partitions!(ProduceResponse, responses, name, partition_responses, index);
