@@ -4,18 +4,7 @@ use super::*;
 
 pub(super) fn delete_topics(shared: &Shared, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut state = shared.state();
-    // v6 names topics in `topics` (by name or id); older versions in `topic_names`.
-    let mut names: Vec<(Option<String>, u128)> = req
-        .topic_names
-        .iter()
-        .map(|n| (Some(n.0.to_string()), 0))
-        .collect();
-    for t in &req.topics {
-        names.push((
-            t.name.as_ref().map(|n| n.0.to_string()),
-            t.topic_id.as_u128(),
-        ));
-    }
+    let names = requested_topics(req, |_| None);
     let responses = names
         .into_iter()
         .map(|(name, id)| {
@@ -44,21 +33,13 @@ pub(super) async fn cluster_delete_topics(
     req: &DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let image = shared.state().image().cloned().unwrap_or_default();
-    let mut names: Vec<(Option<String>, u128)> = req
-        .topic_names
-        .iter()
-        .map(|n| (Some(n.0.to_string()), 0))
-        .collect();
-    for t in &req.topics {
-        let name = t.name.as_ref().map(|n| n.0.to_string()).or_else(|| {
-            image
-                .topics
-                .values()
-                .find(|topic| topic.id == t.topic_id.as_u128())
-                .map(|topic| topic.name.clone())
-        });
-        names.push((name, t.topic_id.as_u128()));
-    }
+    let names = requested_topics(req, |id| {
+        image
+            .topics
+            .values()
+            .find(|topic| topic.id == id)
+            .map(|topic| topic.name.clone())
+    });
     let known: Vec<String> = names.iter().filter_map(|(n, _)| n.clone()).collect();
     let outcome: BTreeMap<String, Result<(), (i16, String)>> = if known.is_empty() {
         BTreeMap::new()
@@ -92,4 +73,24 @@ pub(super) async fn cluster_delete_topics(
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// The topics a DeleteTopics request names, as (name, topic id): v6 names them in `topics`
+/// (by name or id, a name found by `name_of_id` when only the id is given), older versions
+/// in `topic_names` (id 0).
+fn requested_topics(
+    req: &DeleteTopicsRequest,
+    name_of_id: impl Fn(u128) -> Option<String>,
+) -> Vec<(Option<String>, u128)> {
+    let mut names: Vec<(Option<String>, u128)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), 0))
+        .collect();
+    for t in &req.topics {
+        let id = t.topic_id.as_u128();
+        let name = t.name.as_ref().map(|n| n.0.to_string());
+        names.push((name.or_else(|| name_of_id(id)), id));
+    }
+    names
 }
