@@ -97,6 +97,8 @@ pub struct Outcome {
     pub probes: BTreeMap<String, u64>,
     /// BUGGIFY sites reached: enabled for the run, and how often each fired.
     pub buggify: BTreeMap<String, (bool, u64)>,
+    /// The settings this seed drew from lists in the scenario ("KEY = VALUE").
+    pub settings: Vec<String>,
 }
 
 impl Outcome {

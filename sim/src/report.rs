@@ -59,6 +59,7 @@ pub fn write_with(
         "wall_seconds": outcome.wall_ms as f64 / 1e3,
         "repro": repro_command(scenario, outcome.seed),
         "probes": outcome.probes,
+        "settings": outcome.settings,
         "buggify": outcome.buggify.iter().map(|(site, (enabled, fired))| {
             (site.clone(), serde_json::json!({"enabled": enabled, "fired": fired}))
         }).collect::<serde_json::Map<String, serde_json::Value>>(),
@@ -162,6 +163,13 @@ fn summary(md: &mut String, scenario: &Scenario, outcome: &Outcome, commit: &str
         secs(outcome.simulated_ns),
         outcome.wall_ms as f64 / 1e3
     );
+    if !outcome.settings.is_empty() {
+        let _ = writeln!(
+            md,
+            "Settings drawn for this seed: {}.\n",
+            outcome.settings.join(", ")
+        );
+    }
     let _ = writeln!(md, "## Verdict\n");
     if outcome.verdict == Verdict::Pass {
         let _ = writeln!(md, "Every invariant held: no forbidden anomaly, every expected one found, the final read completed in time.\n");
@@ -331,6 +339,7 @@ mod tests {
             wall_ms: 10,
             probes: Default::default(),
             buggify: Default::default(),
+            settings: Vec::new(),
         }
     }
 

@@ -169,7 +169,7 @@ pub(super) async fn create_topics(cluster: &Cluster, scenario: &Scenario) {
             configs: t
                 .config
                 .iter()
-                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                .map(|(k, v)| (k.clone(), v.get_ref().value().to_string()))
                 .collect(),
         })
         .collect();
@@ -259,7 +259,7 @@ fn broker_config(scenario: &Scenario, i: usize, voters: &[(i32, SocketAddr)]) ->
     };
     for (key, value) in &scenario.cluster.config {
         config
-            .apply_one(key, value.get_ref())
+            .apply_one(key, value.get_ref().value())
             .expect("validated when the scenario was loaded");
     }
     config

@@ -104,6 +104,7 @@ pub(super) fn judge(
         wall_ms: 0,
         probes,
         buggify,
+        settings: Vec::new(),
     }
 }
 
@@ -124,6 +125,7 @@ pub(super) fn crashed(scenario: &Scenario, seed: u64, message: String, wall_ms: 
         wall_ms,
         probes: Default::default(),
         buggify: Default::default(),
+        settings: Vec::new(),
     }
 }
 

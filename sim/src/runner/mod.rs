@@ -107,6 +107,9 @@ pub fn run_seed_with_mutation(
 /// One seed in a fresh runtime (seeded: network, clock, scheduling, randomness), judged.
 #[cfg(madsim)]
 fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
+    // The seed's point of the settings space (lists in the file), before anything runs.
+    let (scenario, settings) = scenario.draw(seed);
+    let scenario = &scenario;
     let mut rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     rt.add_simulator::<SimDisk>();
     // A run that outlives its own bounds is hung: madsim stops it, and it is reported.
@@ -114,7 +117,9 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     let scenario_in_sim = scenario.clone();
     let checker = Arc::new(Mutex::new(Invariants::new()));
     let recorded = rt.block_on(run(scenario_in_sim, seed, checker.clone()));
-    judge::judge(scenario, seed, recorded, &checker)
+    let mut outcome = judge::judge(scenario, seed, recorded, &checker);
+    outcome.settings = settings;
+    outcome
 }
 
 /// The run inside the simulator. Steps in this order, each awaited before the next (the

@@ -14,7 +14,7 @@ mod validate;
 
 pub use schema::{
     parse_duration, AcksSpec, ClusterSpec, ConsumerSpec, Dur, Expectation, FaultKind, FaultSpec,
-    NemesisSpec, ProducerSpec, SignedDur, TopicSpec,
+    NemesisSpec, ProducerSpec, Setting, SignedDur, TopicSpec,
 };
 
 use crate::history::Anomaly;
@@ -93,6 +93,34 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The configuration swarm: every setting given as a list takes one of its values,
+    /// drawn from the seed alone (in the file's order), so each seed runs its own point of
+    /// the settings space. Returns the scenario with every list resolved and what was
+    /// drawn ("cluster.config.KEY = VALUE", "topic.NAME.config.KEY = VALUE"); a scenario
+    /// without lists comes back as it was, with nothing drawn.
+    pub fn draw(&self, seed: u64) -> (Scenario, Vec<String>) {
+        let mut rng = faultline::mix::SplitMix64::new(seed ^ 0x5357_4152_4d00_0001);
+        let mut drawn = Vec::new();
+        let mut scenario = self.clone();
+        let mut pick = |what: String, setting: &mut toml::Spanned<Setting>| {
+            if let Setting::Choice(values) = setting.get_ref() {
+                let value = values[rng.below(values.len() as u64) as usize].clone();
+                drawn.push(format!("{what} = {value}"));
+                *setting = toml::Spanned::new(setting.span(), Setting::One(value));
+            }
+        };
+        for (key, setting) in scenario.cluster.config.iter_mut() {
+            pick(format!("cluster.config.{key}"), setting);
+        }
+        for topic in scenario.topics.iter_mut() {
+            let name = topic.name.get_ref().clone();
+            for (key, setting) in topic.config.iter_mut() {
+                pick(format!("topic.{name}.config.{key}"), setting);
+            }
+        }
+        (scenario, drawn)
+    }
+
     pub fn broker_names(&self) -> Vec<String> {
         (1..=*self.cluster.brokers.get_ref())
             .map(|i| format!("broker-{i}"))

@@ -186,22 +186,49 @@ impl FaultKind {
     }
 }
 
+/// A setting's value: one, or a list the seed draws one from (the configuration swarm:
+/// each seed runs with its own point of the settings space, printed in its report).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Setting {
+    One(String),
+    Choice(Vec<String>),
+}
+
+impl Setting {
+    /// Every value the setting may take.
+    pub fn choices(&self) -> Vec<&str> {
+        match self {
+            Setting::One(v) => vec![v.as_str()],
+            Setting::Choice(vs) => vs.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The value of a drawn (or single-valued) setting; the first choice of a list.
+    pub fn value(&self) -> &str {
+        match self {
+            Setting::One(v) => v,
+            Setting::Choice(vs) => vs.first().map_or("", String::as_str),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Broker nodes, named broker-1 .. broker-N.
     #[serde(default = "one")]
     pub brokers: Spanned<usize>,
-    /// Broker settings by their Kafka names, e.g. "log.flush.interval.messages" = "1".
+    /// Broker settings by their Kafka names, e.g. "log.flush.interval.messages" = "1", or a
+    /// list to draw from per seed: "log.segment.bytes" = ["2000", "1048576"].
     #[serde(default)]
-    pub config: BTreeMap<String, Spanned<String>>,
+    pub config: BTreeMap<String, Spanned<Setting>>,
     /// Controller nodes (a KRaft quorum), named controller-1 .. controller-N: 0, 1, 3 or 5.
     /// Default: 3 with several brokers, else 0 (a standalone broker).
     pub controllers: Option<Spanned<usize>>,
     /// Racks: broker i (from 0) is in racks[i % len] (`broker.rack`).
     pub racks: Option<Spanned<Vec<String>>>,
-    /// Controller settings by their Kafka names. Kept for when controllers take settings;
-    /// not passed to them yet.
+    /// Controller settings by their Kafka names (e.g. "leader.imbalance.check.interval.seconds").
     #[serde(default)]
     pub controller_config: BTreeMap<String, Spanned<String>>,
 }
@@ -230,9 +257,9 @@ pub struct TopicSpec {
     pub partitions: Spanned<i32>,
     #[serde(default = "one_i16")]
     pub replication_factor: Spanned<i16>,
-    /// Topic settings by their Kafka names.
+    /// Topic settings by their Kafka names (a list draws one value per seed).
     #[serde(default)]
-    pub config: BTreeMap<String, Spanned<String>>,
+    pub config: BTreeMap<String, Spanned<Setting>>,
 }
 
 fn one_i32() -> Spanned<i32> {

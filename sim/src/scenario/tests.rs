@@ -365,3 +365,46 @@ fn durations_parse() {
     assert!(parse_duration("25h").is_err());
     assert!(parse_duration("-1s").is_err());
 }
+
+#[test]
+fn settings_given_as_lists_are_drawn_per_seed() {
+    let text = GOOD.replace(
+        r#"config = { "log.flush.interval.messages" = "1" }"#,
+        r#"config = { "log.flush.interval.messages" = ["1", "10", "100"], "log.segment.bytes" = "4096" }"#,
+    );
+    let s = parse(Path::new("s.toml"), &text).unwrap();
+    let values: std::collections::BTreeSet<String> = (0..40)
+        .map(|seed| {
+            let (drawn, settings) = s.draw(seed);
+            assert_eq!(
+                drawn.draw(seed).1,
+                Vec::<String>::new(),
+                "a drawn scenario has no lists"
+            );
+            assert_eq!(settings.len(), 1, "only the list is drawn: {settings:?}");
+            assert_eq!(s.draw(seed).1, settings, "one seed, one point");
+            drawn.cluster.config["log.flush.interval.messages"]
+                .get_ref()
+                .value()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        values,
+        ["1", "10", "100"].map(String::from).into(),
+        "every value drawn"
+    );
+    // Without lists nothing is drawn and the scenario is as it was.
+    let plain = parse(Path::new("s.toml"), GOOD).unwrap();
+    assert!(plain.draw(7).1.is_empty());
+    // Every value of a list is validated.
+    let bad = GOOD.replace(
+        r#"config = { "log.flush.interval.messages" = "1" }"#,
+        r#"config = { "log.flush.interval.messages" = ["1", "x"] }"#,
+    );
+    let err = parse(Path::new("s.toml"), &bad).unwrap_err();
+    assert_eq!(
+        err.field, "cluster.config.log.flush.interval.messages",
+        "{err}"
+    );
+}

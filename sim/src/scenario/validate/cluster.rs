@@ -83,10 +83,20 @@ fn settings(cluster: &ClusterSpec, controllers: usize, err: Err) -> Result<(), S
     }
     // Broker settings must be ones the broker knows.
     for (key, value) in &cluster.config {
-        let mut config = faultline::config::BrokerConfig::default();
-        config
-            .apply_one(key, value.get_ref())
-            .map_err(|m| err(value.span(), format!("cluster.config.{key}"), m))?;
+        let choices = value.get_ref().choices();
+        if choices.is_empty() {
+            return Err(err(
+                value.span(),
+                format!("cluster.config.{key}"),
+                "a list of values to draw from must not be empty".into(),
+            ));
+        }
+        for choice in choices {
+            let mut config = faultline::config::BrokerConfig::default();
+            config
+                .apply_one(key, choice)
+                .map_err(|m| err(value.span(), format!("cluster.config.{key}"), m))?;
+        }
     }
     Ok(())
 }

@@ -55,15 +55,31 @@ fn topic(
             format!("must be 1..={brokers} (the number of brokers)"),
         ));
     }
-    let overrides: BTreeMap<String, String> = t
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), v.get_ref().clone()))
-        .collect();
-    if let Err(m) = faultline::topic_config::TopicConfig::new(&Default::default(), 1, &overrides) {
-        let key = m.split(':').next().unwrap_or("").to_string();
-        let span = t.config.get(&key).map_or(t.name.span(), |v| v.span());
-        return Err(err(span, format!("topic[{i}].config.{key}"), m));
+    // Every value a setting may take, each checked as the broker will (one list at a time).
+    for (key, value) in &t.config {
+        let choices = value.get_ref().choices();
+        if choices.is_empty() {
+            return Err(err(
+                value.span(),
+                format!("topic[{i}].config.{key}"),
+                "a list of values to draw from must not be empty".into(),
+            ));
+        }
+        for choice in choices {
+            let mut overrides: BTreeMap<String, String> = t
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.get_ref().value().to_string()))
+                .collect();
+            overrides.insert(key.clone(), choice.to_string());
+            if let Err(m) =
+                faultline::topic_config::TopicConfig::new(&Default::default(), 1, &overrides)
+            {
+                let bad = m.split(':').next().unwrap_or("").to_string();
+                let span = t.config.get(&bad).map_or(t.name.span(), |v| v.span());
+                return Err(err(span, format!("topic[{i}].config.{bad}"), m));
+            }
+        }
     }
     Ok(())
 }
