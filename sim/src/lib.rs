@@ -9,6 +9,7 @@
 //! - [`runner`]: builds the cluster, drives workloads and faults (simulated build only), from
 //!   a fault plan made by [`runner::nemesis`] (pure, in both builds).
 //! - [`report`]: the files a run leaves under `reports/runs/`.
+//! - [`shrink`]: a failing seed's scenario reduced step by step while it fails the same way.
 //! - [`suite`]: suites (folders with a `suite.toml`): the coverage probes they must reach.
 
 pub mod checker;
@@ -19,4 +20,5 @@ pub mod outcome;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod suite;

@@ -142,3 +142,25 @@ impl Outcome {
         }
     }
 }
+
+/// An outcome with nothing in it, for tests to fill in.
+#[cfg(test)]
+pub(crate) fn tests_outcome() -> Outcome {
+    Outcome {
+        scenario: "s".into(),
+        seed: 1,
+        verdict: Verdict::Violation,
+        failures: Vec::new(),
+        violations: Vec::new(),
+        invariants: Vec::new(),
+        counters: Counters::default(),
+        history: History::default(),
+        events: Vec::new(),
+        trace_hash: 0,
+        simulated_ns: 0,
+        wall_ms: 0,
+        probes: BTreeMap::new(),
+        buggify: BTreeMap::new(),
+        settings: Vec::new(),
+    }
+}

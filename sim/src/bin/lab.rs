@@ -71,6 +71,20 @@ mod lab {
             #[arg(long, default_value = "reports")]
             reports: PathBuf,
         },
+        /// Shrink a failing seed: turn the nemesis into an explicit timeline, then remove
+        /// faults, clients, partitions and time and lower rates while the seed still fails
+        /// the same way; write the smallest scenario to reports/shrunk/ with its replay
+        /// command.
+        Shrink {
+            file: PathBuf,
+            #[arg(long)]
+            seed: u64,
+            /// Candidate runs at most.
+            #[arg(long, default_value_t = 300)]
+            runs: usize,
+            #[arg(long, default_value = "reports")]
+            reports: PathBuf,
+        },
         /// Replay one seed exactly, print its first violation and write its full trace.
         Repro {
             file: PathBuf,
@@ -153,6 +167,12 @@ mod lab {
                 seed,
                 reports,
             } => repro(&file, seed, &reports),
+            Command::Shrink {
+                file,
+                seed,
+                runs,
+                reports,
+            } => shrink(&file, seed, runs, &reports),
             Command::Matrix {
                 seeds,
                 cell,
@@ -667,6 +687,69 @@ mod lab {
             println!("\nFAIL {name} seed {seed}: {}", reasons.join("; "));
             println!("  {repro}");
         }
+    }
+
+    fn shrink(file: &Path, seed: u64, runs_max: usize, reports: &Path) -> i32 {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                return 2;
+            }
+        };
+        let s = match scenario::parse(file, &text) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let outcome = run_seed(&s, seed);
+        let target = faultline_sim::shrink::signature(&outcome);
+        if target.is_empty() {
+            println!("{} seed {seed} passes: nothing to shrink", s.name);
+            return 0;
+        }
+        println!(
+            "{} seed {seed} fails with {}; shrinking (at most {runs_max} runs)",
+            s.name,
+            target.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let mut attempt = |candidate: &str| {
+            let c = scenario::parse(file, candidate).ok()?;
+            Some(faultline_sim::shrink::signature(&run_seed(&c, seed)))
+        };
+        let shrunk =
+            faultline_sim::shrink::shrink(&text, &s, seed, &target, runs_max, &mut attempt);
+        let dir = reports.join("shrunk");
+        let out = dir.join(format!("{}-seed-{seed}.toml", s.name));
+        let header = format!(
+            "# Shrunk by `cargo lab shrink {} --seed {seed}` in {} runs:\n# {}\n",
+            file.display(),
+            shrunk.runs,
+            shrunk.steps.join("; ")
+        );
+        if let Err(e) = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&out, format!("{header}{}", shrunk.text)))
+        {
+            eprintln!("error: {}: {e}", out.display());
+            return 2;
+        }
+        for step in &shrunk.steps {
+            println!("  {step}");
+        }
+        let last = scenario::parse(&out, &shrunk.text)
+            .map(|c| run_seed(&c, seed))
+            .map(|o| o.verdict.exit_code())
+            .unwrap_or(1);
+        println!(
+            "{} steps in {} runs; smallest scenario: {}\n  cargo lab repro {} --seed {seed}",
+            shrunk.steps.len(),
+            shrunk.runs,
+            out.display(),
+            out.display()
+        );
+        last.max(1)
     }
 
     fn repro(file: &Path, seed: u64, reports: &Path) -> i32 {
