@@ -42,7 +42,7 @@ pub fn signature(outcome: &Outcome) -> BTreeSet<String> {
 /// A duration as the scenario format writes it, to the microsecond.
 fn duration_text(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 1000 == 0 {
+    if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{}.{:03}ms", us / 1000, us % 1000)
