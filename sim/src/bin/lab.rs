@@ -60,6 +60,10 @@ mod lab {
             /// (`failing`: a standard-scenario history is ~16 MB; `repro` rewrites any).
             #[arg(long, value_enum, default_value = "all")]
             histories: Histories,
+            /// Shrink every failing seed afterwards (as `cargo lab shrink`, at most 100
+            /// runs each), writing the smallest scenarios to reports/shrunk/.
+            #[arg(long)]
+            shrink: bool,
         },
         /// Run scenarios like `run` and print, for every coverage probe, how many seeds
         /// reached it (also written to reports/coverage.md); fails like `run`, and when a
@@ -156,12 +160,29 @@ mod lab {
                 check_determinism,
                 reports,
                 histories,
-            } => run(paths, seeds, check_determinism, &reports, histories, false),
+                shrink: shrink_failing,
+            } => {
+                let options = RunOptions {
+                    check_determinism,
+                    histories,
+                    print_coverage: false,
+                    shrink_failing,
+                };
+                run(paths, seeds, &reports, options)
+            }
             Command::Coverage {
                 paths,
                 seeds,
                 reports,
-            } => run(paths, seeds, false, &reports, Histories::Failing, true),
+            } => {
+                let options = RunOptions {
+                    check_determinism: false,
+                    histories: Histories::Failing,
+                    print_coverage: true,
+                    shrink_failing: false,
+                };
+                run(paths, seeds, &reports, options)
+            }
             Command::Repro {
                 file,
                 seed,
@@ -460,14 +481,22 @@ mod lab {
         "scenarios/cluster",
     ];
 
-    fn run(
-        paths: Vec<PathBuf>,
-        seeds: SeedArgs,
+    /// How `run` (and `coverage`) treat a sweep.
+    struct RunOptions {
         check_determinism: bool,
-        reports: &Path,
         histories: Histories,
         print_coverage: bool,
-    ) -> i32 {
+        /// Shrink every failing seed afterwards (at most 100 runs each).
+        shrink_failing: bool,
+    }
+
+    fn run(paths: Vec<PathBuf>, seeds: SeedArgs, reports: &Path, options: RunOptions) -> i32 {
+        let RunOptions {
+            check_determinism,
+            histories,
+            print_coverage,
+            shrink_failing,
+        } = options;
         let paths = if paths.is_empty() {
             DEFAULT_SUITES.iter().map(PathBuf::from).collect()
         } else {
@@ -516,6 +545,12 @@ mod lab {
             reports,
         );
         let coverage_code = check_coverage(&scenarios, &results, &suites, print_coverage, reports);
+        if shrink_failing {
+            for (i, seed) in results.iter().filter(|(_, s)| !s.passed) {
+                println!();
+                shrink(&scenarios[*i].path, seed.seed, 100, reports);
+            }
+        }
         results
             .iter()
             .map(|(_, seed)| seed.exit_code)
