@@ -2,6 +2,7 @@
 //! madsim simulator, records every client operation and checks the history.
 //!
 //! - [`scenario`]: the scenario file format, parsed and validated.
+//! - [`explore`]: generated scenarios from a declared space (proptest), for `cargo lab explore`.
 //! - [`history`]: what the runner records and the checkers read.
 //! - [`checker`]: the anomaly checkers over a history.
 //! - [`invariants`]: replication and controller invariants, during and at the end of a run.
@@ -13,6 +14,7 @@
 //! - [`suite`]: suites (folders with a `suite.toml`): the coverage probes they must reach.
 
 pub mod checker;
+pub mod explore;
 pub mod history;
 pub mod invariants;
 pub mod matrix;

@@ -89,6 +89,22 @@ mod lab {
             #[arg(long, default_value = "reports")]
             reports: PathBuf,
         },
+        /// Generate whole scenarios from Kafka's durable recipe (faultline_sim::explore),
+        /// run each, and shrink a failing one with proptest's shrinking; failing and shrunk
+        /// scenarios go to reports/explore/.
+        Explore {
+            /// How long to explore (wall time), e.g. "10m", "90s".
+            #[arg(long, default_value = "10m")]
+            budget: String,
+            /// Seeds the generator: the same seed draws the same scenarios.
+            #[arg(long, default_value_t = 1)]
+            seed: u64,
+            /// Candidate runs at most while shrinking one failure.
+            #[arg(long, default_value_t = 200)]
+            shrink_runs: usize,
+            #[arg(long, default_value = "reports")]
+            reports: PathBuf,
+        },
         /// Replay one seed exactly, print its first violation and write its full trace.
         Repro {
             file: PathBuf,
@@ -194,6 +210,12 @@ mod lab {
                 runs,
                 reports,
             } => shrink(&file, seed, runs, &reports),
+            Command::Explore {
+                budget,
+                seed,
+                shrink_runs,
+                reports,
+            } => explore(&budget, seed, shrink_runs, &reports),
             Command::Matrix {
                 seeds,
                 cell,
@@ -722,6 +744,81 @@ mod lab {
             println!("\nFAIL {name} seed {seed}: {}", reasons.join("; "));
             println!("  {repro}");
         }
+    }
+
+    fn explore(budget: &str, seed: u64, shrink_runs: usize, reports: &Path) -> i32 {
+        use proptest::strategy::{Strategy, ValueTree};
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let budget = match scenario::parse_duration(budget) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: --budget: {e}");
+                return 2;
+            }
+        };
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &key),
+        );
+        let dir = reports.join("explore");
+        let started = std::time::Instant::now();
+        let (mut cases, mut failures) = (0u64, 0u64);
+        // Runs a generated scenario (seed = its case number); its failure kinds.
+        let run = |text: &str, case: u64| -> Option<std::collections::BTreeSet<String>> {
+            let s = scenario::parse(Path::new("generated.toml"), text).ok()?;
+            Some(faultline_sim::shrink::signature(&run_seed(&s, case)))
+        };
+        while started.elapsed() < budget {
+            let Ok(mut tree) = faultline_sim::explore::scenarios().new_tree(&mut runner) else {
+                continue;
+            };
+            cases += 1;
+            let text = tree.current().to_toml();
+            let Some(kinds) = run(&text, cases).filter(|k| !k.is_empty()) else {
+                continue;
+            };
+            failures += 1;
+            println!(
+                "case {cases} fails with {}",
+                kinds.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            // proptest's shrinking: simplify while it still fails with a kind of the
+            // original, step back (complicate) when it does not.
+            let mut smallest = text.clone();
+            let mut runs = 0;
+            let mut more = tree.simplify();
+            while more && runs < shrink_runs {
+                runs += 1;
+                let candidate = tree.current().to_toml();
+                if run(&candidate, cases).is_some_and(|k| !k.is_disjoint(&kinds)) {
+                    smallest = candidate;
+                    more = tree.simplify();
+                } else {
+                    more = tree.complicate();
+                }
+            }
+            let failing = dir.join(format!("case-{cases}-failing.toml"));
+            let shrunk = dir.join(format!("case-{cases}-shrunk.toml"));
+            if let Err(e) = std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&failing, &text))
+                .and_then(|_| std::fs::write(&shrunk, &smallest))
+            {
+                eprintln!("error: {}: {e}", dir.display());
+                return 2;
+            }
+            println!(
+                "  shrunk in {runs} runs: {}\n  cargo lab repro {} --seed {cases}",
+                shrunk.display(),
+                shrunk.display()
+            );
+        }
+        println!(
+            "{cases} generated scenarios in {:.0}s, {failures} failing (generator seed {seed})",
+            started.elapsed().as_secs_f64()
+        );
+        i32::from(failures > 0)
     }
 
     fn shrink(file: &Path, seed: u64, runs_max: usize, reports: &Path) -> i32 {
