@@ -67,6 +67,7 @@
 //! break the same rules, so an image built from any record sequence keeps them too. This
 //! module knows no clock, no RNG, no I/O and no Raft; it iterates only ordered maps.
 
+use crate::kafka_rules::validate_topic_name;
 use crate::probe;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -1084,8 +1085,6 @@ fn partition_state_valid(state: &PartitionState) -> bool {
         && state.isr.iter().all(|id| replicas.contains(id))
         && (state.leader == NO_LEADER || state.isr.contains(&state.leader))
 }
-
-use crate::kafka_rules::validate_topic_name;
 
 impl From<crate::kafka_rules::InvalidTopicName> for ControllerError {
     fn from(e: crate::kafka_rules::InvalidTopicName) -> ControllerError {

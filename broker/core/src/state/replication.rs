@@ -429,18 +429,29 @@ impl BrokerState {
             // below our high watermark, as Kafka does when the epoch is undefined.
             None => (p.high_watermark().min(log_end_offset), true),
         };
-        if offset < log_end_offset {
+        let cut = offset < log_end_offset;
+        let dir = p.log.dir().to_path_buf();
+        if cut {
             crate::probe!(probe::FOLLOWER_TRUNCATION);
-            let dir = p.log.dir().to_path_buf();
             p.log.truncate_to(offset).map_err(|source| {
                 storage_refusal(StateError::Log {
                     dir: dir.clone(),
                     source,
                 })
             })?;
-            let new_end = p.log.log_end_offset();
-            p.epochs.truncate_from_end(new_end);
+        }
+        // The epoch cache describes nothing past the log end, also when no byte was cut:
+        // a leader elected here that appended nothing before losing the partition leaves
+        // an entry at the log end, and left in place it makes the follower name that
+        // epoch as its last fetched one forever, the leader answer with the same
+        // diverging epoch, and the follower never fetch again (found by the lab:
+        // isr-change-failover, seed 9).
+        let new_end = p.log.log_end_offset();
+        let epochs_cut = !p.epochs.truncate_from_end(new_end).is_empty();
+        if cut || epochs_cut {
             save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
+        }
+        if cut {
             // Producer state must describe exactly what is left.
             p.producers = producers_from(&p.log)
                 .map_err(|source| storage_refusal(StateError::Log { dir, source }))?;
@@ -459,15 +470,6 @@ impl BrokerState {
                 partition,
                 offset: new_end,
             });
-        } else if !p.epochs.truncate_from_end(offset).is_empty() {
-            // Nothing to cut from the log, but the epoch cache may still describe offsets
-            // at its end that hold nothing (a leader elected here that appended nothing
-            // before it lost the partition). Left in place, the follower keeps naming that
-            // epoch as its last fetched one, the leader keeps answering with the same
-            // diverging epoch, and it never fetches again (found by the lab:
-            // isr-change-failover, seed 9).
-            let dir = p.log.dir().to_path_buf();
-            save_epochs(storage.as_ref(), &dir, &p.epochs).map_err(storage_refusal)?;
         }
         if complete {
             if let PartitionRole::Follower { truncated, .. } = &mut p.role {
