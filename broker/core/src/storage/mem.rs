@@ -409,9 +409,12 @@ impl MemDisk {
         }
         // The entries directly inside `dir` become durable exactly as they are now.
         let inside = |p: &Path| p.parent() == Some(dir);
+        // Names sort by component, so a directory's subtree is one range of each map.
+        let subtree = |p: &&PathBuf| p.starts_with(dir);
         let old: Vec<(PathBuf, u64)> = self
             .durable_names
-            .iter()
+            .range(dir.to_path_buf()..)
+            .take_while(|(p, _)| subtree(p))
             .filter(|(p, _)| inside(p))
             .map(|(p, ino)| (p.clone(), *ino))
             .collect();
@@ -421,7 +424,8 @@ impl MemDisk {
         }
         let new: Vec<(PathBuf, u64)> = self
             .names
-            .iter()
+            .range(dir.to_path_buf()..)
+            .take_while(|(p, _)| subtree(p))
             .filter(|(p, _)| inside(p))
             .map(|(p, ino)| (p.clone(), *ino))
             .collect();
