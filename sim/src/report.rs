@@ -1,4 +1,5 @@
-//! The files a run leaves behind, under `reports/runs/<scenario>/<seed>/`:
+//! The files a run leaves behind, under `reports/runs/<suite>/<scenario>/<seed>/` (the
+//! suite is the scenario file's folder):
 //! `summary.json` (machine-readable verdict and counters), `history.jsonl` (every client
 //! operation), `events.jsonl` (faults and phases) and `report.md`, the page a person reads
 //! first.
@@ -15,6 +16,23 @@ const EXAMPLES_PER_ANOMALY: usize = 3;
 /// The command that replays one seed exactly.
 pub fn repro_command(scenario: &Scenario, seed: u64) -> String {
     format!("cargo lab repro {} --seed {seed}", scenario.path.display())
+}
+
+/// Where a scenario's seeds write their reports: `runs/<suite>/<scenario>/`, the suite
+/// being the scenario file's folder (`scenarios/smoke/nemesis-swarm.toml` and
+/// `scenarios/cluster/nemesis-swarm.toml` must not share one), or `runs/<scenario>/` for
+/// a file with no folder.
+pub fn run_dir(root: &Path, scenario: &Scenario) -> PathBuf {
+    let runs = root.join("runs");
+    match scenario
+        .path
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
+        Some(suite) => runs.join(suite).join(&scenario.name),
+        None => runs.join(&scenario.name),
+    }
 }
 
 /// Write every file of one seed's report; returns the folder.
@@ -36,10 +54,7 @@ pub fn write_with(
     commit: &str,
     with_history: bool,
 ) -> std::io::Result<PathBuf> {
-    let dir = root
-        .join("runs")
-        .join(&scenario.name)
-        .join(outcome.seed.to_string());
+    let dir = run_dir(root, scenario).join(outcome.seed.to_string());
     std::fs::create_dir_all(&dir)?;
     let summary = serde_json::json!({
         "scenario": scenario.name,
