@@ -77,6 +77,25 @@ pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = {
     ])
 };
 
+/// Fetch v13 names topics by id (KIP-516). It is served but not advertised: only brokers
+/// use it, for replica fetches, so that a follower and a leader that disagree about which
+/// topic a name means (one was deleted and created again, and one of them has not learned
+/// it yet) never replicate one topic's records into the other. Clients are offered 12.
+pub const REPLICA_FETCH_VERSION: i16 = 13;
+
+/// The range of `key` a request may use: the advertised one, and replica Fetch v13.
+pub fn served_range(key: ApiKey) -> Option<(i16, i16)> {
+    let (min, max) = supported_range(key)?;
+    Some((
+        min,
+        if key == ApiKey::Fetch {
+            REPLICA_FETCH_VERSION
+        } else {
+            max
+        },
+    ))
+}
+
 /// The advertised range of `key`, if it is served at all.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS

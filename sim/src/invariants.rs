@@ -86,6 +86,9 @@ pub struct Invariants {
     /// (topic, partition) -> committed batches: (last offset, CRC, the leader that
     /// committed it first).
     committed_batches: BTreeMap<(String, i32), CommittedMap>,
+    /// (topic name, topic id) -> the incarnation of the name (1 for the first id seen): a
+    /// topic deleted and created again is another topic, checked apart from the first.
+    incarnations: BTreeMap<(String, u128), usize>,
     violations: Vec<InvariantViolation>,
     /// Violations beyond `VIOLATIONS_MAX`, counted only.
     dropped: BTreeMap<String, usize>,
@@ -98,12 +101,21 @@ impl Invariants {
 
     /// Check one observation against everything seen before it.
     pub fn observe(&mut self, time_ns: u64, observation: &Observation) {
+        let renamed;
+        let observation = match self.incarnation_of(observation) {
+            Some(o) => {
+                renamed = o;
+                &renamed
+            }
+            None => observation,
+        };
         match observation {
             Observation::BecameLeader {
                 broker,
                 topic,
                 partition,
                 leader_epoch,
+                ..
             } => {
                 let key = (topic.clone(), *partition, *leader_epoch);
                 match self.leaders.get(&key) {
@@ -142,6 +154,7 @@ impl Invariants {
                 partition,
                 leader_epoch,
                 high_watermark,
+                ..
             } => {
                 let key = (*broker, topic.clone(), *partition, *leader_epoch);
                 match self.high_watermarks.get(&key) {
@@ -209,6 +222,7 @@ impl Invariants {
                 topic,
                 partition,
                 offset,
+                ..
             } => self.on_truncated(*broker, topic, *partition, *offset),
         }
         if let Observation::HighWatermark {
@@ -217,11 +231,53 @@ impl Invariants {
             partition,
             high_watermark,
             leader_epoch,
+            ..
         } = observation
         {
             let writer = (*broker, *leader_epoch);
             self.commit(time_ns, writer, topic, *partition, *high_watermark);
         }
+    }
+
+    /// An observation of a later incarnation of a topic name, with the topic named
+    /// "NAME (incarnation K)" so that its epochs and offsets are checked apart; None for
+    /// the first incarnation (named as it is) and for observations without a topic.
+    fn incarnation_of(&mut self, observation: &Observation) -> Option<Observation> {
+        let (topic, id) = match observation {
+            Observation::BecameLeader {
+                topic, topic_id, ..
+            }
+            | Observation::HighWatermark {
+                topic, topic_id, ..
+            }
+            | Observation::Batch {
+                topic, topic_id, ..
+            }
+            | Observation::Truncated {
+                topic, topic_id, ..
+            } => (topic, *topic_id),
+            _ => return None,
+        };
+        let known = self
+            .incarnations
+            .range((topic.clone(), 0)..=(topic.clone(), u128::MAX))
+            .count();
+        let k = *self
+            .incarnations
+            .entry((topic.clone(), id))
+            .or_insert(known + 1);
+        if k == 1 {
+            return None;
+        }
+        let mut o = observation.clone();
+        match &mut o {
+            Observation::BecameLeader { topic, .. }
+            | Observation::HighWatermark { topic, .. }
+            | Observation::Batch { topic, .. }
+            | Observation::Truncated { topic, .. } => *topic = format!("{topic} (incarnation {k})"),
+            _ => {}
+        }
+        Some(o)
     }
 
     /// A replica reported a batch it appended (as leader) or copied (as follower).
@@ -234,6 +290,7 @@ impl Invariants {
             last_offset,
             crc,
             leader_epoch,
+            ..
         } = observation
         else {
             return;
@@ -471,6 +528,7 @@ mod tests {
         Observation::BecameLeader {
             broker,
             topic: "t".into(),
+            topic_id: 1,
             partition: 0,
             leader_epoch: epoch,
         }
@@ -480,6 +538,7 @@ mod tests {
         Observation::HighWatermark {
             broker,
             topic: "t".into(),
+            topic_id: 1,
             partition: 0,
             leader_epoch: epoch,
             high_watermark,
@@ -507,6 +566,52 @@ mod tests {
         }
         let got: Vec<&str> = inv.violations().iter().map(|v| v.rule.as_str()).collect();
         assert_eq!(got, want, "{:#?}", inv.violations());
+    }
+
+    /// `o` as an observation of the topic with id `id`.
+    fn of_topic(id: u128, mut o: Observation) -> Observation {
+        match &mut o {
+            Observation::BecameLeader { topic_id, .. }
+            | Observation::HighWatermark { topic_id, .. }
+            | Observation::Batch { topic_id, .. }
+            | Observation::Truncated { topic_id, .. } => *topic_id = id,
+            _ => {}
+        }
+        o
+    }
+
+    #[test]
+    fn a_topic_created_again_under_its_name_is_checked_apart() {
+        // Topic id 1 is led by broker 1 in epoch 0 and commits a batch; deleted, the name
+        // comes back as id 2, led by broker 2 in epoch 0 with other bytes at offset 0.
+        let again = [
+            leader(1, 0),
+            batch_in(1, 0, 0, 4, 0xa),
+            hw(1, 0, 5),
+            of_topic(2, leader(2, 0)),
+            of_topic(2, batch_in(2, 0, 0, 4, 0xb)),
+            of_topic(2, hw(2, 0, 5)),
+        ];
+        check(&again, &[]);
+        // The same id, though, is the same topic: two leaders of epoch 0.
+        let same = [leader(1, 0), leader(2, 0)];
+        check(&same, &["one-leader-per-epoch"]);
+        // A third incarnation is named as such in what is reported.
+        let mut inv = Invariants::new();
+        for o in [
+            leader(1, 0),
+            of_topic(2, leader(1, 0)),
+            of_topic(3, leader(1, 0)),
+            of_topic(3, leader(2, 0)),
+        ] {
+            inv.observe(0, &o);
+        }
+        assert_eq!(inv.violations().len(), 1);
+        assert!(
+            inv.violations()[0].message.contains("t (incarnation 3)/0"),
+            "{:?}",
+            inv.violations()
+        );
     }
 
     #[test]
@@ -611,6 +716,7 @@ mod tests {
         Observation::Batch {
             broker,
             topic: "t".into(),
+            topic_id: 1,
             partition: 0,
             base_offset: base,
             last_offset: last,
@@ -623,6 +729,7 @@ mod tests {
         Observation::Truncated {
             broker,
             topic: "t".into(),
+            topic_id: 1,
             partition: 0,
             offset,
         }

@@ -2,11 +2,14 @@
 //! shrink FILE --seed N`). The scenario is edited as TOML, step by step, and every step is
 //! kept only if the same seed still fails with one of the original failure's kinds:
 //!
-//! 1. the nemesis becomes an explicit timeline (its faults, exactly as the seed planned
-//!    them, written as `[[fault]]` entries), so that later steps can remove them one by one;
+//! 1. the seed's point of the configuration swarm is fixed (every list or range in the
+//!    file becomes the value the seed drew) and the nemesis becomes an explicit timeline
+//!    (its faults, exactly as the seed planned them, written as `[[fault]]` entries), so
+//!    that later steps can remove them one by one;
 //! 2. then, greedily, until no step helps: remove one fault, one producer or consumer, the
 //!    nemesis, `must_see`; halve a producer's rate; drop a topic's last partition; end the
-//!    run sooner.
+//!    run sooner (halve it, or end it a second after the last fault); move the faults
+//!    earlier (time windows: less quiet time before and after what fails).
 //!
 //! Pure: the caller runs each candidate (under the simulator) and says how it failed. What
 //! comes out is TOML that `scenario::parse` accepts, so the shrunk scenario replays with
@@ -14,7 +17,7 @@
 
 use crate::outcome::Outcome;
 use crate::runner::nemesis::{plan_nemesis, PlannedFault};
-use crate::scenario::Scenario;
+use crate::scenario::{Drawn, Scenario};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use toml::Value;
@@ -119,20 +122,56 @@ fn write(table: toml::map::Map<String, Value>) -> String {
     toml::to_string(&Value::Table(table)).expect("a TOML table serializes")
 }
 
-/// The scenario with its nemesis replaced by the faults it planned for `seed`, as an
-/// explicit timeline; None when it has no nemesis.
+/// The scenario as `seed` runs it, written out: every setting and number the seed drew
+/// from a list or range fixed to its value (all at once, so the point is exactly the
+/// seed's), and the nemesis replaced by the faults it planned, as an explicit timeline.
+/// None when there is nothing to write out (no choices and no nemesis).
 pub fn explicit_timeline(text: &str, scenario: &Scenario, seed: u64) -> Option<String> {
-    scenario.nemesis.as_ref()?;
-    let mut table = parse_table(text).ok()?;
-    table.remove("nemesis");
-    let faults = table
-        .entry("fault".to_string())
-        .or_insert_with(|| Value::Array(Vec::new()));
-    let Value::Array(faults) = faults else {
+    let (drawn_scenario, drawn) = scenario.draw(seed);
+    if scenario.nemesis.is_none() && drawn.is_empty() {
         return None;
-    };
-    faults.extend(plan_nemesis(scenario, seed).iter().map(fault_table));
+    }
+    let mut table = parse_table(text).ok()?;
+    for d in &drawn {
+        pin(&mut table, d)?;
+    }
+    if drawn_scenario.nemesis.is_some() {
+        table.remove("nemesis");
+        let faults = table
+            .entry("fault".to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(faults) = faults else {
+            return None;
+        };
+        faults.extend(plan_nemesis(&drawn_scenario, seed).iter().map(fault_table));
+    }
     Some(write(table))
+}
+
+/// Fixes one drawn value in the file's table.
+fn pin(table: &mut toml::map::Map<String, Value>, d: &Drawn) -> Option<()> {
+    fn entry<'a>(
+        t: &'a mut toml::map::Map<String, Value>,
+        key: &str,
+    ) -> Option<&'a mut toml::map::Map<String, Value>> {
+        t.get_mut(key)?.as_table_mut()
+    }
+    fn nth<'a>(
+        t: &'a mut toml::map::Map<String, Value>,
+        key: &str,
+        i: usize,
+    ) -> Option<&'a mut toml::map::Map<String, Value>> {
+        t.get_mut(key)?.as_array_mut()?.get_mut(i)?.as_table_mut()
+    }
+    let target = match (d.section, d.index) {
+        ("cluster.config", _) => entry(entry(table, "cluster")?, "config")?,
+        ("cluster.controller_config", _) => entry(entry(table, "cluster")?, "controller_config")?,
+        ("topic.config", Some(i)) => entry(nth(table, "topic", i)?, "config")?,
+        (section, Some(i)) => nth(table, section, i)?,
+        _ => return None,
+    };
+    target.insert(d.key.clone(), d.value.clone());
+    Some(())
 }
 
 /// Every one-step reduction of a scenario, each with what it did.
@@ -165,7 +204,7 @@ pub fn candidates(text: &str) -> Vec<(String, String)> {
             });
         }
     }
-    for key in ["nemesis", "must_see", "buggify"] {
+    for key in ["nemesis", "churn", "must_see", "buggify"] {
         if table.contains_key(key) {
             with(format!("remove {key}"), &|t| t.remove(key).is_some());
         }
@@ -173,6 +212,13 @@ pub fn candidates(text: &str) -> Vec<(String, String)> {
     with("halve the duration".into(), &|t| {
         halve_duration(t.get_mut("duration"), Duration::from_secs(1))
     });
+    with("end the run one second after the last fault".into(), &|t| {
+        end_after_last_fault(t)
+    });
+    with(
+        "move every fault earlier by half the first one's time".into(),
+        &|t| move_faults_earlier(t),
+    );
     let producers = table
         .get("producer")
         .and_then(Value::as_array)
@@ -219,6 +265,67 @@ pub fn candidates(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The `at` and `for` of every `[[fault]]` (absent `for`: zero); None if one is unreadable.
+fn fault_times(t: &toml::map::Map<String, Value>) -> Option<Vec<(Duration, Duration)>> {
+    let faults = t.get("fault")?.as_array()?;
+    let time = |f: &Value, key: &str| -> Option<Duration> {
+        match f.get(key) {
+            None => Some(Duration::ZERO),
+            Some(v) => crate::scenario::parse_duration(v.as_str()?).ok(),
+        }
+    };
+    faults
+        .iter()
+        .map(|f| Some((time(f, "at")?, time(f, "for")?)))
+        .collect()
+}
+
+/// A time window: the run ends a second after the last fault ends (a fault that waits for
+/// a probe may fire later than its `at`, so the step is only kept if the failure stays).
+fn end_after_last_fault(t: &mut toml::map::Map<String, Value>) -> bool {
+    let Some(times) = fault_times(t) else {
+        return false;
+    };
+    let Some(last) = times.iter().map(|(at, length)| *at + *length).max() else {
+        return false;
+    };
+    let end = last + Duration::from_secs(1);
+    let Some(Value::String(text)) = t.get_mut("duration") else {
+        return false;
+    };
+    match crate::scenario::parse_duration(text) {
+        Ok(d) if end < d => {
+            *text = duration_text(end);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A time window: every fault moves earlier by half of the first fault's `at`, keeping
+/// the gaps between them (clients start at zero, so less quiet time comes first).
+fn move_faults_earlier(t: &mut toml::map::Map<String, Value>) -> bool {
+    let Some(times) = fault_times(t) else {
+        return false;
+    };
+    let Some(first) = times.iter().map(|(at, _)| *at).min() else {
+        return false;
+    };
+    let shift = first / 2;
+    if shift < Duration::from_millis(100) {
+        return false;
+    }
+    let Some(Value::Array(faults)) = t.get_mut("fault") else {
+        return false;
+    };
+    for (f, (at, _)) in faults.iter_mut().zip(times) {
+        if let Some(f) = f.as_table_mut() {
+            f.insert("at".into(), Value::String(duration_text(at - shift)));
+        }
+    }
+    true
+}
+
 /// Halve a duration string in place, not below `floor`; false when it cannot shrink.
 fn halve_duration(value: Option<&mut Value>, floor: Duration) -> bool {
     let Some(Value::String(text)) = value else {
@@ -263,7 +370,7 @@ pub fn shrink(
         runs += 1;
         if attempt(&explicit).is_some_and(|k| keeps(&k)) {
             current = explicit;
-            steps.push("nemesis written out as an explicit timeline".into());
+            steps.push("the seed's draws and nemesis written out as an explicit timeline".into());
         }
     }
     'outer: while runs < runs_max {
@@ -356,8 +463,8 @@ interval = "3s"
         assert_eq!(s.faults.len(), 1, "{}", shrunk.text);
         assert_eq!(s.faults[0].kind.get_ref().name(), "kill");
         assert_eq!(s.producers.len(), 1);
-        assert_eq!(*s.topics[0].partitions.get_ref(), 1);
-        assert!(*s.producers[0].rate.get_ref() < 400);
+        assert_eq!(s.topics[0].partitions.get_ref().get(), 1);
+        assert!(s.producers[0].rate.get_ref().get() < 400);
         assert!(s.duration < Duration::from_secs(20));
         assert!(model(&shrunk.text).unwrap().contains("lost-write"));
         assert!(!shrunk.steps.is_empty());
@@ -376,6 +483,72 @@ interval = "3s"
             let to_us = Duration::from_micros(f.at.as_micros() as u64);
             assert!(ats.contains(&to_us), "{:?} at {:?}", f.kind, f.at);
         }
+    }
+
+    #[test]
+    fn the_explicit_form_fixes_the_seeds_draws() {
+        let text = FAILING
+            .replace("partitions = 3", "partitions = { min = 1, max = 5 }")
+            .replacen(
+                "rate = 400",
+                "rate = [100, 400]\nin_flight = { min = 1, max = 5 }",
+                1,
+            )
+            .replace(
+                "brokers = 1",
+                "brokers = 1\nconfig = { \"log.segment.bytes\" = [\"2000\", \"1048576\"] }",
+            );
+        let scenario = parse(Path::new("s.toml"), &text).unwrap();
+        for seed in 1..20 {
+            let (drawn, settings) = scenario.draw(seed);
+            assert_eq!(settings.len(), 4);
+            let explicit = explicit_timeline(&text, &scenario, seed).unwrap();
+            let pinned = parse(Path::new("s.toml"), &explicit).unwrap();
+            assert!(pinned.draw(seed).1.is_empty(), "{explicit}");
+            assert_eq!(
+                pinned.topics[0].partitions.get_ref(),
+                drawn.topics[0].partitions.get_ref()
+            );
+            assert_eq!(
+                pinned.producers[0].rate.get_ref(),
+                drawn.producers[0].rate.get_ref()
+            );
+            assert_eq!(
+                pinned.producers[0].in_flight.get_ref(),
+                drawn.producers[0].in_flight.get_ref()
+            );
+            assert_eq!(
+                pinned.cluster.config["log.segment.bytes"].get_ref(),
+                drawn.cluster.config["log.segment.bytes"].get_ref()
+            );
+            assert_eq!(
+                pinned.faults.len(),
+                2 + plan_nemesis(&drawn, seed).len(),
+                "the nemesis planned for the drawn point"
+            );
+        }
+    }
+
+    #[test]
+    fn time_windows_cut_quiet_time_around_the_faults() {
+        let mut t = parse_table(FAILING).unwrap();
+        assert!(end_after_last_fault(&mut t));
+        assert_eq!(t["duration"].as_str(), Some("11000ms"), "9s + 1s + 1s");
+        assert!(!end_after_last_fault(&mut t), "already there");
+        assert!(move_faults_earlier(&mut t));
+        let ats: Vec<&str> = t["fault"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["at"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ats,
+            ["2500ms", "6500ms"],
+            "shifted by half of 5s, gaps kept"
+        );
+        let s = parse(Path::new("s.toml"), &write(t)).unwrap();
+        assert_eq!(s.faults.len(), 2);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! BUGGIFY (FoundationDB's name): seeded perturbations at points where real systems vary
 //! within what the code must tolerate anyway: a segment rolling at an odd size, a
 //! checkpoint or snapshot that a crash would have lost, a small fetch, a timer firing a
-//! little early or late within its documented bounds. Each perturbation is legal; the
+//! little early or late within its documented bounds (`buggify_duration!`), files whose
+//! unsynced writes reach the platter in another order than they were made (a power loss
+//! keeping one file's unsynced tail and losing another's). Each perturbation is legal; the
 //! point is to drive the code down paths a tidy simulation never takes.
 //!
 //! `buggify!()` is `false` outside the simulated build (`--cfg madsim`) and whenever the
@@ -40,6 +42,32 @@ macro_rules! buggify {
     ($probability:expr) => {
         cfg!(madsim) && $crate::buggify::fire(concat!(file!(), ":", line!()), $probability)
     };
+}
+
+/// A timer's period or deadline, perturbed within its bounds: when the site fires,
+/// `nominal` times a factor drawn in `[low, high]`, else `nominal`. For timers whose
+/// contract is a bound ("at most", "about every"), never one that must be exact.
+#[macro_export]
+macro_rules! buggify_duration {
+    ($nominal:expr, $low:expr, $high:expr) => {{
+        let nominal: ::std::time::Duration = $nominal;
+        if $crate::buggify!() {
+            nominal.mul_f64($crate::buggify::between($low, $high))
+        } else {
+            nominal
+        }
+    }};
+}
+
+/// A number drawn in `[low, high]` from the run's BUGGIFY generator (`low` when off).
+pub fn between(low: f64, high: f64) -> f64 {
+    debug_assert!(low <= high && low >= 0.0);
+    HOOKS.with(|h| {
+        h.borrow_mut()
+            .buggify
+            .as_mut()
+            .map_or(low, |state| low + state.rng.unit() * (high - low))
+    })
 }
 
 /// The decision at `site` (see the module docs).
@@ -112,5 +140,32 @@ mod tests {
         assert!(reports.iter().any(|r| r["a"].0 && r["a"].1 > 0));
         assert!(reports.iter().any(|r| !r["a"].0 && r["a"].1 == 0));
         assert!(!fire("a", 1.0), "disable switches it off");
+    }
+
+    #[test]
+    fn perturbed_durations_stay_within_their_bounds() {
+        let nominal = std::time::Duration::from_millis(1000);
+        assert_eq!(between(0.5, 2.0), 0.5, "off: the low end, no draw");
+        let mut draws = Vec::new();
+        let mut unchanged = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            enable(seed);
+            for _ in 0..50 {
+                draws.push(between(0.5, 2.0));
+                let d = buggify_duration!(nominal, 0.5, 2.0);
+                assert!(d >= nominal / 2 && d <= nominal * 2, "{d:?}");
+                unchanged.insert(d == nominal);
+            }
+            disable();
+        }
+        assert!(draws.iter().all(|x| (0.5..=2.0).contains(x)));
+        assert!(draws.iter().any(|x| *x < 0.8) && draws.iter().any(|x| *x > 1.7));
+        // The macro perturbs only in the simulated build.
+        let want = if cfg!(madsim) { 2 } else { 1 };
+        assert_eq!(
+            unchanged.len(),
+            want,
+            "some draws perturb, some do not (lab only)"
+        );
     }
 }

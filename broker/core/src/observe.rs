@@ -33,6 +33,9 @@ pub enum Observation {
     BecameLeader {
         broker: i32,
         topic: String,
+        /// The topic's id: a topic deleted and created again under its name is another
+        /// topic, whose epochs and offsets start over.
+        topic_id: u128,
         partition: i32,
         leader_epoch: i32,
     },
@@ -40,6 +43,9 @@ pub enum Observation {
     HighWatermark {
         broker: i32,
         topic: String,
+        /// The topic's id: a topic deleted and created again under its name is another
+        /// topic, whose epochs and offsets start over.
+        topic_id: u128,
         partition: i32,
         leader_epoch: i32,
         high_watermark: i64,
@@ -49,6 +55,9 @@ pub enum Observation {
     Batch {
         broker: i32,
         topic: String,
+        /// The topic's id: a topic deleted and created again under its name is another
+        /// topic, whose epochs and offsets start over.
+        topic_id: u128,
         partition: i32,
         base_offset: i64,
         last_offset: i64,
@@ -59,6 +68,9 @@ pub enum Observation {
     Truncated {
         broker: i32,
         topic: String,
+        /// The topic's id: a topic deleted and created again under its name is another
+        /// topic, whose epochs and offsets start over.
+        topic_id: u128,
         partition: i32,
         offset: i64,
     },

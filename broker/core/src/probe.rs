@@ -75,12 +75,20 @@ probes! {
         "a follower truncated its log to the leader's epoch end";
     LATE_TRUNCATION_ANSWER_DROPPED = "broker.late-truncation-answer-dropped":
         "a follower dropped a truncation answer from an epoch it no longer follows (KAFKA-18991)";
+    FETCH_FOR_OLD_TOPIC_DROPPED = "broker.fetch-for-old-topic-dropped":
+        "a follower dropped what it fetched for a topic deleted and created again under its name meanwhile (KIP-516)";
     BECAME_LEADER = "broker.became-leader":
         "a broker became leader of a partition from a metadata image";
     LEADER_TO_FOLLOWER = "broker.leader-to-follower":
         "a leader became a follower of another broker (leadership moved away)";
     CLIENT_EPOCH_FENCED = "broker.client-epoch-fenced":
         "a client request named an older or newer leader epoch than the partition's (KIP-320)";
+    TOPIC_DELETED = "broker.topic-deleted":
+        "a broker deleted the replicas of a topic gone from the metadata image";
+    TOPIC_ID_CHANGED = "broker.topic-id-changed":
+        "a broker saw a topic name come back with another id (deleted and created again between two images it saw) and dropped the old logs";
+    STALE_PARTITION_DIR = "broker.stale-partition-dir":
+        "a broker removed a partition directory left by an earlier topic of the same name";
     OFFSET_NOT_AVAILABLE = "broker.offset-not-available":
         "a new leader answered ListOffsets with OFFSET_NOT_AVAILABLE (KIP-207)";
     // Raft.

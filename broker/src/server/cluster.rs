@@ -9,6 +9,7 @@ use crate::client::Connection;
 use crate::controller::logic::HeartbeatRequest;
 use crate::controller::rpc::{Request, Response};
 use crate::controller::ControllerClient;
+use crate::protocol::REPLICA_FETCH_VERSION;
 use crate::replica::epoch_cache::EpochEndOffset;
 use crate::state::FetchTarget;
 use kafka_protocol::messages::*;
@@ -17,6 +18,7 @@ use kafka_protocol::ResponseError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// How long a controller call may look for an active controller before giving up (the
 /// loops then try again).
@@ -62,7 +64,8 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                 if let Some(image) = image {
                     apply_image(&shared, image);
                 }
-                tokio::time::sleep(interval).await;
+                // BUGGIFY: heartbeats early or late, well inside the session timeout.
+                tokio::time::sleep(faultline_core::buggify_duration!(interval, 0.1, 1.5)).await;
             }
             Ok(other) => {
                 tracing::warn!(?other, "unexpected heartbeat answer");
@@ -156,7 +159,9 @@ async fn alter_partition_loop(shared: Arc<Shared>) {
                 _ => {
                     // No controller now: send it again later, if it is still wanted.
                     shared.state().requeue_alter(&topic, partition, request);
-                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    // BUGGIFY: a retry sooner or later than the usual backoff.
+                    tokio::time::sleep(faultline_core::buggify_duration!(RETRY_BACKOFF, 0.1, 5.0))
+                        .await;
                 }
             }
         }
@@ -167,7 +172,9 @@ async fn alter_partition_loop(shared: Arc<Shared>) {
 async fn isr_expiration_loop(shared: Arc<Shared>) {
     let period = Duration::from_millis((shared.config.replica_lag_time_max_ms as u64 / 2).max(1));
     loop {
-        tokio::time::sleep(period).await;
+        // BUGGIFY: the check runs early or late (a lagging follower still leaves the ISR
+        // within 1.5 x replica.lag.time.max.ms).
+        tokio::time::sleep(faultline_core::buggify_duration!(period, 0.1, 2.0)).await;
         let now = shared.now_ms();
         shared.state().shrink_isrs(now);
         shared.alter_signal.notify_one();
@@ -243,6 +250,7 @@ async fn fetch_round(
                 None => {
                     let _ = shared.state().follower_truncate(
                         &t.topic,
+                        t.topic_id,
                         t.partition,
                         leader,
                         t.leader_epoch,
@@ -292,6 +300,7 @@ async fn fetch_round(
                     });
                 let _ = shared.state().follower_truncate(
                     &t.topic,
+                    t.topic_id,
                     t.partition,
                     leader,
                     t.leader_epoch,
@@ -317,11 +326,13 @@ async fn fetch_round(
             } else {
                 REPLICA_FETCH_PARTITION_MAX_BYTES
             });
-        match topics.iter_mut().find(|f| f.topic.0.as_str() == t.topic) {
+        let id = Uuid::from_u128(t.topic_id);
+        match topics.iter_mut().find(|f| f.topic_id == id) {
             Some(f) => f.partitions.push(partition),
             None => topics.push(
                 fetch_request::FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(t.topic.clone())))
+                    .with_topic_id(id)
                     .with_partitions(vec![partition]),
             ),
         }
@@ -333,6 +344,9 @@ async fn fetch_round(
         .with_max_bytes(REPLICA_FETCH_MAX_BYTES)
         .with_session_epoch(-1)
         .with_topics(topics);
+    // By topic id (KIP-516): the leader answers UNKNOWN_TOPIC_ID for a topic it knows
+    // under another id (deleted and created again, learned by one of us only).
+    conn.pin_version(ApiKey::Fetch, REPLICA_FETCH_VERSION);
     let response = conn.request(&request).await?;
     let now = shared.now_ms();
     let mut progressed = false;
@@ -341,7 +355,7 @@ async fn fetch_round(
         for topic in &response.responses {
             for part in &topic.partitions {
                 let Some(t) = ready.iter().find(|t| {
-                    t.topic == topic.topic.0.as_str() && t.partition == part.partition_index
+                    t.topic_id == topic.topic_id.as_u128() && t.partition == part.partition_index
                 }) else {
                     continue;
                 };
@@ -356,7 +370,13 @@ async fn fetch_round(
                     if error == Some(ResponseError::OffsetOutOfRange) {
                         // Our log is ahead of the leader's without a divergence answer: go
                         // through OffsetForLeaderEpoch again.
-                        state.restart_truncation(&t.topic, t.partition, leader, t.leader_epoch);
+                        state.restart_truncation(
+                            &t.topic,
+                            t.topic_id,
+                            t.partition,
+                            leader,
+                            t.leader_epoch,
+                        );
                     }
                     continue;
                 }
@@ -368,6 +388,7 @@ async fn fetch_round(
                     };
                     let _ = state.follower_truncate(
                         &t.topic,
+                        t.topic_id,
                         t.partition,
                         leader,
                         t.leader_epoch,
@@ -378,6 +399,7 @@ async fn fetch_round(
                 let records = part.records.as_deref().unwrap_or(&[]);
                 if let Err(e) = state.follower_append(
                     &t.topic,
+                    t.topic_id,
                     t.partition,
                     leader,
                     t.leader_epoch,

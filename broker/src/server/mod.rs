@@ -462,6 +462,12 @@ async fn flush_loop(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(FLUSH_CHECK_INTERVAL);
     loop {
         interval.tick().await;
+        if faultline_core::buggify!() {
+            // BUGGIFY: the scheduler checks late (log.flush.interval.ms is met by a
+            // periodic check, never exactly).
+            let late = faultline_core::buggify::between(0.5, 3.0);
+            tokio::time::sleep(FLUSH_CHECK_INTERVAL.mul_f64(late)).await;
+        }
         if let Err(e) = shared.state().flush_due(shared.now_ms()) {
             tracing::error!(error = %e, "scheduled flush failed");
         }

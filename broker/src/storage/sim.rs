@@ -58,7 +58,20 @@ impl Simulator for SimDisk {
             nodes.remove(&id)
         };
         if !process_only {
-            self.disk(id).crash();
+            // BUGGIFY: the operating system wrote some files' dirty pages back before the
+            // power went and not others' (independent writes complete in any order), so
+            // a file may keep all or part of its unsynced tail while its neighbours lose
+            // theirs.
+            self.disk(id).with_disk(|disk| {
+                disk.crash_with(&mut |_, unsynced| {
+                    if faultline_core::buggify!(0.5) {
+                        (faultline_core::buggify::between(0.0, 1.0) * unsynced as f64).round()
+                            as usize
+                    } else {
+                        0
+                    }
+                })
+            });
         }
     }
 }

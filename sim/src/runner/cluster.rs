@@ -164,8 +164,8 @@ pub(super) async fn create_topics(cluster: &Cluster, scenario: &Scenario) {
         .iter()
         .map(|t| NewTopic {
             name: t.name.get_ref().clone(),
-            partitions: *t.partitions.get_ref(),
-            replication_factor: *t.replication_factor.get_ref(),
+            partitions: t.partitions.get_ref().get(),
+            replication_factor: t.replication_factor.get_ref().get(),
             configs: t
                 .config
                 .iter()
@@ -241,7 +241,7 @@ fn controller_config(
     );
     for (key, value) in &scenario.cluster.controller_config {
         config
-            .apply_one(key, value.get_ref())
+            .apply_one(key, value.get_ref().value())
             .expect("validated when the scenario was loaded");
     }
     config

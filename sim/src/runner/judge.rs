@@ -178,7 +178,7 @@ fn trace_hash(history: &History, events: &[Event], broken: &[InvariantViolation]
 /// request in flight.
 fn producer_is_ordered(p: &ProducerSpec) -> bool {
     let idempotent = p.idempotence.unwrap_or(p.acks == AcksSpec::All);
-    (idempotent || *p.in_flight.get_ref() == 1) && p.acks != AcksSpec::Zero
+    (idempotent || p.in_flight.get_ref().get() == 1) && p.acks != AcksSpec::Zero
 }
 
 fn count(history: &History, events: &[Event]) -> Counters {

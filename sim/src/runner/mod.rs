@@ -12,8 +12,10 @@
 //! - `faults`, `roles`: applying and healing faults; roles resolved to nodes.
 //! - `workloads`: producers, consumers, the liveness phase and the final read.
 //! - `recorder`: the history and the timeline, in simulated time.
+//! - [`churn`]: topics created and deleted all run long, and the final metadata check.
 //! - `judge`: the checkers, invariants, counters and the verdict.
 
+pub mod churn;
 pub mod nemesis;
 
 #[cfg(madsim)]
@@ -48,7 +50,7 @@ use {
 /// Client request timeout in the lab: long enough for a healthy round trip, short enough
 /// that a partitioned client notices within the run.
 #[cfg(madsim)]
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Mixed into the seed for BUGGIFY's draws, so they do not repeat the nemesis's.
 #[cfg(madsim)]
 const BUGGIFY_SALT: u64 = 0xb066_1f75_eed0;
@@ -118,7 +120,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
     let checker = Arc::new(Mutex::new(Invariants::new()));
     let recorded = rt.block_on(run(scenario_in_sim, seed, checker.clone()));
     let mut outcome = judge::judge(scenario, seed, recorded, &checker);
-    outcome.settings = settings;
+    outcome.settings = settings.iter().map(ToString::to_string).collect();
     outcome
 }
 
@@ -139,13 +141,25 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
     event(&rec, "phase", "safety", "", "scenario");
     let stop = Arc::new(AtomicBool::new(false));
     let workers = workloads::spawn(&handle, &scenario, &mut cluster, &rec, &stop, start);
+    let ledger = Arc::new(Mutex::new(churn::Ledger::default()));
+    let churner = scenario.churn.clone().map(|spec| {
+        let (bootstrap, rec, stop, ledger) = (
+            cluster.bootstrap.clone(),
+            rec.clone(),
+            stop.clone(),
+            ledger.clone(),
+        );
+        cluster
+            .admin
+            .spawn(churn::churn_loop(spec, bootstrap, rec, stop, ledger))
+    });
     let plan = nemesis::plan(&scenario, seed);
     faults::run_timeline(plan, &cluster, &rec, seed, start, scenario.duration).await;
     sleep_until(start, scenario.duration).await;
     let partitions: Vec<(String, i32)> = scenario
         .topics
         .iter()
-        .flat_map(|t| (0..*t.partitions.get_ref()).map(move |p| (t.name.get_ref().clone(), p)))
+        .flat_map(|t| (0..t.partitions.get_ref().get()).map(move |p| (t.name.get_ref().clone(), p)))
         .collect();
     let liveness_error = workloads::liveness(
         workers,
@@ -156,6 +170,28 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
         scenario.liveness,
     )
     .await;
+    if let Some(churner) = churner {
+        // The churn client stops with the others; then what it was told must show.
+        let _ = madsim::time::timeout(CLIENT_TIMEOUT * 4, churner).await;
+        let brokers: std::collections::BTreeMap<i32, String> = (1..)
+            .zip(cluster.bootstrap.split(',').map(str::to_string))
+            .collect();
+        let (ledger, bootstrap) = (ledger.lock().unwrap().clone(), cluster.bootstrap.clone());
+        let check = cluster.admin.spawn(async move {
+            let mut found =
+                churn::check_final_metadata(&ledger, &brokers, start, Duration::from_secs(10))
+                    .await;
+            let bound = Duration::from_secs(20);
+            found.extend(churn::check_final_records(&ledger, &bootstrap, start, bound).await);
+            found
+        });
+        if let Ok(violations) = check.await {
+            let mut checker = checker.lock().unwrap();
+            for v in violations {
+                checker.push(v);
+            }
+        }
+    }
     judge::compare_replicas(&cluster, &partitions, start, &checker);
     observe::uninstall();
     let simulated_ns = Instant::now().duration_since(start).as_nanos() as u64;

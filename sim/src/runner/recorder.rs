@@ -101,6 +101,7 @@ impl Observer for InvariantObserver {
                 topic,
                 partition,
                 leader_epoch,
+                ..
             } => event(
                 &self.rec,
                 "leader",
@@ -120,6 +121,7 @@ impl Observer for InvariantObserver {
                 topic,
                 partition,
                 offset,
+                ..
             } => event(
                 &self.rec,
                 "truncate",

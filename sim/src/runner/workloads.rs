@@ -6,7 +6,7 @@ use super::cluster::Cluster;
 use super::recorder::{event, op, record, Shared};
 use super::{sleep_until, CLIENT_TIMEOUT};
 use crate::history::{OpKind, Phase};
-use crate::scenario::{AcksSpec, ConsumerSpec, Dur, ProducerSpec, Scenario};
+use crate::scenario::{AcksSpec, ConsumerSpec, Dur, Knob, ProducerSpec, Scenario};
 use bytes::Bytes;
 use faultline::client::{
     Acks, Client, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, SendResult,
@@ -63,7 +63,7 @@ pub(super) fn spawn(
                     .topics
                     .iter()
                     .find(|t| t.name.get_ref() == c.topic.get_ref())
-                    .map_or(1, |t| *t.partitions.get_ref());
+                    .map_or(1, |t| t.partitions.get_ref().get());
                 (0..count).collect()
             }
         };
@@ -161,27 +161,25 @@ async fn produce_loop(run: ClientRun, spec: ProducerSpec, clock: Arc<AtomicI64>)
     let end = run.window(&spec.start, &spec.stop).await;
     let (acks, config) = producer_config(&spec);
     let topic = spec.topic.get_ref().clone();
-    let batch = *spec.batch_records.get_ref();
-    let round = Duration::from_secs_f64(batch as f64 / *spec.rate.get_ref() as f64);
+    let batch = spec.batch_records.get_ref().get() as usize;
+    let round = Duration::from_secs_f64(batch as f64 / spec.rate.get_ref().get() as f64);
     let mut records = Records {
         name: run.name.clone(),
         sequence: 0,
         keys: spec.keys,
         padding: "x".repeat(
-            spec.record_bytes
-                .get_ref()
-                .saturating_sub(run.name.len() + 8),
+            (spec.record_bytes.get_ref().get() as usize).saturating_sub(run.name.len() + 8),
         ),
         clock,
     };
     let Some(mut producer) = connect(&run, config, end).await else {
         return;
     };
-    let rate = *spec.rate.get_ref() as f64;
+    let rate = spec.rate.get_ref().get() as f64;
     let per_batch = spec
         .records_per_batch
         .as_ref()
-        .map_or(usize::MAX, |n| *n.get_ref());
+        .map_or(usize::MAX, |n| n.get_ref().get() as usize);
     let producing_since = Instant::now();
     while run.running(end) {
         let round_start = Instant::now();
@@ -221,12 +219,15 @@ fn producer_config(spec: &ProducerSpec) -> (Acks, ProducerConfig) {
     let config = ProducerConfig {
         acks,
         idempotence: spec.idempotence.unwrap_or(acks == Acks::All),
-        retries: spec.retries,
-        in_flight_max: *spec.in_flight.get_ref(),
+        retries: spec.retries.get_ref().get(),
+        in_flight_max: spec.in_flight.get_ref().get() as usize,
         // A history op is exactly one batch: by default one per partition per round, or
         // `records_per_batch` records each.
         batch_bytes: usize::MAX,
-        batch_records_max: spec.records_per_batch.as_ref().map_or(0, |n| *n.get_ref()),
+        batch_records_max: spec
+            .records_per_batch
+            .as_ref()
+            .map_or(0, |n| n.get_ref().get() as usize),
         retry_backoff: Duration::from_millis(100),
         ..Default::default()
     };
@@ -364,8 +365,12 @@ async fn consume_loop(run: ClientRun, spec: ConsumerSpec, partitions: Vec<i32>) 
     let end = run.window(&spec.start, &spec.stop).await;
     let name = &run.name;
     let topic = spec.topic.get_ref().clone();
+    let bytes = |k: &Spanned<Knob<u32>>| k.get_ref().get().min(i32::MAX as u32) as i32;
     let config = ConsumerConfig {
-        fetch_wait_max: Duration::from_millis(200),
+        fetch_wait_max: Duration::from_millis(spec.fetch_max_wait_ms.get_ref().get().into()),
+        fetch_min_bytes: bytes(&spec.fetch_min_bytes),
+        fetch_max_bytes: bytes(&spec.fetch_max_bytes),
+        partition_fetch_max_bytes: bytes(&spec.max_partition_fetch_bytes),
         ..Default::default()
     };
     let mut consumer = Consumer::new(Client::new(&run.bootstrap, name, CLIENT_TIMEOUT), config);

@@ -13,8 +13,8 @@ mod schema;
 mod validate;
 
 pub use schema::{
-    parse_duration, AcksSpec, ClusterSpec, ConsumerSpec, Dur, Expectation, FaultKind, FaultSpec,
-    NemesisSpec, ProducerSpec, Setting, SignedDur, TopicSpec,
+    parse_duration, AcksSpec, ChurnSpec, ClusterSpec, ConsumerSpec, Dur, Expectation, FaultKind,
+    FaultSpec, Knob, NemesisSpec, ProducerSpec, Setting, SignedDur, TopicSpec,
 };
 
 use crate::history::Anomaly;
@@ -59,6 +59,55 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// One value the configuration swarm drew for a seed: where it sits in the file
+/// (`section`, the entry's index for `[[topic]]`, `[[producer]]` and `[[consumer]]`, the
+/// key) and the value. Shown as the field path errors use: `producer[0].in_flight = 3`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    /// "cluster.config", "cluster.controller_config", "topic.config", "topic", "producer"
+    /// or "consumer".
+    pub section: &'static str,
+    pub index: Option<usize>,
+    pub key: String,
+    pub value: toml::Value,
+}
+
+impl fmt::Display for Drawn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = match &self.value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match (self.section, self.index) {
+            ("topic.config", Some(i)) => write!(f, "topic[{i}].config.{} = {value}", self.key),
+            (section, Some(i)) => write!(f, "{section}[{i}].{} = {value}", self.key),
+            (section, None) => write!(f, "{section}.{} = {value}", self.key),
+        }
+    }
+}
+
+/// Draws a knob that varies, fixing it to the value drawn.
+fn draw_knob<T: Copy + Ord + Into<i64> + TryFrom<i64>>(
+    drawn: &mut Vec<Drawn>,
+    section: &'static str,
+    index: usize,
+    key: &str,
+    knob: &mut toml::Spanned<Knob<T>>,
+    below: &mut dyn FnMut(u64) -> u64,
+) {
+    if !knob.get_ref().varies() {
+        return;
+    }
+    let value = knob.get_ref().pick(&mut |n| below(n));
+    drawn.push(Drawn {
+        section,
+        index: Some(index),
+        key: key.to_string(),
+        value: toml::Value::Integer(value.into()),
+    });
+    *knob = toml::Spanned::new(knob.span(), Knob::One(value));
+}
+
 /// A validated scenario, ready to run.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -78,6 +127,8 @@ pub struct Scenario {
     pub consumers: Vec<ConsumerSpec>,
     pub faults: Vec<FaultSpec>,
     pub nemesis: Option<NemesisSpec>,
+    /// `[churn]`: topics created and deleted all run long.
+    pub churn: Option<ChurnSpec>,
     pub expect: BTreeMap<Anomaly, Expectation>,
     /// `expect.invariant`: what a broken replication or controller invariant means here
     /// (forbidden by default).
@@ -93,31 +144,89 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The configuration swarm: every setting given as a list takes one of its values,
-    /// drawn from the seed alone (in the file's order), so each seed runs its own point of
-    /// the settings space. Returns the scenario with every list resolved and what was
-    /// drawn ("cluster.config.KEY = VALUE", "topic.NAME.config.KEY = VALUE"); a scenario
-    /// without lists comes back as it was, with nothing drawn.
-    pub fn draw(&self, seed: u64) -> (Scenario, Vec<String>) {
+    /// The configuration swarm: every setting given as a list, and every number given as a
+    /// list or a range, takes one of its values, drawn from the seed alone (in the file's
+    /// order), so each seed runs its own point of the settings space. Returns the scenario
+    /// with every choice resolved and what was drawn; a scenario without choices comes back
+    /// as it was, with nothing drawn.
+    pub fn draw(&self, seed: u64) -> (Scenario, Vec<Drawn>) {
         let mut rng = faultline::mix::SplitMix64::new(seed ^ 0x5357_4152_4d00_0001);
+        let mut below = |n: u64| rng.below(n);
         let mut drawn = Vec::new();
         let mut scenario = self.clone();
-        let mut pick = |what: String, setting: &mut toml::Spanned<Setting>| {
+        let mut setting = |section: &'static str,
+                           index: Option<usize>,
+                           key: &str,
+                           setting: &mut toml::Spanned<Setting>,
+                           below: &mut dyn FnMut(u64) -> u64| {
             if let Setting::Choice(values) = setting.get_ref() {
-                let value = values[rng.below(values.len() as u64) as usize].clone();
-                drawn.push(format!("{what} = {value}"));
+                let value = values[below(values.len() as u64) as usize].clone();
+                drawn.push(Drawn {
+                    section,
+                    index,
+                    key: key.to_string(),
+                    value: toml::Value::String(value.clone()),
+                });
                 *setting = toml::Spanned::new(setting.span(), Setting::One(value));
             }
         };
-        for (key, setting) in scenario.cluster.config.iter_mut() {
-            pick(format!("cluster.config.{key}"), setting);
+        for (key, s) in scenario.cluster.config.iter_mut() {
+            setting("cluster.config", None, key, s, &mut below);
         }
-        for topic in scenario.topics.iter_mut() {
-            let name = topic.name.get_ref().clone();
-            for (key, setting) in topic.config.iter_mut() {
-                pick(format!("topic.{name}.config.{key}"), setting);
+        for (key, s) in scenario.cluster.controller_config.iter_mut() {
+            setting("cluster.controller_config", None, key, s, &mut below);
+        }
+        for (i, topic) in scenario.topics.iter_mut().enumerate() {
+            for (key, s) in topic.config.iter_mut() {
+                setting("topic.config", Some(i), key, s, &mut below);
             }
         }
+        let mut numbers = Vec::new();
+        for (i, t) in scenario.topics.iter_mut().enumerate() {
+            draw_knob(
+                &mut numbers,
+                "topic",
+                i,
+                "partitions",
+                &mut t.partitions,
+                &mut below,
+            );
+            let rf = &mut t.replication_factor;
+            draw_knob(
+                &mut numbers,
+                "topic",
+                i,
+                "replication_factor",
+                rf,
+                &mut below,
+            );
+        }
+        for (i, p) in scenario.producers.iter_mut().enumerate() {
+            let mut knob = |key: &str, k: &mut toml::Spanned<Knob<u32>>| {
+                draw_knob(&mut numbers, "producer", i, key, k, &mut below)
+            };
+            knob("rate", &mut p.rate);
+            knob("retries", &mut p.retries);
+            knob("in_flight", &mut p.in_flight);
+            knob("batch_records", &mut p.batch_records);
+            if let Some(k) = p.records_per_batch.as_mut() {
+                knob("records_per_batch", k);
+            }
+            knob("record_bytes", &mut p.record_bytes);
+        }
+        for (i, c) in scenario.consumers.iter_mut().enumerate() {
+            let mut knob = |key: &str, k: &mut toml::Spanned<Knob<u32>>| {
+                draw_knob(&mut numbers, "consumer", i, key, k, &mut below)
+            };
+            knob("fetch_max_wait_ms", &mut c.fetch_max_wait_ms);
+            knob("fetch_min_bytes", &mut c.fetch_min_bytes);
+            knob("fetch_max_bytes", &mut c.fetch_max_bytes);
+            knob(
+                "max_partition_fetch_bytes",
+                &mut c.max_partition_fetch_bytes,
+            );
+        }
+        drawn.extend(numbers);
         (scenario, drawn)
     }
 
@@ -228,6 +337,8 @@ pub const MUST_SEE_KINDS: &[&str] = &[
     "truncate",
     "fault-start",
     "fault-end",
+    "topic-created",
+    "topic-deleted",
 ];
 
 /// Whether `event` is what the `must_see` entry `entry` asks for: the kind, and when the

@@ -213,6 +213,60 @@ impl Setting {
     }
 }
 
+/// A number a scenario fixes or leaves to the seed (the configuration swarm): `5`, a list
+/// to draw from, `[1, 5]`, or an inclusive range, `{ min = 1, max = 5 }`. Every value it
+/// may take is validated; `Scenario::draw` turns it into one value per seed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Knob<T> {
+    One(T),
+    List(Vec<T>),
+    Range { min: T, max: T },
+}
+
+impl<T: Copy + Ord + Into<i64> + TryFrom<i64>> Knob<T> {
+    /// The value of a drawn (or fixed) knob; a list's first value, a range's least.
+    pub fn get(&self) -> T {
+        match self {
+            Knob::One(v) => *v,
+            Knob::List(vs) => *vs.first().expect("validated: not empty"),
+            Knob::Range { min, .. } => *min,
+        }
+    }
+
+    /// The least and the greatest value it may take (None for an empty list).
+    pub fn bounds(&self) -> Option<(T, T)> {
+        match self {
+            Knob::One(v) => Some((*v, *v)),
+            Knob::List(vs) => Some((*vs.iter().min()?, *vs.iter().max()?)),
+            Knob::Range { min, max } => Some((*min, *max)),
+        }
+    }
+
+    /// Whether the seed chooses (a list or a range).
+    pub fn varies(&self) -> bool {
+        !matches!(self, Knob::One(_))
+    }
+
+    /// One value, drawn with `below` (a uniform draw in 0..n).
+    pub fn pick(&self, below: &mut impl FnMut(u64) -> u64) -> T {
+        match self {
+            Knob::One(v) => *v,
+            Knob::List(vs) => vs[below(vs.len() as u64) as usize],
+            Knob::Range { min, max } => {
+                let (lo, hi): (i64, i64) = ((*min).into(), (*max).into());
+                let v = lo + below((hi - lo) as u64 + 1) as i64;
+                T::try_from(v).unwrap_or(*min)
+            }
+        }
+    }
+}
+
+/// A knob fixed to `v`, for defaults.
+fn knob<T>(v: T) -> Spanned<Knob<T>> {
+    Spanned::new(0..0, Knob::One(v))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
@@ -228,9 +282,10 @@ pub struct ClusterSpec {
     pub controllers: Option<Spanned<usize>>,
     /// Racks: broker i (from 0) is in racks[i % len] (`broker.rack`).
     pub racks: Option<Spanned<Vec<String>>>,
-    /// Controller settings by their Kafka names (e.g. "leader.imbalance.check.interval.seconds").
+    /// Controller settings by their Kafka names (e.g. "controller.quorum.election.timeout.ms"),
+    /// or a list to draw from per seed.
     #[serde(default)]
-    pub controller_config: BTreeMap<String, Spanned<String>>,
+    pub controller_config: BTreeMap<String, Spanned<Setting>>,
 }
 
 fn one() -> Spanned<usize> {
@@ -253,20 +308,21 @@ impl Default for ClusterSpec {
 #[serde(deny_unknown_fields)]
 pub struct TopicSpec {
     pub name: Spanned<String>,
+    /// A count, or a list or range the seed draws from.
     #[serde(default = "one_i32")]
-    pub partitions: Spanned<i32>,
+    pub partitions: Spanned<Knob<i32>>,
     #[serde(default = "one_i16")]
-    pub replication_factor: Spanned<i16>,
+    pub replication_factor: Spanned<Knob<i16>>,
     /// Topic settings by their Kafka names (a list draws one value per seed).
     #[serde(default)]
     pub config: BTreeMap<String, Spanned<Setting>>,
 }
 
-fn one_i32() -> Spanned<i32> {
-    Spanned::new(0..0, 1)
+fn one_i32() -> Spanned<Knob<i32>> {
+    knob(1)
 }
-fn one_i16() -> Spanned<i16> {
-    Spanned::new(0..0, 1)
+fn one_i16() -> Spanned<Knob<i16>> {
+    knob(1)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,31 +330,32 @@ fn one_i16() -> Spanned<i16> {
 pub struct ProducerSpec {
     pub name: Option<Spanned<String>>,
     pub topic: Spanned<String>,
-    /// Records per simulated second.
+    /// Records per simulated second. This and every number below may be a list or a range
+    /// the seed draws from (the configuration swarm).
     #[serde(default = "default_rate")]
-    pub rate: Spanned<u64>,
+    pub rate: Spanned<Knob<u32>>,
     #[serde(default = "default_acks")]
     pub acks: AcksSpec,
     /// Kafka's enable.idempotence; the default follows Kafka 3+: on with acks=all.
     pub idempotence: Option<bool>,
     #[serde(default = "default_retries")]
-    pub retries: u32,
+    pub retries: Spanned<Knob<u32>>,
     /// max.in.flight.requests.per.connection
     #[serde(default = "default_in_flight")]
-    pub in_flight: Spanned<usize>,
+    pub in_flight: Spanned<Knob<u32>>,
     /// Records sent per round (one round every batch_records / rate seconds).
     #[serde(default = "default_batch_records")]
-    pub batch_records: Spanned<usize>,
+    pub batch_records: Spanned<Knob<u32>>,
     /// Records per batch at most: a round's records for one partition go out as several
     /// batches, up to `in_flight` of them in flight at once (retried in order). Default:
     /// one batch per partition per round.
-    pub records_per_batch: Option<Spanned<usize>>,
+    pub records_per_batch: Option<Spanned<Knob<u32>>>,
     /// Distinct keys (records are spread over partitions by Kafka's murmur2); 0: no keys,
     /// round robin.
     #[serde(default)]
     pub keys: u64,
     #[serde(default = "default_record_bytes")]
-    pub record_bytes: Spanned<usize>,
+    pub record_bytes: Spanned<Knob<u32>>,
     #[serde(default)]
     pub start: Option<Spanned<Dur>>,
     pub stop: Option<Spanned<Dur>>,
@@ -315,23 +372,23 @@ impl ProducerSpec {
     }
 }
 
-fn default_rate() -> Spanned<u64> {
-    Spanned::new(0..0, 100)
+fn default_rate() -> Spanned<Knob<u32>> {
+    knob(100)
 }
 fn default_acks() -> AcksSpec {
     AcksSpec::All
 }
-fn default_retries() -> u32 {
-    10
+fn default_retries() -> Spanned<Knob<u32>> {
+    knob(10)
 }
-fn default_in_flight() -> Spanned<usize> {
-    Spanned::new(0..0, 5)
+fn default_in_flight() -> Spanned<Knob<u32>> {
+    knob(5)
 }
-fn default_batch_records() -> Spanned<usize> {
-    Spanned::new(0..0, 10)
+fn default_batch_records() -> Spanned<Knob<u32>> {
+    knob(10)
 }
-fn default_record_bytes() -> Spanned<usize> {
-    Spanned::new(0..0, 32)
+fn default_record_bytes() -> Spanned<Knob<u32>> {
+    knob(32)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,9 +404,35 @@ pub struct ConsumerSpec {
     /// Every `pause_every`, stop polling for `pause_for` (a stalled consumer).
     pub pause_every: Option<Spanned<Dur>>,
     pub pause_for: Option<Spanned<Dur>>,
+    /// `fetch.max.wait.ms` (a list or range draws one per seed).
+    #[serde(default = "default_fetch_max_wait_ms")]
+    pub fetch_max_wait_ms: Spanned<Knob<u32>>,
+    /// `fetch.min.bytes`.
+    #[serde(default = "default_fetch_min_bytes")]
+    pub fetch_min_bytes: Spanned<Knob<u32>>,
+    /// `fetch.max.bytes`.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub fetch_max_bytes: Spanned<Knob<u32>>,
+    /// `max.partition.fetch.bytes`: smaller than a batch still returns that batch (KIP-74).
+    #[serde(default = "default_max_partition_fetch_bytes")]
+    pub max_partition_fetch_bytes: Spanned<Knob<u32>>,
     #[serde(default)]
     pub start: Option<Spanned<Dur>>,
     pub stop: Option<Spanned<Dur>>,
+}
+
+/// The lab's consumers wait less than Kafka's 500 ms default: runs are short.
+fn default_fetch_max_wait_ms() -> Spanned<Knob<u32>> {
+    knob(200)
+}
+fn default_fetch_min_bytes() -> Spanned<Knob<u32>> {
+    knob(1)
+}
+fn default_fetch_max_bytes() -> Spanned<Knob<u32>> {
+    knob(52_428_800)
+}
+fn default_max_partition_fetch_bytes() -> Spanned<Knob<u32>> {
+    knob(1_048_576)
 }
 
 impl ConsumerSpec {
@@ -419,6 +502,43 @@ fn default_nemesis_fault() -> Spanned<Dur> {
     Spanned::new(0..0, Dur(Duration::from_secs(3)))
 }
 
+/// `[churn]`: metadata churn. An admin client creates and deletes topics named
+/// `churn-0`, `churn-1`, ... (twice `topics` names, reused) all run long, one operation every
+/// `interval`; after healing, every broker's metadata must show exactly what the controller
+/// acknowledged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChurnSpecToml {
+    #[serde(default = "default_churn_interval")]
+    pub interval: Spanned<Dur>,
+    /// At most this many churn topics alive at once.
+    #[serde(default = "default_churn_topics")]
+    pub topics: Spanned<usize>,
+    #[serde(default = "default_churn_partitions")]
+    pub partitions: Spanned<i32>,
+    /// Default: 3, or the number of brokers if fewer.
+    pub replication_factor: Option<Spanned<i16>>,
+}
+
+fn default_churn_interval() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_millis(500)))
+}
+fn default_churn_topics() -> Spanned<usize> {
+    Spanned::new(0..0, 3)
+}
+fn default_churn_partitions() -> Spanned<i32> {
+    Spanned::new(0..0, 2)
+}
+
+/// `[churn]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChurnSpec {
+    pub interval: Duration,
+    pub topics: usize,
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
 /// The whole file, before validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -439,6 +559,7 @@ pub(super) struct ScenarioToml {
     #[serde(default, rename = "fault")]
     pub(super) faults: Vec<FaultSpec>,
     pub(super) nemesis: Option<NemesisSpec>,
+    pub(super) churn: Option<ChurnSpecToml>,
     #[serde(default)]
     pub(super) expect: BTreeMap<String, Spanned<Expectation>>,
     #[serde(default)]

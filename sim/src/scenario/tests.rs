@@ -378,7 +378,7 @@ fn settings_given_as_lists_are_drawn_per_seed() {
             let (drawn, settings) = s.draw(seed);
             assert_eq!(
                 drawn.draw(seed).1,
-                Vec::<String>::new(),
+                Vec::<Drawn>::new(),
                 "a drawn scenario has no lists"
             );
             assert_eq!(settings.len(), 1, "only the list is drawn: {settings:?}");
@@ -406,5 +406,92 @@ fn settings_given_as_lists_are_drawn_per_seed() {
     assert_eq!(
         err.field, "cluster.config.log.flush.interval.messages",
         "{err}"
+    );
+}
+
+#[test]
+fn numbers_given_as_lists_or_ranges_are_drawn_per_seed() {
+    let text = GOOD
+        .replace("partitions = 3", "partitions = { min = 1, max = 4 }")
+        .replace(
+            "rate = 500",
+            "rate = 500\nin_flight = [1, 5]\nrecords_per_batch = { min = 1, max = 3 }",
+        )
+        .replace(
+            "name = \"c1\"\ntopic = \"orders\"",
+            "name = \"c1\"\ntopic = \"orders\"\nmax_partition_fetch_bytes = [1, 1048576]",
+        );
+    let s = parse(Path::new("s.toml"), &text).unwrap();
+    let mut partitions = std::collections::BTreeSet::new();
+    let mut in_flight = std::collections::BTreeSet::new();
+    for seed in 0..60 {
+        let (drawn, settings) = s.draw(seed);
+        assert_eq!(settings.len(), 4, "{settings:?}");
+        assert_eq!(s.draw(seed).1, settings, "one seed, one point");
+        assert!(
+            drawn.draw(seed).1.is_empty(),
+            "a drawn scenario has no choices"
+        );
+        let n = drawn.topics[0].partitions.get_ref().get();
+        assert!((1..=4).contains(&n));
+        assert!(settings
+            .iter()
+            .any(|d| d.to_string() == format!("topic[0].partitions = {n}")));
+        partitions.insert(n);
+        in_flight.insert(drawn.producers[0].in_flight.get_ref().get());
+        let per_batch = drawn.producers[0]
+            .records_per_batch
+            .as_ref()
+            .unwrap()
+            .get_ref()
+            .get();
+        assert!((1..=3).contains(&per_batch));
+    }
+    assert_eq!(
+        partitions,
+        (1..=4).collect(),
+        "every value of the range drawn"
+    );
+    assert_eq!(in_flight, [1, 5].into(), "every value of the list drawn");
+}
+
+#[test]
+fn number_choices_are_validated_value_by_value() {
+    check_error(
+        "partitions = 3",
+        "partitions = [2, 2000]",
+        "s.toml:10: topic[0].partitions: must be 1..=1000",
+    );
+    check_error(
+        "partitions = 3",
+        "partitions = { min = 3, max = 2 }",
+        "s.toml:10: topic[0].partitions: a range's min must not be above its max",
+    );
+    check_error(
+        "partitions = 3",
+        "partitions = []",
+        "s.toml:10: topic[0].partitions: a list of values to draw from must not be empty",
+    );
+    check_error(
+        "rate = 500",
+        "rate = 500\nin_flight = [1, 0]",
+        "s.toml:16: producer[0].in_flight: must be 1..=100",
+    );
+    check_error(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\nfetch_max_bytes = { min = 0, max = 10 }",
+        "s.toml:20: consumer[0].fetch_max_bytes: must be 1..=2147483647",
+    );
+    // A consumer may only name partitions every draw of the count has.
+    let text = GOOD
+        .replace("partitions = 3", "partitions = [1, 3]")
+        .replace(
+            "name = \"c1\"\ntopic = \"orders\"",
+            "name = \"c1\"\ntopic = \"orders\"\npartitions = [2]",
+        );
+    let e = parse(Path::new("s.toml"), &text).unwrap_err().to_string();
+    assert!(
+        e.starts_with("s.toml:20: consumer[0].partitions: topic has no partition 2"),
+        "{e}"
     );
 }

@@ -175,6 +175,11 @@ impl BrokerState {
         self.topics.get(name)
     }
 
+    /// The id of the topic named `name`, if this broker holds it.
+    pub fn topic_id(&self, name: &str) -> Option<u128> {
+        self.topics.get(name).map(|t| t.id)
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Result<&Partition, Refusal> {
         self.topics
             .get(topic)
@@ -449,7 +454,7 @@ impl BrokerState {
                 (epoch, epochs, PartitionRole::Standalone)
             };
             opened.push(Partition::new(
-                &name,
+                (&name, id),
                 index,
                 log,
                 producers,
@@ -501,6 +506,7 @@ impl BrokerState {
         match read_whole(self.storage.as_ref(), &path)? {
             Some(bytes) if bytes == expected.as_bytes() => return Ok(()),
             Some(bytes) => {
+                crate::probe!(probe::STALE_PARTITION_DIR);
                 tracing::warn!(
                     dir = %dir.display(),
                     found = %String::from_utf8_lossy(&bytes).trim(),

@@ -31,6 +31,8 @@ type Checked<'a> = (Vec<Batch<'a>>, Option<i64>);
 /// One partition on this broker: its local replica and the part it plays.
 pub struct Partition {
     topic: String,
+    /// The topic's id (a topic created again under its name has another).
+    topic_id: u128,
     index: i32,
     pub(super) log: PartitionLog,
     pub(super) producers: ProducerStateTable,
@@ -47,8 +49,14 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// The topic's id.
+    pub(super) fn topic_id(&self) -> u128 {
+        self.topic_id
+    }
+
+    /// `topic`: the topic's name and id.
     pub(super) fn new(
-        topic: &str,
+        (topic, topic_id): (&str, u128),
         index: i32,
         log: PartitionLog,
         producers: ProducerStateTable,
@@ -58,6 +66,7 @@ impl Partition {
     ) -> Partition {
         Partition {
             topic: topic.to_string(),
+            topic_id,
             index,
             log,
             producers,
@@ -492,6 +501,7 @@ impl Partition {
         crate::observe::report(crate::observe::Observation::Batch {
             broker: node_id,
             topic: self.topic.clone(),
+            topic_id: self.topic_id,
             partition: self.index,
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
@@ -506,6 +516,7 @@ impl Partition {
             crate::observe::report(crate::observe::Observation::HighWatermark {
                 broker,
                 topic: topic.to_string(),
+                topic_id: self.topic_id,
                 partition,
                 leader_epoch: self.leader_epoch,
                 high_watermark: self.high_watermark(),

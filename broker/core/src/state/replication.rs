@@ -111,6 +111,10 @@ pub enum ProduceWait {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchTarget {
     pub topic: String,
+    /// The topic's id: what the fetcher learns applies to this topic only, never to one
+    /// created again under its name meanwhile (whose leader epochs start over at 0, so an
+    /// epoch check alone cannot tell them apart; KIP-516).
+    pub topic_id: u128,
     pub partition: i32,
     pub leader_epoch: i32,
     pub fetch_offset: i64,
@@ -185,6 +189,7 @@ impl BrokerState {
             // Same name, another id: the old topic was deleted and a new one created
             // between two images this broker saw. Its logs go first.
             if let Some(old) = self.topics.remove(name) {
+                crate::probe!(probe::TOPIC_ID_CHANGED);
                 delete_logs(old);
             }
             let config =
@@ -368,6 +373,7 @@ impl BrokerState {
                     if leader == from {
                         targets.push(FetchTarget {
                             topic: topic.name.clone(),
+                            topic_id: topic.id,
                             partition: i as i32,
                             leader_epoch: p.leader_epoch,
                             fetch_offset: p.log.log_end_offset(),
@@ -381,16 +387,22 @@ impl BrokerState {
         targets
     }
 
-    /// Whether the partition is still followed from `leader` in `leader_epoch`: anything
-    /// the fetcher learned under another epoch must be dropped (KAFKA-18991).
+    /// Whether the partition is still followed from `leader` in `leader_epoch`, as the
+    /// same topic (`topic_id`): anything the fetcher learned under another epoch (KAFKA-18991)
+    /// or about an earlier topic of the same name must be dropped.
     fn following(
         &mut self,
         topic: &str,
+        topic_id: u128,
         partition: i32,
         leader: i32,
         leader_epoch: i32,
     ) -> Option<&mut Partition> {
         let (p, _) = self.partition_mut(topic, partition).ok()?;
+        if p.topic_id() != topic_id {
+            crate::probe!(probe::FETCH_FOR_OLD_TOPIC_DROPPED);
+            return None;
+        }
         match p.role {
             PartitionRole::Follower { leader: l, .. }
                 if l == leader && p.leader_epoch == leader_epoch =>
@@ -408,6 +420,7 @@ impl BrokerState {
     pub fn follower_truncate(
         &mut self,
         topic: &str,
+        topic_id: u128,
         partition: i32,
         leader: i32,
         leader_epoch: i32,
@@ -415,7 +428,7 @@ impl BrokerState {
     ) -> Result<bool, Refusal> {
         let node_id = self.config.node_id;
         let storage = self.storage.clone();
-        let Some(p) = self.following(topic, partition, leader, leader_epoch) else {
+        let Some(p) = self.following(topic, topic_id, partition, leader, leader_epoch) else {
             crate::probe!(probe::LATE_TRUNCATION_ANSWER_DROPPED);
             return Ok(false);
         };
@@ -467,6 +480,7 @@ impl BrokerState {
             observe::report(Observation::Truncated {
                 broker: node_id,
                 topic: topic.to_string(),
+                topic_id: p.topic_id(),
                 partition,
                 offset: new_end,
             });
@@ -486,6 +500,7 @@ impl BrokerState {
     pub fn follower_append(
         &mut self,
         topic: &str,
+        topic_id: u128,
         partition: i32,
         leader: i32,
         leader_epoch: i32,
@@ -495,7 +510,7 @@ impl BrokerState {
     ) -> Result<(), Refusal> {
         let node_id = self.config.node_id;
         let storage = self.storage.clone();
-        let Some(p) = self.following(topic, partition, leader, leader_epoch) else {
+        let Some(p) = self.following(topic, topic_id, partition, leader, leader_epoch) else {
             return Ok(());
         };
         let dir = p.log.dir().to_path_buf();
@@ -552,6 +567,7 @@ impl BrokerState {
                 observe::report(Observation::Batch {
                     broker: node_id,
                     topic: topic.to_string(),
+                    topic_id: p.topic_id(),
                     partition,
                     base_offset: header.base_offset,
                     last_offset: header.last_offset(),
@@ -637,11 +653,12 @@ impl BrokerState {
     pub fn restart_truncation(
         &mut self,
         topic: &str,
+        topic_id: u128,
         partition: i32,
         leader: i32,
         leader_epoch: i32,
     ) {
-        if let Some(p) = self.following(topic, partition, leader, leader_epoch) {
+        if let Some(p) = self.following(topic, topic_id, partition, leader, leader_epoch) {
             if let PartitionRole::Follower { truncated, .. } = &mut p.role {
                 *truncated = false;
             }
@@ -737,6 +754,7 @@ impl BrokerState {
 /// directory is then only disk space, never read again, since directories carry their
 /// topic id).
 fn delete_logs(topic: super::Topic) {
+    crate::probe!(probe::TOPIC_DELETED);
     for (i, partition) in topic.partitions.into_iter().enumerate() {
         if let Err(e) = partition.log.delete() {
             tracing::error!(topic = topic.name, partition = i, error = %e, "cannot delete a partition log");
@@ -826,6 +844,7 @@ fn take_role(
                 observe::report(Observation::BecameLeader {
                     broker: node_id,
                     topic: topic.to_string(),
+                    topic_id: p.topic_id(),
                     partition: state.partition,
                     leader_epoch: state.leader_epoch,
                 });
@@ -1016,13 +1035,17 @@ mod tests {
         assert_eq!(refused.error, ResponseError::NotLeaderOrFollower);
         let mut records = batch(0, 0, 3);
         records.extend(batch(1, 3, 2));
-        state.follower_append("t", 0, 2, 1, &records, 4, 0).unwrap();
+        state
+            .follower_append("t", state.topic_id("t").unwrap(), 0, 2, 1, &records, 4, 0)
+            .unwrap();
         let p = state.partition("t", 0).unwrap();
         assert_eq!(p.log.log_end_offset(), 5);
         assert_eq!(p.high_watermark(), 4);
         assert_eq!(p.epochs.latest_epoch(), Some(1));
         // Sent again (a retried fetch): nothing appended twice.
-        state.follower_append("t", 0, 2, 1, &records, 5, 0).unwrap();
+        state
+            .follower_append("t", state.topic_id("t").unwrap(), 0, 2, 1, &records, 5, 0)
+            .unwrap();
         assert_eq!(state.partition("t", 0).unwrap().log.log_end_offset(), 5);
     }
 
@@ -1034,7 +1057,9 @@ mod tests {
         state.apply_image(first, 0).unwrap();
         let mut records = batch(0, 0, 3);
         records.extend(batch(1, 3, 3));
-        state.follower_append("t", 0, 2, 1, &records, 2, 0).unwrap();
+        state
+            .follower_append("t", state.topic_id("t").unwrap(), 0, 2, 1, &records, 2, 0)
+            .unwrap();
         // Leader 3 takes over in epoch 2; its history says epoch 1 ended at offset 4.
         let second = image(&state, 6, 3, 2, &[1, 3], false);
         state.apply_image(second, 0).unwrap();
@@ -1044,7 +1069,9 @@ mod tests {
             epoch: 0,
             end_offset: 1,
         };
-        assert!(!state.follower_truncate("t", 0, 2, 1, Some(late)).unwrap());
+        assert!(!state
+            .follower_truncate("t", state.topic_id("t").unwrap(), 0, 2, 1, Some(late))
+            .unwrap());
         assert_eq!(state.partition("t", 0).unwrap().log.log_end_offset(), 6);
         // The answer for epoch 2 truncates to where the leader's epoch 1 ends, not to the
         // high watermark (2): a batch straddling the cut goes whole.
@@ -1052,7 +1079,9 @@ mod tests {
             epoch: 1,
             end_offset: 4,
         };
-        assert!(state.follower_truncate("t", 0, 3, 2, Some(answer)).unwrap());
+        assert!(state
+            .follower_truncate("t", state.topic_id("t").unwrap(), 0, 3, 2, Some(answer))
+            .unwrap());
         let p = state.partition("t", 0).unwrap();
         assert_eq!(p.log.log_end_offset(), 3);
         // Epoch 1's only batch is gone, and so is its cache entry.
@@ -1087,7 +1116,16 @@ mod tests {
             .apply_image(image(&state, 5, 2, 1, &[1, 2, 3], false), 0)
             .unwrap();
         state
-            .follower_append("t", 0, 2, 1, &batch(1, 0, 3), 3, 0)
+            .follower_append(
+                "t",
+                state.topic_id("t").unwrap(),
+                0,
+                2,
+                1,
+                &batch(1, 0, 3),
+                3,
+                0,
+            )
             .unwrap();
         // Elected in epoch 2 at log end 3, deposed before appending anything.
         state
@@ -1109,7 +1147,9 @@ mod tests {
             epoch: 1,
             end_offset: 3,
         };
-        assert!(state.follower_truncate("t", 0, 3, 3, Some(answer)).unwrap());
+        assert!(state
+            .follower_truncate("t", state.topic_id("t").unwrap(), 0, 3, 3, Some(answer))
+            .unwrap());
         let p = state.partition("t", 0).unwrap();
         assert_eq!(p.log.log_end_offset(), 3, "no bytes to cut");
         assert_eq!(
@@ -1173,16 +1213,54 @@ mod tests {
         let first = image(&state, 5, 2, 0, &[1, 2, 3], false);
         state.apply_image(first, 0).unwrap();
         state
-            .follower_append("t", 0, 2, 0, &batch(0, 0, 3), 3, 0)
+            .follower_append(
+                "t",
+                state.topic_id("t").unwrap(),
+                0,
+                2,
+                0,
+                &batch(0, 0, 3),
+                3,
+                0,
+            )
             .unwrap();
         // Deleted and created again between two images this broker saw: new id.
         let mut again = image(&state, 9, 2, 0, &[1, 2, 3], false);
         again.topics.get_mut("t").unwrap().id = 43;
+        let old_id = state.topic_id("t").unwrap();
         state.apply_image(again, 0).unwrap();
         let p = state.partition("t", 0).unwrap();
         assert_eq!((p.log.log_end_offset(), p.epochs.latest_epoch()), (0, None));
+        // A fetch answer the old topic's leader sent, arriving now (same leader, same
+        // epoch 0): another topic's records, dropped (found by the lab: controller-churn
+        // seed 20 with metadata churn).
         state
-            .follower_append("t", 0, 2, 0, &batch(0, 0, 2), 2, 0)
+            .follower_append("t", old_id, 0, 2, 0, &batch(0, 0, 3), 3, 0)
+            .unwrap();
+        let answer = EpochEndOffset {
+            epoch: 0,
+            end_offset: 0,
+        };
+        assert!(!state
+            .follower_truncate("t", old_id, 0, 2, 0, Some(answer))
+            .unwrap());
+        let p = state.partition("t", 0).unwrap();
+        assert_eq!(
+            p.log.log_end_offset(),
+            0,
+            "the old topic's records stay out"
+        );
+        state
+            .follower_append(
+                "t",
+                state.topic_id("t").unwrap(),
+                0,
+                2,
+                0,
+                &batch(0, 0, 2),
+                2,
+                0,
+            )
             .unwrap();
         // Deleted while this broker was down: the directory on disk is the old topic's.
         let mut restarted = clustered(&disk);
@@ -1191,7 +1269,16 @@ mod tests {
         restarted.apply_image(third, 0).unwrap();
         assert_eq!(restarted.partition("t", 0).unwrap().log.log_end_offset(), 0);
         restarted
-            .follower_append("t", 0, 2, 0, &batch(0, 0, 4), 4, 0)
+            .follower_append(
+                "t",
+                restarted.topic_id("t").unwrap(),
+                0,
+                2,
+                0,
+                &batch(0, 0, 4),
+                4,
+                0,
+            )
             .unwrap();
         restarted.sync_all().unwrap();
         drop(restarted);
@@ -1211,7 +1298,16 @@ mod tests {
         state.apply_image(following, 0).unwrap();
         // Three records replicated; the old leader had told us only offset 1 was committed.
         state
-            .follower_append("t", 0, 2, 1, &batch(1, 0, 3), 1, 0)
+            .follower_append(
+                "t",
+                state.topic_id("t").unwrap(),
+                0,
+                2,
+                1,
+                &batch(1, 0, 3),
+                1,
+                0,
+            )
             .unwrap();
         let leading = image(&state, 6, ME, 2, &[1, 2], false);
         state.apply_image(leading, 0).unwrap();

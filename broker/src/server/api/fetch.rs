@@ -7,7 +7,10 @@ use super::*;
 /// be reported, otherwise park until data arrives or `max_wait_ms` passes.
 pub(super) async fn fetch(shared: &Shared, req: &FetchRequest, version: i16) -> FetchResponse {
     let wait_ms = (req.max_wait_ms as i64).clamp(0, FETCH_WAIT_MS_MAX);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms as u64);
+    // BUGGIFY: the long poll ends early (fetch.max.wait.ms is an upper bound; an answer
+    // with less than fetch.min.bytes after a shorter wait is one a client must handle).
+    let wait = faultline_core::buggify_duration!(Duration::from_millis(wait_ms as u64), 0.0, 1.0);
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         // Register interest before reading, so an append between the read and the wait
         // is not missed.
@@ -22,6 +25,34 @@ pub(super) async fn fetch(shared: &Shared, req: &FetchRequest, version: i16) -> 
 }
 
 pub(super) fn fetch_once(
+    shared: &Shared,
+    req: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    if version < 13 {
+        return fetch_by_name(shared, req, version);
+    }
+    // Topics named by id (replica fetches, KIP-516): each id becomes this broker's name
+    // for it, or no name (UNKNOWN_TOPIC_ID) when it holds no topic with that id.
+    let mut named = req.clone();
+    {
+        let state = shared.state();
+        for topic in &mut named.topics {
+            let id = topic.topic_id.as_u128();
+            let name = state.topics().find(|t| t.id == id).map(|t| t.name.clone());
+            topic.topic = TopicName(StrBytes::from_string(name.unwrap_or_default()));
+        }
+    }
+    let (mut response, bytes, answer_now) = fetch_by_name(shared, &named, version);
+    // Answered as asked: by id (v13 carries no names).
+    for (answer, asked) in response.responses.iter_mut().zip(&req.topics) {
+        answer.topic_id = asked.topic_id;
+        answer.topic = asked.topic.clone();
+    }
+    (response, bytes, answer_now)
+}
+
+fn fetch_by_name(
     shared: &Shared,
     req: &FetchRequest,
     version: i16,
@@ -127,7 +158,15 @@ pub(super) fn fetch_response(
                 max_bytes: (part.partition_max_bytes.max(0) as usize).min(budget),
                 min_one_batch: total == 0,
             };
-            let result = read(name, part, limit);
+            let result = if name.is_empty() {
+                // Only a topic id this broker does not hold leaves a topic without a name.
+                Err(Refusal::new(
+                    ResponseError::UnknownTopicId,
+                    "no topic with this id here".to_string(),
+                ))
+            } else {
+                read(name, part, limit)
+            };
             answer_now |= result.is_err();
             let resp = answer_partition(entry, result, |resp, answer| {
                 resp.high_watermark = answer.high_watermark;

@@ -13,7 +13,7 @@ use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::controller::rpc::{Request as ControllerRequest, Response as ControllerResponse};
 use crate::log::ReadLimit;
 use crate::protocol::{
-    supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS, SUPPORTED_APIS,
+    served_range, supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS, SUPPORTED_APIS,
     TOPIC_AUTHORIZED_OPERATIONS,
 };
 use crate::replica::partition_replica::FollowerFetch;
@@ -63,7 +63,7 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
     let api_key = ApiKey::try_from(prefix.api_key)
         .map_err(|_| format!("unknown API key {}", prefix.api_key))?;
     let version = prefix.api_version;
-    let Some((min, max)) = supported_range(api_key) else {
+    let Some((min, max)) = served_range(api_key) else {
         return Err(format!("{api_key:?} is not served by this broker"));
     };
     if version < min || version > max {

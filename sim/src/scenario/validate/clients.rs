@@ -2,8 +2,11 @@
 //! their bounds, Kafka's rule on idempotence, start and stop inside the run, and a node
 //! name of its own (it joins the names faults may use).
 
-use super::Context;
-use crate::scenario::{AcksSpec, ConsumerSpec, ProducerSpec, ScenarioError, CLIENTS_MAX, RATE_MAX};
+use super::{knob, Context};
+use crate::scenario::{
+    AcksSpec, ConsumerSpec, Knob, ProducerSpec, ScenarioError, CLIENTS_MAX, RATE_MAX,
+};
+use toml::Spanned;
 
 pub(super) fn validate(
     producers: &[ProducerSpec],
@@ -30,34 +33,51 @@ fn producer(i: usize, p: &ProducerSpec, context: &mut Context) -> Result<(), Sce
     let err = context.err;
     let what = format!("producer[{i}]");
     context.check_topic(&p.topic, format!("{what}.topic"))?;
-    if !(1..=RATE_MAX).contains(p.rate.get_ref()) {
-        return Err(err(
-            p.rate.span(),
-            format!("{what}.rate"),
-            format!("must be 1..={RATE_MAX} records per second"),
-        ));
+    let rate_max = RATE_MAX as i64;
+    knob(
+        &p.rate,
+        format!("{what}.rate"),
+        1..=rate_max,
+        &format!("1..={RATE_MAX} records per second"),
+        err,
+    )?;
+    knob(
+        &p.retries,
+        format!("{what}.retries"),
+        0..=i32::MAX as i64,
+        "0..=2147483647",
+        err,
+    )?;
+    knob(
+        &p.in_flight,
+        format!("{what}.in_flight"),
+        1..=100,
+        "1..=100",
+        err,
+    )?;
+    knob(
+        &p.batch_records,
+        format!("{what}.batch_records"),
+        1..=10_000,
+        "1..=10000",
+        err,
+    )?;
+    if let Some(n) = &p.records_per_batch {
+        knob(
+            n,
+            format!("{what}.records_per_batch"),
+            1..=10_000,
+            "1..=10000",
+            err,
+        )?;
     }
-    if !(1..=10_000).contains(p.batch_records.get_ref()) {
-        return Err(err(
-            p.batch_records.span(),
-            format!("{what}.batch_records"),
-            "must be 1..=10000".into(),
-        ));
-    }
-    if !(1..=100).contains(p.in_flight.get_ref()) {
-        return Err(err(
-            p.in_flight.span(),
-            format!("{what}.in_flight"),
-            "must be 1..=100".into(),
-        ));
-    }
-    if !(8..=1_048_576).contains(p.record_bytes.get_ref()) {
-        return Err(err(
-            p.record_bytes.span(),
-            format!("{what}.record_bytes"),
-            "must be 8..=1048576".into(),
-        ));
-    }
+    knob(
+        &p.record_bytes,
+        format!("{what}.record_bytes"),
+        8..=1_048_576,
+        "8..=1048576",
+        err,
+    )?;
     if p.idempotence == Some(true) && p.acks != AcksSpec::All {
         return Err(err(
             p.topic.span(),
@@ -83,6 +103,26 @@ fn consumer(i: usize, c: &ConsumerSpec, context: &mut Context) -> Result<(), Sce
             ));
         }
     }
+    let bytes = |k: &Spanned<Knob<u32>>, field: &str, least: i64| {
+        let allowed = least..=i32::MAX as i64;
+        knob(
+            k,
+            format!("{what}.{field}"),
+            allowed,
+            &format!("{least}..=2147483647"),
+            err,
+        )
+    };
+    knob(
+        &c.fetch_max_wait_ms,
+        format!("{what}.fetch_max_wait_ms"),
+        0..=60_000,
+        "0..=60000",
+        err,
+    )?;
+    bytes(&c.fetch_min_bytes, "fetch_min_bytes", 0)?;
+    bytes(&c.fetch_max_bytes, "fetch_max_bytes", 1)?;
+    bytes(&c.max_partition_fetch_bytes, "max_partition_fetch_bytes", 1)?;
     if c.pause_every.is_some() != c.pause_for.is_some() {
         return Err(err(
             c.topic.span(),

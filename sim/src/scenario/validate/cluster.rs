@@ -71,15 +71,25 @@ fn settings(cluster: &ClusterSpec, controllers: usize, err: Err) -> Result<(), S
                 "there are no controllers (cluster.controllers = 0)".into(),
             ));
         }
-        let mut config = faultline::controller::ControllerNodeConfig::new(
-            1,
-            "127.0.0.1:9093".parse().expect("literal address"),
-            Vec::new(),
-            "/metadata".into(),
-        );
-        config
-            .apply_one(key, value.get_ref())
-            .map_err(|m| err(value.span(), format!("cluster.controller_config.{key}"), m))?;
+        let choices = value.get_ref().choices();
+        if choices.is_empty() {
+            return Err(err(
+                value.span(),
+                format!("cluster.controller_config.{key}"),
+                "a list of values to draw from must not be empty".into(),
+            ));
+        }
+        for choice in choices {
+            let mut config = faultline::controller::ControllerNodeConfig::new(
+                1,
+                "127.0.0.1:9093".parse().expect("literal address"),
+                Vec::new(),
+                "/metadata".into(),
+            );
+            config
+                .apply_one(key, choice)
+                .map_err(|m| err(value.span(), format!("cluster.controller_config.{key}"), m))?;
+        }
     }
     // Broker settings must be ones the broker knows.
     for (key, value) in &cluster.config {

@@ -11,7 +11,7 @@ mod faults;
 mod nemesis;
 mod topics;
 
-use super::schema::{Dur, ScenarioToml, TopicSpec};
+use super::schema::{ChurnSpec, ChurnSpecToml, Dur, Knob, ScenarioToml, TopicSpec};
 use super::{fnv1a, Scenario, ScenarioError, LIVENESS_DEFAULT, SEEDS_DEFAULT};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -37,17 +37,94 @@ pub(super) fn validate(
     faults::validate(&raw.faults, &raw.consumers, &context)?;
     let clients = raw.producers.len() + raw.consumers.len();
     nemesis::validate(raw.nemesis.as_ref(), clients, &context)?;
+    let churn = churn(raw.churn.as_ref(), shape.brokers, err)?;
     let expectations = expectations::expect(&raw.expect, err)?;
     seeds(raw.seeds.as_ref(), err)?;
     expectations::must_see(&raw.must_see, err)?;
-    Ok(model(
-        path,
-        text,
-        raw,
-        duration,
-        shape.controllers,
-        expectations,
-    ))
+    let mut scenario = model(path, text, raw, duration, shape.controllers, expectations);
+    scenario.churn = churn;
+    Ok(scenario)
+}
+
+/// A number, or every value of a list or range the seed may draw, within `allowed`; the
+/// least and greatest value it may take. `what` completes "must be" in the error.
+pub(super) fn knob<T: Copy + Ord + Into<i64> + TryFrom<i64>>(
+    knob: &Spanned<Knob<T>>,
+    field: String,
+    allowed: std::ops::RangeInclusive<i64>,
+    what: &str,
+    err: Err,
+) -> Result<(T, T), ScenarioError> {
+    let Some((least, greatest)) = knob.get_ref().bounds() else {
+        return Err(err(
+            knob.span(),
+            field,
+            "a list of values to draw from must not be empty".into(),
+        ));
+    };
+    if least > greatest {
+        return Err(err(
+            knob.span(),
+            field,
+            "a range's min must not be above its max".into(),
+        ));
+    }
+    if !allowed.contains(&least.into()) || !allowed.contains(&greatest.into()) {
+        return Err(err(knob.span(), field, format!("must be {what}")));
+    }
+    Ok((least, greatest))
+}
+
+/// `[churn]`: an interval, how many topics at once, partitions and a replication factor
+/// the cluster can hold.
+fn churn(
+    raw: Option<&ChurnSpecToml>,
+    brokers: usize,
+    err: Err,
+) -> Result<Option<ChurnSpec>, ScenarioError> {
+    let Some(c) = raw else {
+        return Ok(None);
+    };
+    let interval = c.interval.get_ref().0;
+    if interval < Duration::from_millis(10) {
+        return Err(err(
+            c.interval.span(),
+            "churn.interval".into(),
+            "must be at least 10ms".into(),
+        ));
+    }
+    if !(1..=50).contains(c.topics.get_ref()) {
+        return Err(err(
+            c.topics.span(),
+            "churn.topics".into(),
+            "must be 1..=50".into(),
+        ));
+    }
+    if !(1..=100).contains(c.partitions.get_ref()) {
+        return Err(err(
+            c.partitions.span(),
+            "churn.partitions".into(),
+            "must be 1..=100".into(),
+        ));
+    }
+    let rf = c
+        .replication_factor
+        .as_ref()
+        .map_or(3.min(brokers as i16), |r| *r.get_ref());
+    if rf < 1 || rf as usize > brokers {
+        let span = c.replication_factor.as_ref().map_or(0..0, |r| r.span());
+        return Err(err(
+            span,
+            "churn.replication_factor".into(),
+            format!("must be 1..={brokers} (the number of brokers)"),
+        ));
+    }
+    Ok(Some(ChurnSpec {
+        interval,
+        topics: *c.topics.get_ref(),
+        partitions: *c.partitions.get_ref(),
+        replication_factor: rf,
+    }))
 }
 
 /// `duration`: the safety phase's length.
@@ -101,6 +178,7 @@ fn model(
         consumers: raw.consumers,
         faults: raw.faults,
         nemesis: raw.nemesis,
+        churn: None,
         expect: expectations.anomalies,
         invariant_expectation: expectations.invariant,
         liveness_expectation: expectations.liveness,
@@ -145,7 +223,12 @@ impl<'a> Context<'a> {
         }
         let topic_rf: BTreeMap<String, i16> = topics
             .iter()
-            .map(|t| (t.name.get_ref().clone(), *t.replication_factor.get_ref()))
+            .map(|t| {
+                (
+                    t.name.get_ref().clone(),
+                    t.replication_factor.get_ref().get(),
+                )
+            })
             .collect();
         Context {
             err,

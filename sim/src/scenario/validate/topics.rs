@@ -1,7 +1,7 @@
 //! `[[topic]]`: valid, distinct names (the broker's own rule), partition counts, a
 //! replication factor the cluster can hold, and topic settings the broker accepts.
 
-use super::Err;
+use super::{knob, Err};
 use crate::scenario::{ScenarioError, TopicSpec};
 use std::collections::BTreeMap;
 
@@ -30,31 +30,29 @@ fn topic(
     let name = t.name.get_ref();
     faultline::state::validate_topic_name(name)
         .map_err(|r| err(t.name.span(), field("name"), r.message))?;
-    if topic_partitions
-        .insert(name.clone(), *t.partitions.get_ref())
-        .is_some()
-    {
+    if topic_partitions.contains_key(name) {
         return Err(err(
             t.name.span(),
             field("name"),
             format!("topic {name:?} is defined twice"),
         ));
     }
-    if !(1..=1000).contains(t.partitions.get_ref()) {
-        return Err(err(
-            t.partitions.span(),
-            field("partitions"),
-            "must be 1..=1000".into(),
-        ));
-    }
-    let rf = *t.replication_factor.get_ref();
-    if rf < 1 || rf as usize > brokers {
-        return Err(err(
-            t.replication_factor.span(),
-            field("replication_factor"),
-            format!("must be 1..={brokers} (the number of brokers)"),
-        ));
-    }
+    // With a list or range, clients and faults may name only the partitions every draw has.
+    let (fewest, _) = knob(
+        &t.partitions,
+        field("partitions"),
+        1..=1000,
+        "1..=1000",
+        err,
+    )?;
+    topic_partitions.insert(name.clone(), fewest);
+    knob(
+        &t.replication_factor,
+        field("replication_factor"),
+        1..=brokers as i64,
+        &format!("1..={brokers} (the number of brokers)"),
+        err,
+    )?;
     // Every value a setting may take, each checked as the broker will (one list at a time).
     for (key, value) in &t.config {
         let choices = value.get_ref().choices();
