@@ -35,6 +35,10 @@ pub struct Generated {
     pub consumer: bool,
     pub buggify: bool,
     pub faults: Vec<GenFault>,
+    /// Metadata churn (`[churn]`): topics created and deleted all run long.
+    pub churn: bool,
+    /// The consumer fetches one batch at a time (`max_partition_fetch_bytes = 1`).
+    pub small_fetches: bool,
 }
 
 const KINDS: [&str; 5] = ["kill", "crash", "pause", "isolate", "reset"];
@@ -84,6 +88,8 @@ pub fn scenarios() -> impl Strategy<Value = Generated> {
                 any::<bool>(),
                 any::<bool>(),
                 prop::collection::vec(fault(duration_s, partitions), 0..6),
+                any::<bool>(),
+                any::<bool>(),
             )
         })
         .prop_map(
@@ -98,6 +104,8 @@ pub fn scenarios() -> impl Strategy<Value = Generated> {
                 consumer,
                 buggify,
                 faults,
+                churn,
+                small_fetches,
             )| Generated {
                 duration_s,
                 controllers,
@@ -109,6 +117,8 @@ pub fn scenarios() -> impl Strategy<Value = Generated> {
                 consumer,
                 buggify,
                 faults,
+                churn,
+                small_fetches,
             },
         )
 }
@@ -149,6 +159,12 @@ impl Generated {
         }
         if self.consumer {
             let _ = writeln!(t, "\n[[consumer]]\nname = \"c1\"\ntopic = \"orders\"");
+            if self.small_fetches {
+                let _ = writeln!(t, "max_partition_fetch_bytes = 1");
+            }
+        }
+        if self.churn {
+            let _ = writeln!(t, "\n[churn]\ninterval = \"500ms\"");
         }
         for f in &self.faults {
             let _ = writeln!(
