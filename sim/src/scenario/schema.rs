@@ -216,12 +216,31 @@ impl Setting {
 /// A number a scenario fixes or leaves to the seed (the configuration swarm): `5`, a list
 /// to draw from, `[1, 5]`, or an inclusive range, `{ min = 1, max = 5 }`. Every value it
 /// may take is validated; `Scenario::draw` turns it into one value per seed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Knob<T> {
     One(T),
     List(Vec<T>),
     Range { min: T, max: T },
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Knob<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Knob<T>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written<T> {
+            One(T),
+            List(Vec<T>),
+            Range { min: T, max: T },
+        }
+        match Written::deserialize(d) {
+            Ok(Written::One(v)) => Ok(Knob::One(v)),
+            Ok(Written::List(vs)) => Ok(Knob::List(vs)),
+            Ok(Written::Range { min, max }) => Ok(Knob::Range { min, max }),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a whole number, a list of them ([1, 5]) or a range ({ min = 1, max = 5 })",
+            )),
+        }
+    }
 }
 
 impl<T: Copy + Ord + Into<i64> + TryFrom<i64>> Knob<T> {

@@ -482,6 +482,16 @@ fn number_choices_are_validated_value_by_value() {
         "name = \"c1\"\ntopic = \"orders\"\nfetch_max_bytes = { min = 0, max = 10 }",
         "s.toml:20: consumer[0].fetch_max_bytes: must be 1..=2147483647",
     );
+    check_error(
+        "partitions = 3",
+        "partitions = \"three\"",
+        "s.toml:10: topic[0].partitions: expected a whole number, a list of them ([1, 5]) or a range ({ min = 1, max = 5 })",
+    );
+    check_error(
+        "partitions = 3",
+        "partitions = { min = 1, most = 3 }",
+        "s.toml:10: topic[0].partitions: expected a whole number, a list of them ([1, 5]) or a range ({ min = 1, max = 5 })",
+    );
     // A consumer may only name partitions every draw of the count has.
     let text = GOOD
         .replace("partitions = 3", "partitions = [1, 3]")
