@@ -413,9 +413,10 @@ impl GroupCoordinator {
         let mut answers = Vec::new();
         let leader = group.leader.clone().expect("a member leads");
         for member in group.members.values() {
-            let token = member
-                .join_parked
-                .expect("every remaining member rejoined or is static");
+            // A static member that did not rejoin learns the generation when it does.
+            let Some(token) = member.join_parked else {
+                continue;
+            };
             answers.push((
                 token,
                 join_response(group, &member.member_id, member.member_id == leader),

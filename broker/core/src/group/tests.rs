@@ -1434,3 +1434,58 @@ proptest! {
         run_ops(&ops, if delayed { 3_000 } else { 0 });
     }
 }
+
+#[test]
+fn a_static_member_that_does_not_rejoin_stays_through_the_rebalance_timeout() {
+    let mut shell = Shell::new(config());
+    let (a, b) = static_group(&mut shell);
+    let (dynamic, _) = shell.join_new("d");
+    shell.join(&join_request(&a, "a", Some("ia")));
+    // b heartbeats but does not rejoin; d and a did.
+    for now_ms in (5_000..30_000).step_by(5_000) {
+        shell.tick(now_ms);
+        assert_eq!(shell.heartbeat(&b, Some("ib"), 2), REBALANCE_IN_PROGRESS);
+    }
+    shell.tick(i64::from(REBALANCE_MS));
+    assert_eq!(shell.state(), Some(GroupState::CompletingRebalance));
+    let members: Vec<String> = shell.c.describe_groups(&[G.to_string()])[0]
+        .members
+        .iter()
+        .map(|m| m.member_id.clone())
+        .collect();
+    assert_eq!(members, [a, b, dynamic], "static members are kept");
+}
+
+#[test]
+fn an_assignment_committed_after_the_group_moved_on_changes_nothing() {
+    let mut shell = Shell::new(config());
+    shell.auto_commit = false;
+    let (a, _) = shell.join_new("a");
+    let (b, _) = shell.join_new("b");
+    let (token, _) = shell.join(&join_request(&a, "a", None));
+    let generation = shell.joined(token).generation_id;
+    let (b_sync, _) = shell.sync(&b, generation, &[]);
+    shell.sync(&a, generation, &[(&a, "A"), (&b, "B")]);
+    // b leaves before the assignment is durable: a rebalance; b's sync is answered.
+    let leave = LeaveGroupRequest {
+        group_id: G.into(),
+        members: vec![LeavingMember {
+            member_id: b,
+            group_instance_id: None,
+        }],
+    };
+    shell.c.leave_group(&leave, 0);
+    shell.drain();
+    assert_eq!(shell.synced(b_sync).error, UNKNOWN_MEMBER_ID);
+    shell.commit_pending();
+    assert_eq!(
+        shell.state(),
+        Some(GroupState::PreparingRebalance),
+        "not Stable"
+    );
+    assert_eq!(
+        shell.c.generation(G),
+        Some(generation),
+        "a has not rejoined yet"
+    );
+}
