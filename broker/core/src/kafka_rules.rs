@@ -59,21 +59,37 @@ pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
 /// Kafka's error codes as the deciding modules answer with them (the request handlers
 /// use `kafka_protocol::ResponseError`; a test keeps the two in agreement).
 pub mod error_code {
+    pub const NONE: i16 = 0;
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
     pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const STALE_BROKER_EPOCH: i16 = 77;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const INELIGIBLE_REPLICA: i16 = 107;
     pub const NEW_LEADER_ELECTED: i16 = 108;
@@ -89,6 +105,21 @@ mod tests {
         use error_code::*;
         for (ours, kafka) in [
             (OFFSET_OUT_OF_RANGE, E::OffsetOutOfRange),
+            (OFFSET_METADATA_TOO_LARGE, E::OffsetMetadataTooLarge),
+            (COORDINATOR_NOT_AVAILABLE, E::CoordinatorNotAvailable),
+            (NOT_COORDINATOR, E::NotCoordinator),
+            (ILLEGAL_GENERATION, E::IllegalGeneration),
+            (INCONSISTENT_GROUP_PROTOCOL, E::InconsistentGroupProtocol),
+            (INVALID_GROUP_ID, E::InvalidGroupId),
+            (UNKNOWN_MEMBER_ID, E::UnknownMemberId),
+            (INVALID_SESSION_TIMEOUT, E::InvalidSessionTimeout),
+            (REBALANCE_IN_PROGRESS, E::RebalanceInProgress),
+            (NON_EMPTY_GROUP, E::NonEmptyGroup),
+            (GROUP_ID_NOT_FOUND, E::GroupIdNotFound),
+            (MEMBER_ID_REQUIRED, E::MemberIdRequired),
+            (GROUP_MAX_SIZE_REACHED, E::GroupMaxSizeReached),
+            (FENCED_INSTANCE_ID, E::FencedInstanceId),
+            (GROUP_SUBSCRIBED_TO_TOPIC, E::GroupSubscribedToTopic),
             (UNKNOWN_TOPIC_OR_PARTITION, E::UnknownTopicOrPartition),
             (NOT_LEADER_OR_FOLLOWER, E::NotLeaderOrFollower),
             (INVALID_TOPIC_EXCEPTION, E::InvalidTopicException),

@@ -16,6 +16,8 @@
 //! - [`raft`]: the consensus core of the controller quorum.
 //! - [`controller`]: metadata records, the image they build and the active controller's
 //!   decisions (`logic`); the controller's durable term, vote and metadata log (`store`).
+//! - [`group`]: Kafka's classic consumer-group coordinator (membership, rebalances,
+//!   committed offsets) and its `__consumer_offsets` records.
 //! - [`state`]: the broker's deciding state (topics, partitions, produce, read, and in a
 //!   cluster the role of each replica, follower appends and truncation).
 //! - [`config`], [`topic_config`]: settings by Kafka's names, defaults and limits.
@@ -30,6 +32,7 @@
 pub mod buggify;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod kafka_rules;
 pub mod log;
 pub mod mix;

@@ -111,6 +111,25 @@ probes! {
         "the controller moved leadership back to a partition's preferred replica";
     ALTER_PARTITION_REFUSED = "controller.alter-partition-refused":
         "the controller refused an AlterPartition (stale epoch, ineligible replica, ...)";
+    // The group coordinator.
+    GROUP_REBALANCE_NEW_MEMBER = "group.rebalance-new-member":
+        "a group began a rebalance because a new member joined";
+    GROUP_REBALANCE_MEMBER_LEFT = "group.rebalance-member-left":
+        "a group began a rebalance because a member left with LeaveGroup";
+    GROUP_REBALANCE_SESSION_EXPIRED = "group.rebalance-session-expired":
+        "a group removed a member whose session timed out";
+    GROUP_JOIN_TIMEOUT_REMOVED_MEMBERS = "group.join-timeout-removed-members":
+        "a join phase completed at the rebalance timeout and removed members that did not rejoin";
+    GROUP_STATIC_MEMBER_FENCED = "group.static-member-fenced":
+        "a static member rejoined with a new member id and its old member id was fenced";
+    GROUP_MEMBER_ID_REQUIRED = "group.member-id-required":
+        "a JoinGroup without a member id was answered with MEMBER_ID_REQUIRED (KIP-394)";
+    GROUP_COMMIT_STALE_GENERATION = "group.commit-stale-generation":
+        "an OffsetCommit was refused with ILLEGAL_GENERATION";
+    GROUP_OFFSETS_EXPIRED = "group.offsets-expired":
+        "committed offsets expired after offsets.retention.minutes (KIP-211)";
+    GROUP_LOADED = "group.loaded":
+        "a group was rebuilt from the __consumer_offsets log";
 }
 
 /// Count a probe in the lab; nothing outside the simulated build.
