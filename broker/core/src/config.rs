@@ -6,6 +6,7 @@
 //! file and line, because a silently ignored typo in a durability setting is worse than a
 //! refusal to start.
 
+use crate::group::GroupConfig;
 use crate::log::LogConfig;
 pub use crate::topic_config::{parse_bool, parse_num};
 use std::net::SocketAddr;
@@ -32,6 +33,14 @@ pub use crate::kafka_rules::REPLICA_LAG_TIME_MAX_MS_DEFAULT;
 pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: i64 = 2_000;
 /// Kafka's `replica.fetch.wait.max.ms` default.
 pub const REPLICA_FETCH_WAIT_MAX_MS_DEFAULT: i64 = 500;
+/// Kafka's `offsets.topic.num.partitions` default.
+pub const OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT: i32 = 50;
+/// Kafka's `offsets.topic.replication.factor` default (capped by the brokers there are).
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
+/// Kafka's `offsets.retention.minutes` default (7 days).
+pub const OFFSETS_RETENTION_MINUTES_DEFAULT: i64 = 10_080;
+/// Kafka's `offsets.retention.check.interval.ms` default (10 minutes).
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: i64 = 600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -85,6 +94,16 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: i64,
     /// `replica.fetch.wait.max.ms`: how long a follower's fetch may park at the leader.
     pub replica_fetch_wait_max_ms: i64,
+    /// The group coordinator's settings: `group.initial.rebalance.delay.ms`,
+    /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`, `group.max.size`,
+    /// `offsets.retention.minutes` (held in milliseconds).
+    pub group: GroupConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: its replication factor, capped by the brokers.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are removed.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -107,6 +126,10 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
             broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
             replica_fetch_wait_max_ms: REPLICA_FETCH_WAIT_MAX_MS_DEFAULT,
+            group: GroupConfig::default(),
+            offsets_topic_num_partitions: OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
+            offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
+            offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -177,6 +200,47 @@ impl BrokerConfig {
             "replica.fetch.wait.max.ms" => {
                 self.replica_fetch_wait_max_ms = parse_num(value, 0, FETCH_WAIT_MS_MAX)?
             }
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms = parse_num(value, 0, i32::MAX as i64)? as i32
+            }
+            "group.min.session.timeout.ms" => {
+                let ms = parse_num(value, 1, i32::MAX as i64)? as i32;
+                if ms > self.group.session_timeout_ms_max {
+                    return Err(format!(
+                        "must not exceed group.max.session.timeout.ms ({})",
+                        self.group.session_timeout_ms_max
+                    ));
+                }
+                self.group.session_timeout_ms_min = ms
+            }
+            "group.max.session.timeout.ms" => {
+                let ms = parse_num(value, 1, i32::MAX as i64)? as i32;
+                if ms < self.group.session_timeout_ms_min {
+                    return Err(format!(
+                        "must not be below group.min.session.timeout.ms ({})",
+                        self.group.session_timeout_ms_min
+                    ));
+                }
+                self.group.session_timeout_ms_max = ms
+            }
+            "group.max.size" => {
+                self.group.group_size_max = parse_num(value, 1, i32::MAX as i64)? as usize
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions =
+                    parse_num(value, 1, TOPIC_PARTITIONS_MAX as i64)? as i32
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = parse_num(value, 1, i16::MAX as i64)? as i16
+            }
+            "offsets.retention.minutes" => {
+                // Kafka's bound: the retention in milliseconds must fit a long.
+                let minutes = parse_num(value, 1, i64::MAX / 60_000)?;
+                self.group.offsets_retention_ms = minutes * 60_000
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms = parse_num(value, 1, i64::MAX)?
+            }
             other => match other.strip_prefix("log.") {
                 // Broker-wide log defaults use `log.` plus the topic-level name, as in Kafka.
                 Some(_) => {
@@ -233,6 +297,35 @@ impl BrokerConfig {
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("node.id", self.node_id.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group.initial_rebalance_delay_ms.to_string(),
+            ),
+            (
+                "group.min.session.timeout.ms",
+                self.group.session_timeout_ms_min.to_string(),
+            ),
+            (
+                "group.max.session.timeout.ms",
+                self.group.session_timeout_ms_max.to_string(),
+            ),
+            ("group.max.size", self.group.group_size_max.to_string()),
+            (
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions.to_string(),
+            ),
+            (
+                "offsets.topic.replication.factor",
+                self.offsets_topic_replication_factor.to_string(),
+            ),
+            (
+                "offsets.retention.minutes",
+                (self.group.offsets_retention_ms / 60_000).to_string(),
+            ),
+            (
+                "offsets.retention.check.interval.ms",
+                self.offsets_retention_check_interval_ms.to_string(),
+            ),
             (
                 "replica.fetch.wait.max.ms",
                 self.replica_fetch_wait_max_ms.to_string(),
@@ -343,6 +436,14 @@ mod tests {
             ),
             ("broker.rack", "r1"),
             ("advertised.listeners", "PLAINTEXT://localhost:9000"),
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("group.min.session.timeout.ms", "1000"),
+            ("group.max.session.timeout.ms", "60000"),
+            ("group.max.size", "10"),
+            ("offsets.topic.num.partitions", "3"),
+            ("offsets.topic.replication.factor", "1"),
+            ("offsets.retention.minutes", "60"),
+            ("offsets.retention.check.interval.ms", "1000"),
         ] {
             config.apply_one(key, value).unwrap();
         }
@@ -374,5 +475,29 @@ mod tests {
             err.starts_with("a.properties:1: log.flush.interval.msgs: unknown"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn group_settings_use_kafka_names_defaults_and_bounds() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(config.group.initial_rebalance_delay_ms, 3_000);
+        assert_eq!(config.offsets_topic_num_partitions, 50);
+        assert_eq!(config.offsets_topic_replication_factor, 3);
+        assert_eq!(config.group.offsets_retention_ms, 10_080 * 60_000);
+        assert_eq!(config.offsets_retention_check_interval_ms, 600_000);
+        config
+            .apply_properties("s", "offsets.retention.minutes=2\ngroup.max.size=5\n")
+            .unwrap();
+        assert_eq!(config.group.offsets_retention_ms, 120_000);
+        assert_eq!(config.group.group_size_max, 5);
+        for bad in [
+            "offsets.topic.num.partitions=0",
+            "group.max.size=0",
+            "group.min.session.timeout.ms=99999999",
+            "group.max.session.timeout.ms=1",
+            "offsets.retention.minutes=0",
+        ] {
+            assert!(config.apply_properties("s", bad).is_err(), "{bad}");
+        }
     }
 }

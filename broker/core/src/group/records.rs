@@ -131,3 +131,80 @@ impl GroupRecord {
         serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))
     }
 }
+
+/// The records of one [`Write`](super::Write) as one v2 record batch for
+/// `__consumer_offsets`: each record keyed by [`GroupRecord::key`], its value
+/// [`GroupRecord::encode`], stamped `timestamp_ms`. Not idempotent (producer id -1): the
+/// coordinator is the partition's only writer.
+pub fn encode_batch(records: &[GroupRecord], timestamp_ms: i64) -> bytes::Bytes {
+    use crate::record::codec::{self, BatchOptions, NewRecord};
+    let records: Vec<NewRecord> = records
+        .iter()
+        .map(|r| NewRecord {
+            timestamp: timestamp_ms,
+            key: Some(r.key().into()),
+            value: Some(r.encode().into()),
+            headers: Vec::new(),
+        })
+        .collect();
+    codec::encode_batch(&records, &BatchOptions::default()).freeze()
+}
+
+/// Every group record in `batches` (whole v2 batches as the log serves them), in log
+/// order, with the offset after the last batch read. Records whose value is not a group
+/// record (null values included) are skipped and counted; batches that cannot be decoded
+/// end the read (`Err`), since nothing after them can be trusted.
+pub fn decode_batches(batches: &[u8]) -> Result<DecodedBatches, DecodeError> {
+    let decoded = crate::record::codec::decode_batches(batches)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let mut out = DecodedBatches::default();
+    for (header, records) in decoded {
+        out.next_offset = header.base_offset + header.last_offset_delta as i64 + 1;
+        for record in records {
+            match record.value.as_deref().map(GroupRecord::decode) {
+                Some(Ok(r)) => out.records.push(r),
+                _ => out.skipped += 1,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What [`decode_batches`] read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DecodedBatches {
+    pub records: Vec<GroupRecord>,
+    /// Records that were not group records.
+    pub skipped: usize,
+    /// The offset after the last batch decoded (0 when there was none).
+    pub next_offset: i64,
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_group_records_decodes_back_in_order() {
+        let records = vec![
+            GroupRecord::OffsetCommit {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 2,
+                offset: 42,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 7,
+            },
+            GroupRecord::GroupTombstone { group: "g".into() },
+        ];
+        let batch = encode_batch(&records, 7);
+        let decoded = decode_batches(&batch).unwrap();
+        assert_eq!(decoded.records, records);
+        assert_eq!(decoded.skipped, 0);
+        assert_eq!(decoded.next_offset, 2);
+        // A truncated batch is never read as records.
+        let truncated = decode_batches(&batch[..batch.len() - 1]);
+        assert!(truncated.map_or(true, |d| d.records.is_empty()));
+    }
+}
