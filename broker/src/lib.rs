@@ -33,6 +33,6 @@ pub mod wire;
 // The deciding logic lives in the core crate (no sockets, clocks or runtimes); the shell
 // re-exports it under the names the rest of the code and the lab use.
 pub use faultline_core::{
-    buggify, config, kafka_rules, log, mix, mutation, observe, probe, producer_state, raft, record,
-    replica, state, topic_config,
+    buggify, config, group, kafka_rules, log, mix, mutation, observe, probe, producer_state, raft,
+    record, replica, state, topic_config,
 };

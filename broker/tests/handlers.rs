@@ -1039,25 +1039,12 @@ async fn unsynced_records_vanish_on_crash_and_synced_ones_stay() {
 /// still answer the next client.
 #[tokio::test]
 async fn mutated_requests_never_take_the_broker_down() {
-    use kafka_protocol::protocol::{Encodable, HeaderVersion};
     let storage = MemStorage::default();
     let broker = start(&storage, |_| {}).await;
     let addr = broker.local_addr().to_string();
     create(&addr, "m", 2, &[]).await.unwrap();
     let batch = encode_batch(&[record(1)], &BatchOptions::default()).freeze();
     let mut frames: Vec<Vec<u8>> = Vec::new();
-    fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, body: &R) -> Vec<u8> {
-        let mut buf = bytes::BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(9)
-            .with_client_id(Some(StrBytes::from_static_str("fuzz")))
-            .encode(&mut buf, R::header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        buf.to_vec()
-    }
     let topic = || TopicName(StrBytes::from_static_str("m"));
     for (key, min, max) in faultline::protocol::SUPPORTED_APIS {
         for v in *min..=*max {
@@ -1150,7 +1137,7 @@ async fn mutated_requests_never_take_the_broker_down() {
                             )])),
                     ]),
                 ),
-                other => panic!("no sample request for {other:?}"),
+                _ => group_sample_frame(*key, v),
             });
         }
     }
@@ -1196,6 +1183,153 @@ async fn mutated_requests_never_take_the_broker_down() {
         .refresh_metadata(None, false)
         .await
         .expect("the broker still answers");
+}
+
+/// A request frame: header (of the version the API's request uses), then the body.
+fn frame<R>(key: ApiKey, version: i16, body: &R) -> Vec<u8>
+where
+    R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+{
+    use kafka_protocol::protocol::Encodable;
+    let mut buf = bytes::BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(9)
+        .with_client_id(Some(StrBytes::from_static_str("fuzz")))
+        .encode(&mut buf, R::header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.to_vec()
+}
+
+/// A valid request of a group coordinator API, for the mutation test.
+fn group_sample_frame(key: ApiKey, v: i16) -> Vec<u8> {
+    let s = |t: &str| StrBytes::from_string(t.to_string());
+    let group = || GroupId(s("fuzz-group"));
+    let topic = || TopicName(s("m"));
+    match key {
+        ApiKey::FindCoordinator if v >= 4 => frame(
+            key,
+            v,
+            &FindCoordinatorRequest::default().with_coordinator_keys(vec![s("fuzz-group")]),
+        ),
+        ApiKey::FindCoordinator => frame(
+            key,
+            v,
+            &FindCoordinatorRequest::default().with_key(s("fuzz-group")),
+        ),
+        ApiKey::JoinGroup => frame(
+            key,
+            v,
+            &JoinGroupRequest::default()
+                .with_group_id(group())
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"\0\0\0\0\0\x01\0\x01m"))]),
+        ),
+        ApiKey::SyncGroup => frame(
+            key,
+            v,
+            &SyncGroupRequest::default()
+                .with_group_id(group())
+                .with_member_id(s("m-1"))
+                .with_generation_id(1)
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(s("m-1"))
+                        .with_assignment(Bytes::from_static(b"a")),
+                ]),
+        ),
+        ApiKey::Heartbeat => frame(
+            key,
+            v,
+            &HeartbeatRequest::default()
+                .with_group_id(group())
+                .with_member_id(s("m-1"))
+                .with_generation_id(1),
+        ),
+        ApiKey::LeaveGroup if v >= 3 => frame(
+            key,
+            v,
+            &LeaveGroupRequest::default()
+                .with_group_id(group())
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("m-1"))
+                ]),
+        ),
+        ApiKey::LeaveGroup => frame(
+            key,
+            v,
+            &LeaveGroupRequest::default()
+                .with_group_id(group())
+                .with_member_id(s("m-1")),
+        ),
+        ApiKey::OffsetCommit => frame(
+            key,
+            v,
+            &OffsetCommitRequest::default()
+                .with_group_id(group())
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic())
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_committed_offset(3),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch if v >= 8 => frame(
+            key,
+            v,
+            &OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(group())
+                    .with_topics(None),
+            ]),
+        ),
+        ApiKey::OffsetFetch => frame(
+            key,
+            v,
+            &OffsetFetchRequest::default()
+                .with_group_id(group())
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic())
+                        .with_partition_indexes(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ListGroups => frame(key, v, &ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => frame(
+            key,
+            v,
+            &DescribeGroupsRequest::default().with_groups(vec![group()]),
+        ),
+        ApiKey::DeleteGroups => frame(
+            key,
+            v,
+            &DeleteGroupsRequest::default().with_groups_names(vec![group()]),
+        ),
+        ApiKey::OffsetDelete => frame(
+            key,
+            v,
+            &OffsetDeleteRequest::default()
+                .with_group_id(group())
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic())
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default(),
+                        ]),
+                ]),
+        ),
+        other => panic!("no sample request for {other:?}"),
+    }
 }
 
 /// Each start of the broker is a new leader epoch, stamped on every batch it appends;

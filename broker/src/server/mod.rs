@@ -8,6 +8,9 @@
 mod cluster;
 
 mod api;
+mod group;
+
+pub use group::{offsets_partition, OFFSETS_TOPIC};
 
 pub use crate::state::ReplicaDigest;
 use crate::wire::{read_frame, write_frame, FrameError};
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     alter_signal: Notify,
     /// Replica fetcher tasks by leader id, started as leaders appear.
     fetchers: Mutex<Vec<(i32, JoinHandle<()>)>>,
+    /// The group coordinator of the `__consumer_offsets` partitions led here.
+    groups: group::GroupService,
 }
 
 impl Shared {
@@ -167,6 +172,7 @@ impl Broker {
             clock_offset_ms: AtomicI64::new(0),
             alter_signal: Notify::new(),
             fetchers: Mutex::new(Vec::new()),
+            groups: group::GroupService::new(&config, seed),
             state: Mutex::new(state),
             appended: Notify::new(),
             advertised: config.advertised_endpoint(local_addr),
@@ -176,9 +182,20 @@ impl Broker {
         crate::observe::report(crate::observe::Observation::Started {
             node: format!("broker-{}", shared.config.node_id),
         });
+        // Groups of an existing `__consumer_offsets` answer COORDINATOR_LOAD_IN_PROGRESS
+        // from the first connection until the group task has replayed them.
+        if !shared.config.is_clustered() {
+            if let Some(partitions) = group::offsets_partitions(&shared) {
+                shared.groups.begin_loading(partitions);
+            }
+        }
         let _ = gate.shared.set(shared.clone());
         gate.opened.notify_waiters();
-        let mut tasks = vec![accept, tokio::spawn(flush_loop(shared.clone()))];
+        let mut tasks = vec![
+            accept,
+            tokio::spawn(flush_loop(shared.clone())),
+            tokio::spawn(group_loop(shared.clone())),
+        ];
         if shared.config.is_clustered() {
             tasks.extend(cluster::spawn(&shared));
         }
@@ -436,7 +453,7 @@ async fn serve_connection(
             frame.len() <= shared.config.socket_request_max_bytes,
             "a frame above socket.request.max.bytes reached the handlers"
         );
-        let handled = api::handle(shared, &frame).await;
+        let handled = api::handle(shared, &frame, peer).await;
         if dropped() {
             // Reset while the request was being handled: it may have taken effect, but
             // its answer is lost, as with a real connection reset.
@@ -456,6 +473,12 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// Load the groups of `__consumer_offsets`, then run the coordinator's timers.
+async fn group_loop(shared: Arc<Shared>) {
+    shared.groups.load_all(&shared).await;
+    shared.groups.run_timers(&shared).await;
 }
 
 async fn flush_loop(shared: Arc<Shared>) {

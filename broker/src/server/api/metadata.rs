@@ -106,6 +106,7 @@ pub(super) fn describe_topic(
         .collect();
     metadata_response::MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(name))))
+        .with_is_internal(name == crate::server::OFFSETS_TOPIC)
         .with_topic_id(uuid(topic.id))
         .with_partitions(partitions)
 }

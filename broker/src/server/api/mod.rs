@@ -11,18 +11,21 @@
 use super::Shared;
 use crate::config::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::controller::rpc::{Request as ControllerRequest, Response as ControllerResponse};
+use crate::group::{GroupCoordinator, RequestToken, Response as GroupResponse};
 use crate::log::ReadLimit;
 use crate::protocol::{
     served_range, supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS, SUPPORTED_APIS,
     TOPIC_AUTHORIZED_OPERATIONS,
 };
 use crate::replica::partition_replica::FollowerFetch;
+use crate::server::group::Outcome;
 use crate::state::{validate_topic_name, BrokerState, ProduceWait, Refusal};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 mod api_versions;
@@ -36,6 +39,18 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 
+mod delete_groups;
+mod describe_groups;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
+mod sync_group;
+
 use api_versions::*;
 use create_topics::*;
 use delete_topics::*;
@@ -46,6 +61,18 @@ use metadata::*;
 use offset_for_leader_epoch::*;
 use produce::*;
 
+use delete_groups::*;
+use describe_groups::*;
+use find_coordinator::*;
+use heartbeat::*;
+use join_group::*;
+use leave_group::*;
+use list_groups::*;
+use offset_commit::*;
+use offset_delete::*;
+use offset_fetch::*;
+use sync_group::*;
+
 /// The answer to a request that needs nothing of the broker's state (ApiVersions), so it
 /// can be given while the logs are still loading; None for any other request.
 pub(super) fn answer_without_state(frame: &[u8]) -> Option<Result<Vec<u8>, String>> {
@@ -55,7 +82,11 @@ pub(super) fn answer_without_state(frame: &[u8]) -> Option<Result<Vec<u8>, Strin
 
 /// Handle one request frame. `Ok(None)`: no response is due (acks=0).
 /// `Err`: the request is malformed and the connection must close.
-pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u8>>, String> {
+pub(super) async fn handle(
+    shared: &Shared,
+    frame: &[u8],
+    peer: SocketAddr,
+) -> Result<Option<Vec<u8>>, String> {
     if let Some(answer) = answer_without_state(frame) {
         return answer.map(Some);
     }
@@ -176,8 +207,164 @@ pub(super) async fn handle(shared: &Shared, frame: &[u8]) -> Result<Option<Vec<u
             let resp = describe_configs::describe_configs(shared, &req, version);
             encode(correlation_id, response_header_version, version, &resp).map(Some)
         }
+        ApiKey::FindCoordinator
+        | ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::OffsetCommit
+        | ApiKey::OffsetFetch
+        | ApiKey::ListGroups
+        | ApiKey::DescribeGroups
+        | ApiKey::DeleteGroups
+        | ApiKey::OffsetDelete => {
+            let client = ClientInfo {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                host: format!("/{}", peer.ip()),
+            };
+            let request = GroupRequest {
+                api_key,
+                version,
+                correlation_id,
+                response_header_version,
+            };
+            handle_group(shared, request, &mut buf, &client)
+                .await
+                .map(Some)
+        }
         other => Err(format!("{other:?} is not served by this broker")),
     }
+}
+
+/// A group API request's framing, for `handle_group`.
+struct GroupRequest {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response_header_version: i16,
+}
+
+/// The group coordinator's APIs: decode, serve, encode.
+async fn handle_group(
+    shared: &Shared,
+    request: GroupRequest,
+    buf: &mut Bytes,
+    client: &ClientInfo,
+) -> Result<Vec<u8>, String> {
+    let GroupRequest {
+        api_key,
+        version,
+        correlation_id,
+        response_header_version,
+    } = request;
+    macro_rules! decode {
+        ($t:ty) => {
+            <$t>::decode(buf, version)
+                .map_err(|e| format!("bad {api_key:?} v{version} body: {e}"))?
+        };
+    }
+    macro_rules! answer {
+        ($resp:expr) => {
+            encode(correlation_id, response_header_version, version, &$resp)
+        };
+    }
+    match api_key {
+        ApiKey::FindCoordinator => {
+            let req = decode!(FindCoordinatorRequest);
+            answer!(find_coordinator(shared, &req, version))
+        }
+        ApiKey::JoinGroup => {
+            let req = decode!(JoinGroupRequest);
+            answer!(join_group(shared, &req, version, client).await)
+        }
+        ApiKey::SyncGroup => {
+            let req = decode!(SyncGroupRequest);
+            answer!(sync_group(shared, &req, version).await)
+        }
+        ApiKey::Heartbeat => answer!(heartbeat(shared, &decode!(HeartbeatRequest))),
+        ApiKey::LeaveGroup => {
+            let req = decode!(LeaveGroupRequest);
+            answer!(leave_group(shared, &req, version))
+        }
+        ApiKey::OffsetCommit => {
+            let req = decode!(OffsetCommitRequest);
+            answer!(offset_commit(shared, &req, version).await)
+        }
+        ApiKey::OffsetFetch => {
+            let req = decode!(OffsetFetchRequest);
+            answer!(offset_fetch(shared, &req, version))
+        }
+        ApiKey::ListGroups => {
+            let req = decode!(ListGroupsRequest);
+            answer!(list_groups(shared, &req, version))
+        }
+        ApiKey::DescribeGroups => {
+            let req = decode!(DescribeGroupsRequest);
+            answer!(describe_groups(shared, &req, version))
+        }
+        ApiKey::DeleteGroups => answer!(delete_groups(shared, &decode!(DeleteGroupsRequest)).await),
+        ApiKey::OffsetDelete => answer!(offset_delete(shared, &decode!(OffsetDeleteRequest)).await),
+        other => Err(format!("{other:?} is not a group API")),
+    }
+}
+
+/// Who sent a request, as JoinGroup records it for DescribeGroups.
+pub(super) struct ClientInfo {
+    client_id: String,
+    /// Kafka's form: `/` and the peer's address.
+    host: String,
+}
+
+/// Serve a group request if its group is coordinated here (else its error code), waiting
+/// for an answer the coordinator parks.
+async fn serve_group(
+    shared: &Shared,
+    group_id: &str,
+    call: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Option<GroupResponse>,
+) -> Result<GroupResponse, i16> {
+    if let Some(error) = shared.groups.ownership(shared, group_id).error() {
+        return Err(error);
+    }
+    let outcome = shared.groups.request(shared, call);
+    // Acknowledged only after the fsyncs its records caused.
+    shared.wait_for_sync_cost().await;
+    Ok(await_outcome(outcome).await)
+}
+
+/// `serve_group` for a request the coordinator always answers at once.
+fn serve_group_now<T>(
+    shared: &Shared,
+    group_id: &str,
+    call: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Option<T>,
+) -> Result<T, i16> {
+    if let Some(error) = shared.groups.ownership(shared, group_id).error() {
+        return Err(error);
+    }
+    match shared.groups.request(shared, call) {
+        Outcome::Now(answer) => Ok(answer),
+        Outcome::Parked(_) => panic!("the coordinator parked a request it always answers"),
+    }
+}
+
+/// The answer now, or when the coordinator releases it.
+async fn await_outcome(outcome: Outcome<GroupResponse>) -> GroupResponse {
+    match outcome {
+        Outcome::Now(answer) => answer,
+        // The sender lives in the service until it is answered; it is never dropped
+        // unanswered (unload answers NOT_COORDINATOR through `take_responses`).
+        Outcome::Parked(receiver) => receiver
+            .await
+            .expect("a parked group request is always answered"),
+    }
+}
+
+/// A parked answer of the wrong API: the coordinator broke its contract.
+fn unreachable_answer(api: &str, answer: &GroupResponse) -> ! {
+    panic!("{api} was answered with {answer:?}")
 }
 
 fn encode<M: Encodable>(

@@ -1,0 +1,27 @@
+//! ListGroups (v0-4; v4 filters by state, KIP-518): the groups coordinated here.
+
+use super::*;
+
+pub(super) fn list_groups(
+    shared: &Shared,
+    req: &ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let states: Vec<String> = if version >= 4 {
+        req.states_filter.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let groups = shared
+        .groups
+        .read(|c| c.list_groups(&states))
+        .into_iter()
+        .map(|g| {
+            list_groups_response::ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&g.group_id)))
+                .with_protocol_type(str_bytes(&g.protocol_type))
+                .with_group_state(str_bytes(if version >= 4 { g.state.name() } else { "" }))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
