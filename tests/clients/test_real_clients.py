@@ -376,3 +376,61 @@ def test_bad_broker_settings_are_refused_with_file_line_and_field(tmp_path):
     assert f"{props}:3: log.flush.interval.messages: expected a whole number".encode() in out.stderr, out.stderr
     out = subprocess.run([BIN, "broker", "--override", "num.partitions=0", "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=30)
     assert out.returncode == 2 and b"--override num.partitions: 0 is out of range" in out.stderr, out.stderr
+
+
+def test_confluent_kafka_group_consumer_resumes_after_committed_offset(tmp_path):
+    """A subscribed consumer (group.id + subscribe: FindCoordinator, JoinGroup, SyncGroup,
+    Heartbeat, OffsetCommit, OffsetFetch, LeaveGroup) consumes part of a topic and commits;
+    a second consumer of the same group, after a broker restart (offsets loaded back from
+    __consumer_offsets), starts right after the committed offset."""
+    data = tmp_path / "data"
+    data.mkdir()
+    b = BrokerProcess(data, ["--override", "group.initial.rebalance.delay.ms=0"]).start()
+    try:
+        topic = topic_name("ck-group")
+        create_topic(b.addr, topic, 1)
+        ck_produce(b.addr, topic, [(0, None, f"v-{i}".encode(), None, 1_700_000_000_000 + i) for i in range(20)])
+        group = f"group-{uuid.uuid4().hex[:8]}"
+
+        def consumer():
+            c = CKConsumer(
+                {
+                    "bootstrap.servers": b.addr,
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 10000,
+                }
+            )
+            c.subscribe([topic])
+            return c
+
+        def poll_values(c, n):
+            values = []
+            deadline = time.time() + 60
+            while len(values) < n and time.time() < deadline:
+                msg = c.poll(0.5)
+                if msg is None:
+                    continue
+                assert msg.error() is None, msg.error()
+                values.append((msg.offset(), msg.value()))
+            return values
+
+        first = consumer()
+        got = poll_values(first, 8)
+        assert [v for _, v in got[:8]] == [f"v-{i}".encode() for i in range(8)], got
+        # Commit after the 8th record (offset 7): the next to read is 8.
+        first.commit(offsets=[CKTopicPartition(topic, 0, 8)], asynchronous=False)
+        committed = first.committed([CKTopicPartition(topic, 0)], timeout=30)
+        assert committed[0].offset == 8, committed
+        first.close()
+
+        b.stop()
+        b.start()
+        second = consumer()
+        got = poll_values(second, 12)
+        assert got and got[0] == (8, b"v-8"), got[:3]
+        assert [v for _, v in got] == [f"v-{i}".encode() for i in range(8, 20)]
+        second.close()
+    finally:
+        b.stop(kill=True)
