@@ -268,14 +268,14 @@ impl GroupService {
             let now_ms = shared.now_ms();
             let next = self.lock().coordinator.next_deadline();
             let wake_at = next.map_or(expire_at, |d| d.min(expire_at));
-            if wake_at > now_ms {
-                let wait = Duration::from_millis((wake_at - now_ms) as u64);
-                // `biased`: select! otherwise draws from an RNG the simulator does not seed.
-                tokio::select! {
-                    biased;
-                    _ = changed => continue,
-                    _ = tokio::time::sleep(wait) => {}
-                }
+            // At least 1 ms: a deadline that a tick did not move must not spin the task
+            // (under the simulator, time only advances while tasks sleep).
+            let wait = Duration::from_millis(wake_at.saturating_sub(now_ms).max(1) as u64);
+            // `biased`: select! otherwise draws from an RNG the simulator does not seed.
+            tokio::select! {
+                biased;
+                _ = changed => continue,
+                _ = tokio::time::sleep(wait) => {}
             }
             let now_ms = shared.now_ms();
             let mut inner = self.lock();
