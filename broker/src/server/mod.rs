@@ -152,6 +152,7 @@ impl Broker {
             opened: Notify::new(),
             connections: Arc::new(Semaphore::new(config.connections_max)),
             frame_bytes_max: config.socket_request_max_bytes,
+            clustered: config.is_clustered(),
         });
         let accept = tokio::spawn(accept_loop(gate.clone(), listener));
         let state = match open_state(storage.clone(), config.clone(), seed).await {
@@ -336,6 +337,8 @@ struct Gate {
     opened: Notify,
     connections: Arc<Semaphore>,
     frame_bytes_max: usize,
+    /// A broker of a cluster (what ApiVersions advertises depends on it).
+    clustered: bool,
 }
 
 impl Gate {
@@ -392,7 +395,7 @@ async fn serve_while_opening(gate: &Gate, mut stream: BufReader<TcpStream>, peer
             }
         };
         if gate.shared.get().is_none() {
-            if let Some(answer) = api::answer_without_state(&frame) {
+            if let Some(answer) = api::answer_without_state(&frame, gate.clustered) {
                 match answer {
                     Ok(response) if write_frame(&mut stream, &response).await.is_ok() => continue,
                     Ok(_) => return,

@@ -14,7 +14,7 @@ use crate::controller::rpc::{Request as ControllerRequest, Response as Controlle
 use crate::group::{GroupCoordinator, RequestToken, Response as GroupResponse};
 use crate::log::ReadLimit;
 use crate::protocol::{
-    served_range, supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS, SUPPORTED_APIS,
+    served_range, supported_range, RequestPrefix, CLUSTER_AUTHORIZED_OPERATIONS,
     TOPIC_AUTHORIZED_OPERATIONS,
 };
 use crate::replica::partition_replica::FollowerFetch;
@@ -75,9 +75,12 @@ use sync_group::*;
 
 /// The answer to a request that needs nothing of the broker's state (ApiVersions), so it
 /// can be given while the logs are still loading; None for any other request.
-pub(super) fn answer_without_state(frame: &[u8]) -> Option<Result<Vec<u8>, String>> {
+pub(super) fn answer_without_state(
+    frame: &[u8],
+    clustered: bool,
+) -> Option<Result<Vec<u8>, String>> {
     let prefix = RequestPrefix::parse(frame)?;
-    (prefix.api_key == ApiKey::ApiVersions as i16).then(|| api_versions(frame, prefix))
+    (prefix.api_key == ApiKey::ApiVersions as i16).then(|| api_versions(frame, prefix, clustered))
 }
 
 /// Handle one request frame. `Ok(None)`: no response is due (acks=0).
@@ -87,7 +90,7 @@ pub(super) async fn handle(
     frame: &[u8],
     peer: SocketAddr,
 ) -> Result<Option<Vec<u8>>, String> {
-    if let Some(answer) = answer_without_state(frame) {
+    if let Some(answer) = answer_without_state(frame, shared.config.is_clustered()) {
         return answer.map(Some);
     }
     let prefix = RequestPrefix::parse(frame).ok_or("request shorter than its header")?;
