@@ -89,6 +89,8 @@ pub struct Invariants {
     /// (topic name, topic id) -> the incarnation of the name (1 for the first id seen): a
     /// topic deleted and created again is another topic, checked apart from the first.
     incarnations: BTreeMap<(String, u128), usize>,
+    /// Batch reports from a broker leading the partition in the batch's epoch.
+    leader_batches: u64,
     violations: Vec<InvariantViolation>,
     /// Violations beyond `VIOLATIONS_MAX`, counted only.
     dropped: BTreeMap<String, usize>,
@@ -295,6 +297,10 @@ impl Invariants {
         else {
             return;
         };
+        let key = (topic.clone(), *partition, *leader_epoch);
+        if self.leaders.get(&key) == Some(broker) {
+            self.leader_batches += 1;
+        }
         self.check_against_committed(
             time_ns,
             (*broker, *leader_epoch),
@@ -394,6 +400,12 @@ impl Invariants {
             ),
         );
         false
+    }
+
+    /// Batches leaders reported appending in their own epoch: the continuous checks'
+    /// input from the write path (followers' copies are reported apart).
+    pub fn leader_batch_count(&self) -> u64 {
+        self.leader_batches
     }
 
     pub fn violations(&self) -> &[InvariantViolation] {

@@ -240,6 +240,33 @@ fn the_matrix_catches_a_leader_that_acknowledges_before_replicating() {
 }
 
 #[test]
+fn a_blind_observer_fails_the_run_instead_of_passing_it_quietly() {
+    // With the replicas' batch reports switched off, committed-batches-agree would check
+    // nothing and pass; the lab says so instead.
+    let s = faultline_sim::scenario::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/cluster/nemesis-power-loss.toml"
+    )))
+    .unwrap();
+    let sound = run_seed(&s, 1);
+    assert_eq!(sound.verdict, Verdict::Pass, "{:?}", sound.failures);
+    let blind = faultline_sim::runner::run_seed_with_mutation(
+        &s,
+        1,
+        Some(faultline::mutation::Mutation::SilentBatchReports),
+    );
+    assert!(
+        blind
+            .invariants
+            .iter()
+            .any(|v| v.rule == "observer-sees-commits"),
+        "{:?}",
+        blind.failures
+    );
+    assert_eq!(blind.verdict, Verdict::Violation, "{:?}", blind.failures);
+}
+
+#[test]
 fn roles_and_others_resolve_when_the_fault_fires() {
     let s = scenario_from(
         "roles",

@@ -15,6 +15,9 @@ pub enum Mutation {
     /// The leader acknowledges acks=all produces as soon as it has appended them, without
     /// waiting for the ISR (acks=all silently behaving like acks=1).
     AckBeforeReplication,
+    /// Replicas stop reporting the batches they write to the lab (an observer gone
+    /// blind: what the lab's `observer-sees-commits` check exists for).
+    SilentBatchReports,
 }
 
 /// Switch `mutation` on (or all off) for code running on this thread.

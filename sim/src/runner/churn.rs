@@ -10,7 +10,7 @@
 //! built and tested in the normal build. The loop and the final check run in the lab.
 
 use crate::invariants::InvariantViolation;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the lab may conclude about a name from the answers it got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub enum Fate {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     fates: BTreeMap<String, Fate>,
+    /// Names with an operation whose outcome is unknown: such a request may still take
+    /// effect at any later time (a broker forwarding it to the controller retries it), so
+    /// nothing can be concluded about the name from then on.
+    uncertain: BTreeSet<String>,
     /// Incarnations made so far (every creation attempt is one).
     generations: u64,
     /// Records the churn client wrote ("NAME@GENERATION/PARTITION") and whether each was
@@ -46,7 +50,10 @@ impl Ledger {
     pub fn created(&mut self, name: &str, partitions: i32, acknowledged: bool) -> u64 {
         self.generations += 1;
         let generation = self.generations;
-        let fate = if acknowledged {
+        if !acknowledged {
+            self.uncertain.insert(name.to_string());
+        }
+        let fate = if acknowledged && !self.uncertain.contains(name) {
             Fate::Exists {
                 partitions,
                 generation,
@@ -123,7 +130,10 @@ impl Ledger {
 
     /// A deletion; `acknowledged`: the controller said it committed it.
     pub fn deleted(&mut self, name: &str, acknowledged: bool) {
-        let fate = if acknowledged {
+        if !acknowledged {
+            self.uncertain.insert(name.to_string());
+        }
+        let fate = if acknowledged && !self.uncertain.contains(name) {
             Fate::Absent
         } else {
             Fate::Unknown
@@ -486,6 +496,22 @@ mod tests {
         let h2 = m.created("churn-1", 1, true);
         let late = [churn_value("churn-1", h1, 0)];
         assert!(m.judge_read("churn-1", h2, 0, &late, 0).is_empty());
+    }
+
+    #[test]
+    fn an_operation_without_an_answer_leaves_the_name_uncertain_for_good() {
+        // A deletion that got no answer may land after a later, acknowledged creation
+        // (found by the lab: controller-churn seed 41, a forwarded request retried late).
+        let mut l = Ledger::default();
+        l.created("churn-1", 1, true);
+        l.deleted("churn-1", false);
+        l.created("churn-1", 2, true);
+        assert_eq!(l.fate("churn-1"), Some(Fate::Unknown));
+        assert!(l.judge("b", &seen(&[("churn-1", 1)]), 0).is_empty());
+        assert!(l.existing().is_empty());
+        // Other names are still judged.
+        l.created("churn-2", 2, true);
+        assert_eq!(l.judge("b", &seen(&[]), 0).len(), 1);
     }
 
     #[test]

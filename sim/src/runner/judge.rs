@@ -63,7 +63,8 @@ pub(super) fn judge(
             producers_ordered: ordered,
         },
     );
-    let broken = invariant_violations(checker, simulated_ns);
+    let mut broken = invariant_violations(checker, simulated_ns);
+    broken.extend(blind_observer(scenario, &history, checker, simulated_ns));
     let mut failures = Outcome::judge(scenario, &violations);
     failures.extend(Outcome::judge_invariants(scenario, &broken));
     failures.extend(unseen(scenario, &events));
@@ -142,6 +143,36 @@ fn invariant_violations(checker: &Mutex<Invariants>, simulated_ns: u64) -> Vec<I
         });
     }
     broken
+}
+
+/// The continuous checks are only as good as what nodes report: in a cluster run where
+/// sends were acknowledged, some leader must have reported a batch its high watermark
+/// passed. If none did, the replicas' reports went missing (a broken observation, not a
+/// quiet run), and `committed-batches-agree` checked nothing.
+fn blind_observer(
+    scenario: &Scenario,
+    history: &History,
+    checker: &Mutex<Invariants>,
+    simulated_ns: u64,
+) -> Option<InvariantViolation> {
+    if scenario.controllers == 0 {
+        return None;
+    }
+    let acknowledged = history
+        .ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Send && o.phase == Phase::Ok)
+        .count();
+    let reported = checker.lock().unwrap().leader_batch_count();
+    (acknowledged > 0 && reported == 0).then(|| InvariantViolation {
+        time_ns: simulated_ns,
+        rule: "observer-sees-commits".into(),
+        message: format!(
+            "{acknowledged} sends were acknowledged, but no leader reported a batch it \
+             appended: the leaders' reports to the lab went missing, so the continuous \
+             checks saw only followers' copies"
+        ),
+    })
 }
 
 /// A failure for every `must_see` entry no event of the run matches.

@@ -491,7 +491,9 @@ impl Partition {
     /// Tell the lab's observer (if any) about the batch this leader just appended at
     /// `base_offset` (as stored: leader epoch stamped, CRC as the producer sent it).
     fn report_batch(&self, node_id: i32, base_offset: i64) {
-        if !crate::observe::active() {
+        if !crate::observe::active()
+            || crate::mutation::is(crate::mutation::Mutation::SilentBatchReports)
+        {
             return;
         }
         let Ok(Some(header)) = self.log.last_batch() else {
