@@ -39,6 +39,18 @@ pub struct Ledger {
     writes: BTreeMap<String, bool>,
 }
 
+/// The churn's one rule.
+pub const RULE: &str = "acknowledged-topic-changes";
+
+/// A breach of [`RULE`] at `time_ns`.
+fn breach(time_ns: u64, message: String) -> InvariantViolation {
+    InvariantViolation {
+        time_ns,
+        rule: RULE.into(),
+        message,
+    }
+}
+
 /// The value the churn client writes to `partition` of incarnation `generation` of `name`.
 pub fn churn_value(name: &str, generation: u64, partition: i32) -> String {
     format!("{name}@{generation}/{partition}")
@@ -98,13 +110,8 @@ impl Ledger {
         time_ns: u64,
     ) -> Vec<InvariantViolation> {
         let mut out = Vec::new();
-        let fail = |out: &mut Vec<InvariantViolation>, message: String| {
-            out.push(InvariantViolation {
-                time_ns,
-                rule: "acknowledged-topic-changes".into(),
-                message,
-            })
-        };
+        let fail =
+            |out: &mut Vec<InvariantViolation>, message: String| out.push(breach(time_ns, message));
         let own = churn_value(name, generation, partition);
         for v in values {
             if *v == own {
@@ -166,11 +173,7 @@ impl Ledger {
                 ),
                 _ => continue,
             };
-            out.push(InvariantViolation {
-                time_ns,
-                rule: "acknowledged-topic-changes".into(),
-                message,
-            });
+            out.push(breach(time_ns, message));
         }
         out
     }
@@ -181,7 +184,7 @@ pub(super) use lab::{check_final_metadata, check_final_records, churn_loop};
 
 #[cfg(madsim)]
 mod lab {
-    use super::{churn_value, Ledger};
+    use super::{breach, churn_value, Ledger};
     use crate::invariants::InvariantViolation;
     use crate::runner::recorder::{event, Shared};
     use crate::runner::CLIENT_TIMEOUT;
@@ -339,13 +342,12 @@ mod lab {
                     Some(values) => {
                         out.extend(ledger.judge_read(&name, generation, partition, &values, now_ns))
                     }
-                    None => out.push(InvariantViolation {
-                        time_ns: now_ns,
-                        rule: "acknowledged-topic-changes".into(),
-                        message: format!(
+                    None => out.push(breach(
+                        now_ns,
+                        format!(
                             "{name}/{partition} could not be read back within {bound:?} of healing"
                         ),
-                    }),
+                    )),
                 }
             }
         }
@@ -416,11 +418,10 @@ mod lab {
                             .collect();
                         ledger.judge(&broker, &churn, now_ns)
                     }
-                    Err(e) => vec![InvariantViolation {
-                        time_ns: now_ns,
-                        rule: "acknowledged-topic-changes".into(),
-                        message: format!("{broker} did not answer Metadata after healing: {e}"),
-                    }],
+                    Err(e) => vec![breach(
+                        now_ns,
+                        format!("{broker} did not answer Metadata after healing: {e}"),
+                    )],
                 };
                 if found.is_empty() || Instant::now() >= deadline {
                     violations.extend(found);

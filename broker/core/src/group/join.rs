@@ -485,13 +485,8 @@ impl GroupCoordinator {
         request: &SyncGroupRequest,
         now_ms: i64,
     ) -> Result<Option<SyncGroupResponse>, i16> {
-        valid_group_id(&request.group_id)?;
-        let group = self
-            .groups
-            .get_mut(&request.group_id)
-            .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
-        check_member(
-            group,
+        let group = self.checked_member(
+            &request.group_id,
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id,
@@ -574,14 +569,27 @@ impl GroupCoordinator {
         result.err().unwrap_or(error_code::NONE)
     }
 
-    fn beat(&mut self, request: &HeartbeatRequest, now_ms: i64) -> Result<(), i16> {
-        valid_group_id(&request.group_id)?;
+    /// The group of a member's SyncGroup or Heartbeat, once the member is known and in
+    /// the current generation (Kafka's checks, in its order).
+    fn checked_member(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<&mut Group, i16> {
+        valid_group_id(group_id)?;
         let group = self
             .groups
-            .get_mut(&request.group_id)
+            .get_mut(group_id)
             .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
-        check_member(
-            group,
+        check_member(group, member_id, instance_id, generation_id)?;
+        Ok(group)
+    }
+
+    fn beat(&mut self, request: &HeartbeatRequest, now_ms: i64) -> Result<(), i16> {
+        let group = self.checked_member(
+            &request.group_id,
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id,
