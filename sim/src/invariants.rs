@@ -431,6 +431,12 @@ impl Invariants {
         }
     }
 
+    /// An end-of-run finding: kept whatever the cap (there is at most one per check, and
+    /// it must not drown under a continuous rule's repeats).
+    pub fn push_final(&mut self, violation: InvariantViolation) {
+        self.violations.push(violation);
+    }
+
     fn fail(&mut self, time_ns: u64, rule: &str, message: String) {
         self.push(InvariantViolation {
             time_ns,

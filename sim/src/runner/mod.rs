@@ -50,6 +50,11 @@ use {
 /// Client request timeout in the lab: long enough for a healthy round trip, short enough
 /// that a partitioned client notices within the run.
 #[cfg(madsim)]
+/// How long after the final read every ISR has to be whole again: a few times the lab's
+/// usual replica.lag.time.max.ms, and the broker session timeout.
+#[cfg(madsim)]
+const ISR_RECOVERY_BOUND: Duration = Duration::from_secs(30);
+
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Mixed into the seed for BUGGIFY's draws, so they do not repeat the nemesis's.
 #[cfg(madsim)]
@@ -170,6 +175,31 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
         scenario.liveness,
     )
     .await;
+    // Availability after healing: every ISR whole again (clusters whose final read
+    // finished and whose liveness is not expected to fail).
+    if scenario.controllers > 0
+        && liveness_error.is_none()
+        && scenario.liveness_expectation == crate::scenario::Expectation::Forbidden
+    {
+        let topics = scenario
+            .topics
+            .iter()
+            .map(|t| t.name.get_ref().clone())
+            .collect();
+        if let Some(short) = workloads::isr_recovery(&cluster, topics, ISR_RECOVERY_BOUND).await {
+            checker
+                .lock()
+                .unwrap()
+                .push_final(crate::invariants::InvariantViolation {
+                    time_ns: Instant::now().duration_since(start).as_nanos() as u64,
+                    rule: "isr-recovers".into(),
+                    message: format!(
+                    "{ISR_RECOVERY_BOUND:?} after the final read, a partition's ISR is still short \
+                     of its replicas: {short}"
+                ),
+                });
+        }
+    }
     if let Some(churner) = churner {
         // The churn client stops with the others; then what it was told must show.
         let _ = madsim::time::timeout(CLIENT_TIMEOUT * 4, churner).await;
@@ -188,7 +218,7 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
         if let Ok(violations) = check.await {
             let mut checker = checker.lock().unwrap();
             for v in violations {
-                checker.push(v);
+                checker.push_final(v);
             }
         }
     }

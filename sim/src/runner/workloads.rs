@@ -115,6 +115,52 @@ pub(super) async fn liveness(
     liveness_error
 }
 
+/// After healing, in a cluster: every partition's ISR must come back to its whole replica
+/// set within `bound` (followers catch up and the leader adds them back, within about
+/// replica.lag.time.max.ms). What is still short then, if anything: a follower stuck out of
+/// the ISR is an availability bug no data checker sees.
+pub(super) async fn isr_recovery(
+    cluster: &Cluster,
+    topics: Vec<String>,
+    bound: Duration,
+) -> Option<String> {
+    let bootstrap = cluster.bootstrap.clone();
+    let check = cluster.admin.spawn(async move {
+        let deadline = Instant::now() + bound;
+        let mut short = String::from("no metadata answer");
+        while Instant::now() < deadline {
+            let mut client = Client::new(&bootstrap, "isr-check", CLIENT_TIMEOUT);
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            if let Ok(infos) = client.refresh_metadata(Some(&names), false).await {
+                let lagging: Vec<String> = infos
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().filter_map(move |p| {
+                            let isr: BTreeSet<i32> = p.isr.iter().copied().collect();
+                            let replicas: BTreeSet<i32> = p.replicas.iter().copied().collect();
+                            (isr != replicas).then(|| {
+                                format!(
+                                    "{}/{} ISR {:?} of replicas {:?}",
+                                    t.name, p.partition, p.isr, p.replicas
+                                )
+                            })
+                        })
+                    })
+                    .collect();
+                if lagging.is_empty() {
+                    return None;
+                }
+                short = lagging.join("; ");
+            }
+            sleep(Duration::from_millis(500)).await;
+        }
+        Some(short)
+    });
+    check
+        .await
+        .unwrap_or(Some("the ISR check task failed".into()))
+}
+
 fn client_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, i as u8))
 }
