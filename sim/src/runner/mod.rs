@@ -47,14 +47,13 @@ use {
     std::time::Duration,
 };
 
-/// Client request timeout in the lab: long enough for a healthy round trip, short enough
-/// that a partitioned client notices within the run.
-#[cfg(madsim)]
 /// How long after the final read every ISR has to be whole again: a few times the lab's
 /// usual replica.lag.time.max.ms, and the broker session timeout.
 #[cfg(madsim)]
 const ISR_RECOVERY_BOUND: Duration = Duration::from_secs(30);
-
+/// Client request timeout in the lab: long enough for a healthy round trip, short enough
+/// that a partitioned client notices within the run.
+#[cfg(madsim)]
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Mixed into the seed for BUGGIFY's draws, so they do not repeat the nemesis's.
 #[cfg(madsim)]
