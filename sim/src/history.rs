@@ -18,6 +18,33 @@ pub enum OpKind {
     /// A consumer moved its position (assignment, seek, offset reset). The next poll of
     /// that partition by that process may start anywhere.
     Seek,
+    /// A group member (re)joined its group: invoke when it sends JoinGroup, ok with the
+    /// generation it got (once SyncGroup answered), fail / info when the attempt ended
+    /// without one. `topic` is empty and `partition` -1.
+    Join,
+    /// A group member owns a partition in a generation: one ok entry per owned partition
+    /// (kept ones included, so a cooperative member that keeps a partition across
+    /// generations records it again), written when SyncGroup's answer is applied.
+    Assign,
+    /// A group member gave up a partition it owned (`generation` is the one it owned it
+    /// in): ok when the application's revoke callback ran, info with `error = "lost"` when
+    /// the member found itself out of the group (session expired, fenced) and dropped it
+    /// without a clean revoke.
+    Revoke,
+    /// A group member committed an offset (`offset`: the next record to consume, Kafka's
+    /// meaning) for one partition of its group, with its generation and member id:
+    /// invoke, then ok (the coordinator acknowledged), fail (refused: stale generation,
+    /// unknown member, fenced, rebalance in progress) or info (no answer).
+    Commit,
+    /// A group member's application finished processing records of one partition:
+    /// one ok entry, `records` the (offset, value) pairs processed, in order. Records a
+    /// member polled but had not processed when it crashed or lost the partition are not
+    /// here.
+    Process,
+    /// An operator moved a group's committed offset on purpose (`faultline consumer-groups
+    /// --reset-offsets`): ok with the new `offset`. A committed offset may go back only
+    /// across one of these.
+    Reset,
 }
 
 /// Where an operation stands.
@@ -61,6 +88,15 @@ pub struct Op {
     /// Fail / info: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Group operations (join, assign, revoke, commit, process, reset): the group id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Group operations: the generation the member acted in (join ok: the one it got).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i32>,
+    /// Group operations: the member id the coordinator gave this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// A whole history, in the order operations were recorded. A consumer process has at most

@@ -307,6 +307,14 @@ impl<'a> Lanes<'a> {
                     OpKind::Send => true,
                     OpKind::Poll => op.phase == Phase::Ok,
                     OpKind::Seek => op.phase != Phase::Invoke,
+                    // Group operations are checked by the group checkers; a member's
+                    // position moves are recorded as seeks.
+                    OpKind::Join
+                    | OpKind::Assign
+                    | OpKind::Revoke
+                    | OpKind::Commit
+                    | OpKind::Process
+                    | OpKind::Reset => false,
                 };
                 if !followed {
                     return Self::NONE;

@@ -209,6 +209,9 @@ fn blank(process: &str, kind: OpKind, phase: Phase, topic: &str, partition: i32)
         offset: None,
         records: Vec::new(),
         error: None,
+        group: None,
+        generation: None,
+        member: None,
     }
 }
 

@@ -78,6 +78,9 @@ pub(super) fn op(process: &str, kind: OpKind, phase: Phase, topic: &str, partiti
         offset: None,
         records: Vec::new(),
         error: None,
+        group: None,
+        generation: None,
+        member: None,
     }
 }
 
