@@ -109,28 +109,9 @@ pub fn served_range(key: ApiKey) -> Option<(i16, i16)> {
     ))
 }
 
-/// The consumer-group APIs, served by a standalone broker only for now: a broker of a
-/// cluster does not advertise them, so clients fail fast instead of waiting for a
-/// coordinator that no broker of the cluster hosts yet (issue 11).
-pub const GROUP_APIS: &[ApiKey] = &[
-    ApiKey::FindCoordinator,
-    ApiKey::JoinGroup,
-    ApiKey::SyncGroup,
-    ApiKey::Heartbeat,
-    ApiKey::LeaveGroup,
-    ApiKey::OffsetCommit,
-    ApiKey::OffsetFetch,
-    ApiKey::ListGroups,
-    ApiKey::DescribeGroups,
-    ApiKey::DeleteGroups,
-    ApiKey::OffsetDelete,
-];
-
-/// What ApiVersions advertises: every served API, less the group APIs in a cluster.
-pub fn advertised_apis(clustered: bool) -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
-    SUPPORTED_APIS
-        .iter()
-        .filter(move |(key, _, _)| !(clustered && GROUP_APIS.contains(key)))
+/// What ApiVersions advertises: every served API, standalone or clustered.
+pub fn advertised_apis() -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
+    SUPPORTED_APIS.iter()
 }
 
 /// The advertised range of `key`, if it is served at all.
@@ -164,20 +145,6 @@ impl RequestPrefix {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_cluster_does_not_advertise_the_group_apis_yet() {
-        let standalone: Vec<ApiKey> = advertised_apis(false).map(|(k, _, _)| *k).collect();
-        let cluster: Vec<ApiKey> = advertised_apis(true).map(|(k, _, _)| *k).collect();
-        assert_eq!(standalone.len(), SUPPORTED_APIS.len());
-        for key in GROUP_APIS {
-            assert!(
-                standalone.contains(key) && !cluster.contains(key),
-                "{key:?}"
-            );
-        }
-        assert_eq!(cluster.len() + GROUP_APIS.len(), standalone.len());
-    }
-
     use super::*;
 
     #[test]

@@ -80,8 +80,11 @@ impl Cluster {
             broker_heartbeat_interval_ms: 300,
             replica_lag_time_max_ms: 2_000,
             replica_fetch_wait_max_ms: 100,
+            offsets_topic_num_partitions: 3,
             ..Default::default()
         };
+        let mut config = config;
+        config.group.initial_rebalance_delay_ms = 0;
         let broker = Broker::start(config, Arc::new(self.broker_disks[i].clone()))
             .await
             .expect("broker starts");
@@ -422,4 +425,196 @@ async fn controllers_survive_garbage_and_keep_answering() {
         }
     }
     assert!(active <= 1);
+}
+
+fn s(text: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(text.to_string())
+}
+
+/// The group's coordinator as the cluster answers FindCoordinator: (node id, address),
+/// asking until one is known (the first ask creates `__consumer_offsets`).
+async fn find_coordinator(bootstrap: &str, group: &str, not: Option<i32>) -> (i32, String) {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    for _ in 0..300 {
+        for addr in bootstrap.split(',') {
+            let Ok(mut conn) = faultline::client::Connection::connect(addr, "t", TIMEOUT).await
+            else {
+                continue;
+            };
+            conn.pin_version(kafka_protocol::messages::ApiKey::FindCoordinator, 2);
+            let req = FindCoordinatorRequest::default().with_key(s(group));
+            if let Ok(resp) = conn.request(&req).await {
+                if resp.error_code == 0 && Some(resp.node_id.0) != not {
+                    return (resp.node_id.0, format!("{}:{}", resp.host, resp.port));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no coordinator for {group}");
+}
+
+/// One member joins (KIP-394: asked for a member id first) and, as leader, syncs an empty
+/// assignment: (member id, generation).
+async fn join_and_sync(conn: &mut faultline::client::Connection, group: &str) -> (String, i32) {
+    use kafka_protocol::messages::*;
+    let mut member_id = String::new();
+    for _ in 0..50 {
+        let protocol = join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"subscription"));
+        let join = conn
+            .request(
+                &JoinGroupRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_session_timeout_ms(10_000)
+                    .with_rebalance_timeout_ms(10_000)
+                    .with_member_id(s(&member_id))
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![protocol]),
+            )
+            .await
+            .unwrap();
+        member_id = join.member_id.to_string();
+        if join.error_code != 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let sync = conn
+            .request(
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_member_id(s(&member_id))
+                    .with_generation_id(join.generation_id),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sync.error_code, 0, "sync");
+        return (member_id, join.generation_id);
+    }
+    panic!("never joined {group}");
+}
+
+async fn commit_offset(
+    conn: &mut faultline::client::Connection,
+    group: &str,
+    member: (&str, i32),
+    offset: i64,
+) -> i16 {
+    use kafka_protocol::messages::*;
+    let partition = offset_commit_request::OffsetCommitRequestPartition::default()
+        .with_partition_index(0)
+        .with_committed_offset(offset)
+        .with_committed_leader_epoch(-1);
+    let topic = offset_commit_request::OffsetCommitRequestTopic::default()
+        .with_name(TopicName(s("orders")))
+        .with_partitions(vec![partition]);
+    let resp = conn
+        .request(
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_member_id(s(member.0))
+                .with_generation_id_or_member_epoch(member.1)
+                .with_topics(vec![topic]),
+        )
+        .await
+        .unwrap();
+    resp.topics[0].partitions[0].error_code
+}
+
+async fn fetch_offset(conn: &mut faultline::client::Connection, group: &str) -> Result<i64, i16> {
+    use kafka_protocol::messages::*;
+    let topic = offset_fetch_request::OffsetFetchRequestTopic::default()
+        .with_name(TopicName(s("orders")))
+        .with_partition_indexes(vec![0]);
+    let resp = conn
+        .request(
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(vec![topic])),
+        )
+        .await
+        .unwrap();
+    match resp.error_code {
+        0 => Ok(resp.topics[0].partitions[0].committed_offset),
+        code => Err(code),
+    }
+}
+
+/// The coordinator of a group is the leader of its `__consumer_offsets` partition: a
+/// commit is answered once replicated, and when that broker loses power the new leader
+/// of the partition loads the group and serves the committed offset; the old one,
+/// back, no longer coordinates it.
+#[tokio::test]
+async fn the_group_coordinator_fails_over_with_its_partition() {
+    use kafka_protocol::messages::ApiKey;
+    let mut cluster = Cluster::start().await;
+    let bootstrap = cluster.bootstrap();
+    let group = "payments";
+    let (first, addr) = find_coordinator(&bootstrap, group, None).await;
+    let mut conn = faultline::client::Connection::connect(&addr, "t", TIMEOUT)
+        .await
+        .unwrap();
+    conn.pin_version(ApiKey::JoinGroup, 5);
+    conn.pin_version(ApiKey::SyncGroup, 3);
+    conn.pin_version(ApiKey::OffsetCommit, 8);
+    conn.pin_version(ApiKey::OffsetFetch, 7);
+    let (member, generation) = join_and_sync(&mut conn, group).await;
+    let mut code = -1;
+    for _ in 0..100 {
+        code = commit_offset(&mut conn, group, (&member, generation), 42).await;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, 0, "the commit is acknowledged");
+    assert_eq!(fetch_offset(&mut conn, group).await, Ok(42));
+
+    cluster.power_off_broker(first as usize - 1).await;
+    let (second, addr) = find_coordinator(&bootstrap, group, Some(first)).await;
+    assert_ne!(second, first);
+    let mut conn = faultline::client::Connection::connect(&addr, "t", TIMEOUT)
+        .await
+        .unwrap();
+    conn.pin_version(ApiKey::OffsetFetch, 7);
+    conn.pin_version(ApiKey::OffsetCommit, 8);
+    let mut fetched = Err(-1);
+    for _ in 0..100 {
+        fetched = fetch_offset(&mut conn, group).await;
+        if fetched.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fetched,
+        Ok(42),
+        "the new coordinator loaded the committed offset"
+    );
+    // The loaded group keeps its generation and member (sessions restart at load).
+    let mut code = -1;
+    for _ in 0..100 {
+        code = commit_offset(&mut conn, group, (&member, generation), 43).await;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, 0, "the member commits to the new coordinator");
+
+    // The old coordinator comes back as a follower and does not serve the group.
+    cluster.start_broker(first as usize - 1).await;
+    let old = cluster.broker_addrs[first as usize - 1].to_string();
+    let mut conn = faultline::client::Connection::connect(&old, "t", TIMEOUT)
+        .await
+        .unwrap();
+    conn.pin_version(ApiKey::OffsetFetch, 7);
+    let (now, _) = find_coordinator(&bootstrap, group, None).await;
+    if now != first {
+        assert_eq!(
+            fetch_offset(&mut conn, group).await,
+            Err(kafka_protocol::ResponseError::NotCoordinator.code())
+        );
+    }
 }

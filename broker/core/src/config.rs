@@ -41,6 +41,9 @@ pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 pub const OFFSETS_RETENTION_MINUTES_DEFAULT: i64 = 10_080;
 /// Kafka's `offsets.retention.check.interval.ms` default (10 minutes).
 pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: i64 = 600_000;
+/// Kafka's `offsets.commit.timeout.ms`: how long a coordinator write may wait for its
+/// replicas before it is answered with an error.
+pub const OFFSETS_COMMIT_TIMEOUT_MS_DEFAULT: i64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -104,6 +107,9 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.check.interval.ms`: how often expired offsets are removed.
     pub offsets_retention_check_interval_ms: i64,
+    /// `offsets.commit.timeout.ms`: how long a coordinator write (an offset commit, a
+    /// generation) waits for the high watermark before it is answered with an error.
+    pub offsets_commit_timeout_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -130,6 +136,7 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
             offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            offsets_commit_timeout_ms: OFFSETS_COMMIT_TIMEOUT_MS_DEFAULT,
         }
     }
 }
@@ -241,6 +248,9 @@ impl BrokerConfig {
             "offsets.retention.check.interval.ms" => {
                 self.offsets_retention_check_interval_ms = parse_num(value, 1, i64::MAX)?
             }
+            "offsets.commit.timeout.ms" => {
+                self.offsets_commit_timeout_ms = parse_num(value, 1, i32::MAX as i64)?
+            }
             other => match other.strip_prefix("log.") {
                 // Broker-wide log defaults use `log.` plus the topic-level name, as in Kafka.
                 Some(_) => {
@@ -325,6 +335,10 @@ impl BrokerConfig {
             (
                 "offsets.retention.check.interval.ms",
                 self.offsets_retention_check_interval_ms.to_string(),
+            ),
+            (
+                "offsets.commit.timeout.ms",
+                self.offsets_commit_timeout_ms.to_string(),
             ),
             (
                 "replica.fetch.wait.max.ms",

@@ -130,6 +130,12 @@ probes! {
         "committed offsets expired after offsets.retention.minutes (KIP-211)";
     GROUP_LOADED = "group.loaded":
         "a group was rebuilt from the __consumer_offsets log";
+    GROUP_PARTITION_UNLOADED = "group.partition-unloaded":
+        "a broker stopped leading a __consumer_offsets partition and dropped its groups";
+    GROUP_WRITE_AWAITED_REPLICATION = "group.write-awaited-replication":
+        "a coordinator write was answered only once the high watermark passed it";
+    GROUP_WRITE_LEADERSHIP_LOST = "group.write-leadership-lost":
+        "a coordinator write failed because its partition's leader changed before it committed";
 }
 
 /// Count a probe in the lab; nothing outside the simulated build.

@@ -113,6 +113,8 @@ fn apply_image(shared: &Arc<Shared>, image: crate::controller::logic::MetadataIm
     if changed {
         shared.appended.notify_waiters();
         shared.alter_signal.notify_one();
+        // Load the `__consumer_offsets` partitions led now, unload those no longer led.
+        shared.groups.reconcile(shared);
     }
     let mut fetchers = shared.fetchers.lock().expect("fetchers lock");
     for leader in leaders {

@@ -6,8 +6,11 @@
 //! `__consumer_offsets` (Kafka's rule, so a Kafka engineer finds the same partition), and
 //! this broker serves a group only while that partition is loaded here.
 //!
-//! Standalone only for now: in a cluster FindCoordinator answers COORDINATOR_NOT_AVAILABLE
-//! and every group request NOT_COORDINATOR.
+//! In a cluster the coordinator of a group is the leader of its partition: `reconcile`
+//! (after every metadata change) loads the partitions this broker came to lead and unloads
+//! those it stopped leading; a write is answered once its partition's high watermark
+//! passes it (acks=all). A standalone broker takes the same path with one replica, where
+//! every append commits at once.
 //!
 //! The two functions that encode and decode records (`append_group_records`,
 //! `load_partition`) handle only the coordinator's own records in its internal topic,
@@ -19,13 +22,14 @@
 
 use super::Shared;
 use crate::group::records::{decode_batches, encode_batch};
-use crate::group::{GroupCoordinator, RequestToken, Response};
+use crate::group::{GroupCoordinator, RequestToken, Response, WriteToken};
 use crate::kafka_rules::error_code;
 use crate::log::ReadLimit;
 use crate::mix::SplitMix64;
-use crate::state::Refusal;
+use crate::probe;
+use crate::state::{Appended, ProduceWait, Refusal};
 use kafka_protocol::ResponseError;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
@@ -57,7 +61,7 @@ pub enum Ownership {
     Loading,
     /// Another broker (or none) coordinates the group.
     NotCoordinator,
-    /// `__consumer_offsets` does not exist yet (or the coordinator cannot run here).
+    /// `__consumer_offsets` does not exist yet.
     NotAvailable,
 }
 
@@ -78,6 +82,8 @@ pub(crate) struct GroupService {
     inner: Mutex<Inner>,
     /// Woken when a request may have moved the coordinator's next deadline.
     deadline_changed: Notify,
+    /// Woken when a partition was marked loading (`run_loader` replays it).
+    load_wanted: Notify,
 }
 
 struct Inner {
@@ -85,12 +91,25 @@ struct Inner {
     /// Connections waiting for a parked answer, by request token.
     waiting: BTreeMap<RequestToken, oneshot::Sender<Response>>,
     token_next: RequestToken,
-    /// `__consumer_offsets` partitions whose groups are served here.
-    loaded: BTreeSet<i32>,
-    /// Partitions led here and still being replayed.
-    loading: BTreeSet<i32>,
+    /// `__consumer_offsets` partitions whose groups are served here, with the leader
+    /// epoch they were loaded in: a partition led again in a later epoch is reloaded.
+    loaded: BTreeMap<i32, i32>,
+    /// Partitions led here (in that epoch) and still being replayed.
+    loading: BTreeMap<i32, i32>,
+    /// Writes appended and waiting for their partition's high watermark.
+    pending: Vec<PendingWrite>,
     /// Draws new member ids' suffixes (seeded by the shell: deterministic in the lab).
     ids: SplitMix64,
+}
+
+/// A coordinator write appended as leader, answered once committed (acks=all).
+struct PendingWrite {
+    token: WriteToken,
+    partition: i32,
+    leader_epoch: i32,
+    last_offset: i64,
+    /// `offsets.commit.timeout.ms` after the append.
+    deadline_ms: i64,
 }
 
 /// A group request's outcome: answered now, or a receiver for the parked answer.
@@ -106,11 +125,13 @@ impl GroupService {
                 coordinator: GroupCoordinator::new(config.group.clone()),
                 waiting: BTreeMap::new(),
                 token_next: 1,
-                loaded: BTreeSet::new(),
-                loading: BTreeSet::new(),
+                loaded: BTreeMap::new(),
+                loading: BTreeMap::new(),
+                pending: Vec::new(),
                 ids: SplitMix64::new(seed ^ 0x6772_6f75_7073),
             }),
             deadline_changed: Notify::new(),
+            load_wanted: Notify::new(),
         }
     }
 
@@ -129,33 +150,29 @@ impl GroupService {
 
     /// Whether `group_id` is served here, and if not, why.
     pub(crate) fn ownership(&self, shared: &Shared, group_id: &str) -> Ownership {
-        if shared.config.is_clustered() {
-            return Ownership::NotCoordinator;
-        }
-        let Some(partitions) = offsets_partitions(shared) else {
-            return Ownership::NotAvailable;
-        };
-        let partition = offsets_partition(group_id, partitions);
         let inner = self.lock();
-        if inner.loaded.contains(&partition) {
-            Ownership::Serving
-        } else if inner.loading.contains(&partition) {
-            Ownership::Loading
-        } else {
-            Ownership::NotCoordinator
-        }
+        ownership_locked(&inner, shared, group_id)
     }
 
-    /// Run one request against the coordinator: `call` gets it and a fresh token and
-    /// returns the answer if decided at once. Writes are appended and released answers
-    /// delivered before this returns.
+    /// Run one request against the coordinator if every group of `group_ids` is served
+    /// here (else the error code to answer with): `call` gets it and a fresh token and returns the
+    /// answer if decided at once. Writes are appended, and answers their commit released
+    /// are delivered, before this returns.
     pub(crate) fn request<T>(
         &self,
         shared: &Shared,
+        group_ids: &[&str],
         call: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Option<T>,
-    ) -> Outcome<T> {
+    ) -> Result<Outcome<T>, i16> {
         let now_ms = shared.now_ms();
         let mut inner = self.lock();
+        // Checked under the same lock as the call: a partition unloaded in between would
+        // otherwise get a group this broker no longer owns.
+        for group_id in group_ids {
+            if let Some(error) = ownership_locked(&inner, shared, group_id).error() {
+                return Err(error);
+            }
+        }
         let token = inner.token_next;
         inner.token_next += 1;
         let outcome = match call(&mut inner.coordinator, token, now_ms) {
@@ -169,56 +186,102 @@ impl GroupService {
         drain(&mut inner, shared);
         drop(inner);
         self.deadline_changed.notify_one();
-        outcome
+        Ok(outcome)
     }
 
-    /// A read-only look at the coordinator (OffsetFetch, ListGroups, DescribeGroups).
+    /// A read-only look at the coordinator (OffsetFetch, DescribeGroups), if `group_id`
+    /// is served here (else the error code to answer with).
+    pub(crate) fn read_group<T>(
+        &self,
+        shared: &Shared,
+        group_id: &str,
+        read: impl FnOnce(&GroupCoordinator) -> T,
+    ) -> Result<T, i16> {
+        let inner = self.lock();
+        match ownership_locked(&inner, shared, group_id).error() {
+            Some(error) => Err(error),
+            None => Ok(read(&inner.coordinator)),
+        }
+    }
+
+    /// A read-only look at the coordinator (ListGroups: every group loaded here).
     pub(crate) fn read<T>(&self, read: impl FnOnce(&GroupCoordinator) -> T) -> T {
         read(&self.lock().coordinator)
     }
 
-    /// `__consumer_offsets` was just created here: its partitions are empty, so every
-    /// group of them is served at once.
-    pub(crate) fn created(&self, partitions: i32) {
-        self.lock().loaded.extend(0..partitions);
-    }
-
-    /// Mark every partition of an existing `__consumer_offsets` as loading (at start,
-    /// before any connection is served); `load_all` then replays them.
-    pub(crate) fn begin_loading(&self, partitions: i32) {
-        self.lock().loading.extend(0..partitions);
-    }
-
-    /// Replay every partition marked loading, one after the other.
-    pub(crate) async fn load_all(&self, shared: &Shared) {
-        let partitions: Vec<i32> = self.lock().loading.iter().copied().collect();
-        for partition in partitions {
-            let loaded = self.load_partition(shared, partition).await;
-            {
-                let mut inner = self.lock();
-                inner.loading.remove(&partition);
-                inner.loaded.insert(partition);
+    /// Bring what is loaded here in line with what this broker leads: a
+    /// `__consumer_offsets` partition no longer led in the epoch it was loaded in is
+    /// unloaded (its waiting writes fail with NOT_COORDINATOR, its groups are dropped);
+    /// a partition newly led is marked loading and replayed by `run_loader` (an empty one
+    /// is served at once). Called at start, when the topic is created, and after every
+    /// metadata change.
+    pub(crate) fn reconcile(&self, shared: &Shared) {
+        let partitions = offsets_partitions(shared);
+        let led = led_partitions(shared, partitions);
+        let now_ms = shared.now_ms();
+        let mut to_load = false;
+        {
+            let mut inner = self.lock();
+            let held: Vec<(i32, i32)> = inner
+                .loaded
+                .iter()
+                .chain(inner.loading.iter())
+                .map(|(p, e)| (*p, *e))
+                .collect();
+            for (partition, epoch) in held {
+                if led.get(&partition).map(|l| l.0) != Some(epoch) {
+                    unload_partition(&mut inner, partition, partitions, now_ms);
+                }
             }
-            tracing::info!(
-                partition,
-                records = loaded,
-                "loaded {OFFSETS_TOPIC} partition"
-            );
-            tokio::task::yield_now().await;
+            for (&partition, &(epoch, empty)) in &led {
+                if inner.loaded.contains_key(&partition) || inner.loading.contains_key(&partition) {
+                    continue;
+                }
+                if empty {
+                    inner.loaded.insert(partition, epoch);
+                } else {
+                    inner.loading.insert(partition, epoch);
+                    to_load = true;
+                }
+            }
+            drain(&mut inner, shared);
         }
         self.deadline_changed.notify_one();
+        if to_load {
+            self.load_wanted.notify_one();
+        }
     }
 
-    /// Read one partition from its log start to its high watermark and replay every
-    /// record; returns how many were replayed.
-    async fn load_partition(&self, shared: &Shared, partition: i32) -> usize {
+    /// The loader task: replay every partition marked loading, one after the other, each
+    /// time `reconcile` marks more.
+    pub(crate) async fn run_loader(&self, shared: &Shared) {
+        loop {
+            self.load_wanted.notified().await;
+            loop {
+                let next: Vec<(i32, i32)> =
+                    self.lock().loading.iter().map(|(p, e)| (*p, *e)).collect();
+                if next.is_empty() {
+                    break;
+                }
+                for (partition, epoch) in next {
+                    self.load_partition(shared, partition, epoch).await;
+                    tokio::task::yield_now().await;
+                }
+            }
+            self.deadline_changed.notify_one();
+        }
+    }
+
+    /// Replay one partition led in `epoch` from its log start to its log end, then serve
+    /// its groups; stops early if the partition was unloaded meanwhile (leadership moved).
+    async fn load_partition(&self, shared: &Shared, partition: i32, epoch: i32) {
         let mut offset = match shared.state().partition(OFFSETS_TOPIC, partition) {
             Ok(p) => p.log().log_start_offset(),
-            Err(_) => return 0,
+            Err(_) => return,
         };
         let mut replayed = 0;
         loop {
-            let read = shared.state().read(
+            let read = shared.state().read_to_log_end(
                 OFFSETS_TOPIC,
                 partition,
                 offset,
@@ -226,10 +289,10 @@ impl GroupService {
             );
             let batches = match read {
                 Ok(read) if !read.records.is_empty() => read.records,
-                Ok(_) => return replayed,
+                Ok(_) => break,
                 Err(refusal) => {
-                    tracing::error!(partition, offset, error = ?refusal.error, "cannot read {OFFSETS_TOPIC}");
-                    return replayed;
+                    tracing::warn!(partition, offset, error = ?refusal.error, "cannot read {OFFSETS_TOPIC}");
+                    break;
                 }
             };
             let decoded = match decode_batches(&batches) {
@@ -240,13 +303,16 @@ impl GroupService {
                         offset,
                         "undecodable {OFFSETS_TOPIC} batch: load stops here"
                     );
-                    return replayed;
+                    break;
                 }
             };
             offset = decoded.next_offset;
             let now_ms = shared.now_ms();
             {
                 let mut inner = self.lock();
+                if inner.loading.get(&partition) != Some(&epoch) {
+                    return;
+                }
                 for record in &decoded.records {
                     if inner.coordinator.replay(record, now_ms) {
                         replayed += 1;
@@ -256,17 +322,40 @@ impl GroupService {
             // Yield between reads so a large partition does not hold the runtime.
             tokio::task::yield_now().await;
         }
+        let mut inner = self.lock();
+        if inner.loading.get(&partition) == Some(&epoch) {
+            // Served only while still led in that epoch; otherwise the next `reconcile`
+            // (after the metadata that moved it) unloads it.
+            inner.loading.remove(&partition);
+            inner.loaded.insert(partition, epoch);
+            tracing::info!(
+                partition,
+                epoch,
+                records = replayed,
+                "loaded {OFFSETS_TOPIC} partition"
+            );
+        }
     }
 
     /// The timer task: `tick` at the coordinator's next deadline (re-read whenever a
-    /// request may have moved it) and `expire` every `offsets.retention.check.interval.ms`.
+    /// request may have moved it), `expire` every `offsets.retention.check.interval.ms`,
+    /// and settle waiting writes whenever a high watermark may have moved.
     pub(crate) async fn run_timers(&self, shared: &Shared) {
         let check_ms = shared.config.offsets_retention_check_interval_ms;
         let mut expire_at = shared.now_ms().saturating_add(check_ms);
         loop {
             let changed = self.deadline_changed.notified();
+            let appended = shared.appended.notified();
             let now_ms = shared.now_ms();
-            let next = self.lock().coordinator.next_deadline();
+            let (next, waiting_writes) = {
+                let inner = self.lock();
+                let write_deadline = inner.pending.iter().map(|w| w.deadline_ms).min();
+                let next = [inner.coordinator.next_deadline(), write_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                (next, !inner.pending.is_empty())
+            };
             let wake_at = next.map_or(expire_at, |d| d.min(expire_at));
             // At least 1 ms: a deadline that a tick did not move must not spin the task
             // (under the simulator, time only advances while tasks sleep).
@@ -275,6 +364,7 @@ impl GroupService {
             tokio::select! {
                 biased;
                 _ = changed => continue,
+                _ = appended, if waiting_writes => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             let now_ms = shared.now_ms();
@@ -296,34 +386,125 @@ impl GroupService {
     }
 }
 
-/// The partition count of `__consumer_offsets`, if it exists here.
-pub(crate) fn offsets_partitions(shared: &Shared) -> Option<i32> {
-    shared
+/// `ownership` with the service's lock held.
+fn ownership_locked(inner: &Inner, shared: &Shared, group_id: &str) -> Ownership {
+    let Some(partitions) = offsets_partitions(shared) else {
+        return Ownership::NotAvailable;
+    };
+    let partition = offsets_partition(group_id, partitions);
+    if inner.loading.contains_key(&partition) {
+        return Ownership::Loading;
+    }
+    let Some(&epoch) = inner.loaded.get(&partition) else {
+        return Ownership::NotCoordinator;
+    };
+    // Loaded in an epoch this broker still leads in; a change not reconciled yet (the
+    // metadata task runs `reconcile` right after applying it) is not served meanwhile.
+    let led = shared
         .state()
-        .topic(OFFSETS_TOPIC)
-        .map(|t| t.partitions.len() as i32)
+        .partition(OFFSETS_TOPIC, partition)
+        .ok()
+        .and_then(|p| p.led_epoch());
+    if led == Some(epoch) {
+        Ownership::Serving
+    } else {
+        Ownership::NotCoordinator
+    }
 }
 
-/// Append every write the coordinator made and report its outcome (standalone: committed
-/// once appended, the flush policy's sync done inside the append), then hand released
-/// answers to their connections. Repeats while reporting makes new writes.
+/// The `__consumer_offsets` partitions this broker leads: partition → (leader epoch,
+/// whether its log is empty).
+fn led_partitions(shared: &Shared, partitions: Option<i32>) -> BTreeMap<i32, (i32, bool)> {
+    let Some(partitions) = partitions else {
+        return BTreeMap::new();
+    };
+    let state = shared.state();
+    (0..partitions)
+        .filter_map(|index| {
+            let p = state.partition(OFFSETS_TOPIC, index).ok()?;
+            let epoch = p.led_epoch()?;
+            let empty = p.log().log_end_offset() == p.log().log_start_offset();
+            Some((index, (epoch, empty)))
+        })
+        .collect()
+}
+
+/// Stop serving one partition's groups: its waiting writes fail with NOT_COORDINATOR
+/// (they may still commit under the new leader, as in Kafka: the client retries), then
+/// its groups are dropped and their parked requests answered NOT_COORDINATOR.
+/// `partitions`: the topic's partition count (None: the topic is gone, so every group
+/// loaded here goes).
+fn unload_partition(inner: &mut Inner, partition: i32, partitions: Option<i32>, now_ms: i64) {
+    inner.loaded.remove(&partition);
+    inner.loading.remove(&partition);
+    let (failed, kept): (Vec<PendingWrite>, Vec<PendingWrite>) = std::mem::take(&mut inner.pending)
+        .into_iter()
+        .partition(|w| w.partition == partition);
+    inner.pending = kept;
+    for write in failed {
+        crate::probe!(probe::GROUP_WRITE_LEADERSHIP_LOST);
+        inner
+            .coordinator
+            .records_failed(write.token, error_code::NOT_COORDINATOR, now_ms);
+    }
+    let groups: Vec<String> = inner
+        .coordinator
+        .group_ids()
+        .into_iter()
+        .filter(|g| partitions.is_none_or(|n| offsets_partition(g, n) == partition))
+        .collect();
+    inner.coordinator.unload(&groups);
+    crate::probe!(probe::GROUP_PARTITION_UNLOADED);
+    tracing::info!(
+        partition,
+        groups = groups.len(),
+        "unloaded {OFFSETS_TOPIC} partition"
+    );
+}
+
+/// The partition count of `__consumer_offsets`, if it exists: from the metadata image in
+/// a cluster (every broker knows it, replica or not), from the local topic standalone.
+pub(crate) fn offsets_partitions(shared: &Shared) -> Option<i32> {
+    let state = shared.state();
+    match state.image() {
+        Some(image) => image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32),
+        None => state
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32),
+    }
+}
+
+/// Append every write the coordinator made as leader of its partition, then report the
+/// outcome of each once known: committed when the high watermark passes it (at once
+/// standalone, where the flush policy's sync is done inside the append), failed when the
+/// leadership moved or `offsets.commit.timeout.ms` passed. Then hand released answers to
+/// their connections. Repeats while reporting makes new writes.
 fn drain(inner: &mut Inner, shared: &Shared) {
     // Bound: each round reports writes, which release answers and rarely more writes.
     for _ in 0..64 {
         let writes = inner.coordinator.take_writes();
-        if writes.is_empty() {
-            break;
-        }
         let now_ms = shared.now_ms();
         for write in writes {
             match append_group_records(shared, &write.records, now_ms) {
-                Ok(()) => inner.coordinator.records_committed(write.token, now_ms),
+                Ok((partition, appended)) => inner.pending.push(PendingWrite {
+                    token: write.token,
+                    partition,
+                    leader_epoch: appended.leader_epoch,
+                    last_offset: appended.last_offset,
+                    deadline_ms: now_ms.saturating_add(shared.config.offsets_commit_timeout_ms),
+                }),
                 Err(refusal) => {
                     let error = append_error(refusal.error);
                     tracing::warn!(error = ?refusal.error, message = %refusal.message, "{OFFSETS_TOPIC} append failed");
                     inner.coordinator.records_failed(write.token, error, now_ms);
                 }
             }
+        }
+        if !settle(inner, shared, now_ms) {
+            break;
         }
     }
     for (token, response) in inner.coordinator.take_responses() {
@@ -335,23 +516,64 @@ fn drain(inner: &mut Inner, shared: &Shared) {
     shared.appended.notify_waiters();
 }
 
-/// Append one write's records as one batch to its group's partition.
+/// Report every waiting write whose outcome is known; true if any was reported (which
+/// may have made new writes).
+fn settle(inner: &mut Inner, shared: &Shared, now_ms: i64) -> bool {
+    if inner.pending.is_empty() {
+        return false;
+    }
+    let outcomes: Vec<(WriteToken, Option<i16>)> = {
+        let state = shared.state();
+        let mut outcomes = Vec::new();
+        inner.pending.retain(|w| {
+            match state.produce_status(OFFSETS_TOPIC, w.partition, w.leader_epoch, w.last_offset) {
+                ProduceWait::Done(0) => outcomes.push((w.token, None)),
+                ProduceWait::Done(code) => outcomes.push((w.token, Some(code))),
+                ProduceWait::Waiting if now_ms >= w.deadline_ms => {
+                    outcomes.push((w.token, Some(ResponseError::RequestTimedOut.code())))
+                }
+                ProduceWait::Waiting => {
+                    crate::probe!(probe::GROUP_WRITE_AWAITED_REPLICATION);
+                    return true;
+                }
+            }
+            false
+        });
+        outcomes
+    };
+    let reported = !outcomes.is_empty();
+    for (token, error) in outcomes {
+        match error {
+            None => inner.coordinator.records_committed(token, now_ms),
+            Some(code) => {
+                let error = ResponseError::try_from_code(code)
+                    .map(append_error)
+                    .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
+                if error == error_code::NOT_COORDINATOR {
+                    crate::probe!(probe::GROUP_WRITE_LEADERSHIP_LOST);
+                }
+                tracing::debug!(code, "{OFFSETS_TOPIC} write not committed");
+                inner.coordinator.records_failed(token, error, now_ms);
+            }
+        }
+    }
+    reported
+}
+
+/// Append one write's records as one batch to its group's partition (acks=all: the
+/// answer waits for the high watermark). Returns the partition and where it landed.
 fn append_group_records(
     shared: &Shared,
     records: &[crate::group::GroupRecord],
     now_ms: i64,
-) -> Result<(), Refusal> {
+) -> Result<(i32, Appended), Refusal> {
     let first = records.first().expect("a write has records");
-    let mut state = shared.state();
-    let partitions = state
-        .topic(OFFSETS_TOPIC)
-        .map(|t| t.partitions.len() as i32)
-        .ok_or_else(|| {
-            Refusal::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("{OFFSETS_TOPIC} does not exist"),
-            )
-        })?;
+    let partitions = offsets_partitions(shared).ok_or_else(|| {
+        Refusal::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("{OFFSETS_TOPIC} does not exist"),
+        )
+    })?;
     let partition = offsets_partition(first.group(), partitions);
     assert!(
         records
@@ -360,9 +582,10 @@ fn append_group_records(
         "one write's records belong to one partition"
     );
     let batch = encode_batch(records, now_ms);
-    state
+    shared
+        .state()
         .produce(OFFSETS_TOPIC, partition, &batch, -1, now_ms)
-        .map(|_| ())
+        .map(|appended| (partition, appended))
 }
 
 /// Kafka's mapping of an append error to a group answer (`GroupMetadataManager`):

@@ -152,7 +152,6 @@ impl Broker {
             opened: Notify::new(),
             connections: Arc::new(Semaphore::new(config.connections_max)),
             frame_bytes_max: config.socket_request_max_bytes,
-            clustered: config.is_clustered(),
         });
         let accept = tokio::spawn(accept_loop(gate.clone(), listener));
         let state = match open_state(storage.clone(), config.clone(), seed).await {
@@ -184,12 +183,9 @@ impl Broker {
             node: format!("broker-{}", shared.config.node_id),
         });
         // Groups of an existing `__consumer_offsets` answer COORDINATOR_LOAD_IN_PROGRESS
-        // from the first connection until the group task has replayed them.
-        if !shared.config.is_clustered() {
-            if let Some(partitions) = group::offsets_partitions(&shared) {
-                shared.groups.begin_loading(partitions);
-            }
-        }
+        // from the first connection until a task has replayed them (in a cluster this
+        // waits for the metadata that makes this broker a leader).
+        shared.groups.reconcile(&shared);
         let _ = gate.shared.set(shared.clone());
         gate.opened.notify_waiters();
         let mut tasks = vec![
@@ -337,8 +333,6 @@ struct Gate {
     opened: Notify,
     connections: Arc<Semaphore>,
     frame_bytes_max: usize,
-    /// A broker of a cluster (what ApiVersions advertises depends on it).
-    clustered: bool,
 }
 
 impl Gate {
@@ -395,7 +389,7 @@ async fn serve_while_opening(gate: &Gate, mut stream: BufReader<TcpStream>, peer
             }
         };
         if gate.shared.get().is_none() {
-            if let Some(answer) = api::answer_without_state(&frame, gate.clustered) {
+            if let Some(answer) = api::answer_without_state(&frame) {
                 match answer {
                     Ok(response) if write_frame(&mut stream, &response).await.is_ok() => continue,
                     Ok(_) => return,
@@ -478,10 +472,12 @@ async fn serve_connection(
     }
 }
 
-/// Load the groups of `__consumer_offsets`, then run the coordinator's timers.
+/// Run the group coordinator's loader and timers.
 async fn group_loop(shared: Arc<Shared>) {
-    shared.groups.load_all(&shared).await;
-    shared.groups.run_timers(&shared).await;
+    tokio::join!(
+        shared.groups.run_loader(&shared),
+        shared.groups.run_timers(&shared)
+    );
 }
 
 async fn flush_loop(shared: Arc<Shared>) {

@@ -335,6 +335,19 @@ impl BrokerState {
             .read(self.config.node_id, offset, limit)
     }
 
+    /// A leader's read past its high watermark, to its log end (see
+    /// `Partition::read_to_log_end`): for the group coordinator's load only.
+    pub fn read_to_log_end(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limit: ReadLimit,
+    ) -> Result<ReadResult, Refusal> {
+        self.partition(topic, partition)?
+            .read_to_log_end(offset, limit)
+    }
+
     /// ListOffsets (see `Partition::list_offset`).
     pub fn list_offset(
         &self,

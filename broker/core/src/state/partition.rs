@@ -379,6 +379,49 @@ impl Partition {
         })
     }
 
+    /// The leader epoch this replica leads in (standalone: every partition), if it leads.
+    pub fn led_epoch(&self) -> Option<i32> {
+        match &self.role {
+            PartitionRole::Standalone => Some(self.leader_epoch()),
+            PartitionRole::Leader(replica) => Some(replica.leader_epoch()),
+            _ => None,
+        }
+    }
+
+    /// A leader's read from `offset` up to its log end, past the high watermark: what a
+    /// new group coordinator replays (Kafka loads `__consumer_offsets` to the log end, the
+    /// leader's log being what its followers will hold). Never served to clients.
+    pub(super) fn read_to_log_end(
+        &self,
+        offset: i64,
+        limit: ReadLimit,
+    ) -> Result<ReadResult, Refusal> {
+        let (topic, partition) = (&self.topic, self.index);
+        if self.led_epoch().is_none() {
+            return Err(not_leader(topic, partition, &self.role));
+        }
+        let log_start_offset = self.log.log_start_offset();
+        let log_end_offset = self.log.log_end_offset();
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(Refusal::new(
+                ResponseError::OffsetOutOfRange,
+                format!("offset {offset} is outside {log_start_offset}..={log_end_offset}"),
+            ));
+        }
+        let records = if offset == log_end_offset || limit.is_nothing() {
+            Bytes::new()
+        } else {
+            self.log
+                .read(offset, log_end_offset, limit)
+                .map_err(|e| self.log_refusal(e))?
+        };
+        Ok(ReadResult {
+            records,
+            high_watermark: self.high_watermark(),
+            log_start_offset,
+        })
+    }
+
     /// ListOffsets: -2 earliest, -1 latest, -3 the record with the largest timestamp,
     /// otherwise the first record whose timestamp is at or after `timestamp`.
     /// Returns (offset, timestamp); (-1, -1) when no record qualifies.

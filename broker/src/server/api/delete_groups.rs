@@ -24,13 +24,18 @@ pub(super) async fn delete_groups(
         .map(|(id, _)| id.clone())
         .collect();
     if !served.is_empty() {
-        let answer = shared.groups.request(shared, |c, token, now| {
+        let ids: Vec<&str> = served.iter().map(String::as_str).collect();
+        let answer = shared.groups.request(shared, &ids, |c, token, now| {
             c.delete_groups(token, &served, now)
                 .map(group::Response::DeleteGroups)
         });
-        let answered = match await_outcome(answer).await {
-            group::Response::DeleteGroups(r) => r.groups,
-            other => unreachable_answer("DeleteGroups", &other),
+        let answered = match answer {
+            // Moved away since the check above: each answers with the error.
+            Err(error) => served.iter().map(|id| (id.clone(), error)).collect(),
+            Ok(answer) => match await_outcome(answer).await {
+                group::Response::DeleteGroups(r) => r.groups,
+                other => unreachable_answer("DeleteGroups", &other),
+            },
         };
         for (id, error) in answered {
             if let Some(slot) = results.iter_mut().find(|(g, e)| *g == id && e.is_none()) {

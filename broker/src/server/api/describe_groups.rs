@@ -15,14 +15,13 @@ pub(super) fn describe_groups(
             let entry = describe_groups_response::DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_group_state(str_bytes(GroupState::Dead.name()));
-            if let Some(error) = shared.groups.ownership(shared, id.as_str()).error() {
-                return entry.with_error_code(error);
-            }
-            let described = shared
-                .groups
-                .read(|c| c.describe_groups(&[id.to_string()]))
-                .pop()
-                .expect("one description per group asked");
+            let read = shared.groups.read_group(shared, id.as_str(), |c| {
+                c.describe_groups(&[id.to_string()])
+            });
+            let described = match read {
+                Err(error) => return entry.with_error_code(error),
+                Ok(mut described) => described.pop().expect("one description per group asked"),
+            };
             let members = described
                 .members
                 .into_iter()

@@ -8,11 +8,17 @@ use crate::server::group::{offsets_partition, offsets_partitions, OFFSETS_TOPIC}
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub(super) fn find_coordinator(
+pub(super) async fn find_coordinator(
     shared: &Shared,
     req: &FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    if shared.config.is_clustered()
+        && req.key_type == KEY_TYPE_GROUP
+        && offsets_partitions(shared).is_none()
+    {
+        create_clustered_offsets_topic(shared).await;
+    }
     let keys: Vec<&StrBytes> = if version >= 4 {
         req.coordinator_keys.iter().collect()
     } else {
@@ -78,7 +84,7 @@ fn coordinator(
         ));
     }
     if shared.config.is_clustered() {
-        return not_available("group coordination is not wired for clusters yet");
+        return clustered_coordinator(shared, key);
     }
     let partitions = match offsets_partitions(shared) {
         Some(partitions) => partitions,
@@ -118,13 +124,65 @@ fn create_offsets_topic(shared: &Shared) -> Result<i32, String> {
     );
     match created {
         Ok(()) => {
-            shared.groups.created(partitions);
             tracing::info!(partitions, "created {OFFSETS_TOPIC}");
+            shared.groups.reconcile(shared);
             Ok(partitions)
         }
         Err(r) if r.error == ResponseError::TopicAlreadyExists => {
             offsets_partitions(shared).ok_or_else(|| format!("{OFFSETS_TOPIC} vanished"))
         }
         Err(r) => Err(format!("cannot create {OFFSETS_TOPIC}: {}", r.message)),
+    }
+}
+
+/// In a cluster: the broker leading the group's partition, from the metadata image.
+fn clustered_coordinator(shared: &Shared, key: &str) -> Result<(i32, String, u16), (i16, String)> {
+    let not_available =
+        |message: String| Err((ResponseError::CoordinatorNotAvailable.code(), message));
+    let state = shared.state();
+    let Some(image) = state.image() else {
+        return not_available("no metadata yet".into());
+    };
+    let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+        return not_available(format!("{OFFSETS_TOPIC} is being created"));
+    };
+    let partition = offsets_partition(key, topic.partitions.len() as i32);
+    let leader = topic.partitions[partition as usize].leader;
+    match image.brokers.get(&leader) {
+        Some(broker) if !broker.fenced => {
+            tracing::debug!(group = key, partition, leader, "coordinator found");
+            Ok((broker.id, broker.host.clone(), broker.port))
+        }
+        _ => not_available(format!("{OFFSETS_TOPIC}-{partition} has no leader")),
+    }
+}
+
+/// Ask the active controller to create `__consumer_offsets` (Kafka creates it on the
+/// first FindCoordinator): `offsets.topic.num.partitions` partitions, compacted, the
+/// replication factor capped by the unfenced brokers registered. The caller answers
+/// COORDINATOR_NOT_AVAILABLE until its leaders are known; clients retry.
+async fn create_clustered_offsets_topic(shared: &Shared) {
+    let brokers = shared.state().image().map_or(0, |image| {
+        image.brokers.values().filter(|b| !b.fenced).count()
+    });
+    if brokers == 0 {
+        return;
+    }
+    let replication_factor = (shared.config.offsets_topic_replication_factor as usize).min(brokers);
+    let topic = crate::controller::logic::NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: shared.config.offsets_topic_num_partitions,
+        replication_factor: replication_factor as i16,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        assignment: None,
+    };
+    for (_, result) in call_topics(shared, ControllerRequest::CreateTopics(vec![topic])).await {
+        match result {
+            Ok(()) => tracing::info!(replication_factor, "created {OFFSETS_TOPIC}"),
+            Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {}
+            Err((code, message)) => {
+                tracing::warn!(code, %message, "cannot create {OFFSETS_TOPIC}")
+            }
+        }
     }
 }

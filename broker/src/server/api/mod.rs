@@ -75,12 +75,9 @@ use sync_group::*;
 
 /// The answer to a request that needs nothing of the broker's state (ApiVersions), so it
 /// can be given while the logs are still loading; None for any other request.
-pub(super) fn answer_without_state(
-    frame: &[u8],
-    clustered: bool,
-) -> Option<Result<Vec<u8>, String>> {
+pub(super) fn answer_without_state(frame: &[u8]) -> Option<Result<Vec<u8>, String>> {
     let prefix = RequestPrefix::parse(frame)?;
-    (prefix.api_key == ApiKey::ApiVersions as i16).then(|| api_versions(frame, prefix, clustered))
+    (prefix.api_key == ApiKey::ApiVersions as i16).then(|| api_versions(frame, prefix))
 }
 
 /// Handle one request frame. `Ok(None)`: no response is due (acks=0).
@@ -90,7 +87,7 @@ pub(super) async fn handle(
     frame: &[u8],
     peer: SocketAddr,
 ) -> Result<Option<Vec<u8>>, String> {
-    if let Some(answer) = answer_without_state(frame, shared.config.is_clustered()) {
+    if let Some(answer) = answer_without_state(frame) {
         return answer.map(Some);
     }
     let prefix = RequestPrefix::parse(frame).ok_or("request shorter than its header")?;
@@ -278,7 +275,7 @@ async fn handle_group(
     match api_key {
         ApiKey::FindCoordinator => {
             let req = decode!(FindCoordinatorRequest);
-            answer!(find_coordinator(shared, &req, version))
+            answer!(find_coordinator(shared, &req, version).await)
         }
         ApiKey::JoinGroup => {
             let req = decode!(JoinGroupRequest);
@@ -329,10 +326,7 @@ async fn serve_group(
     group_id: &str,
     call: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Option<GroupResponse>,
 ) -> Result<GroupResponse, i16> {
-    if let Some(error) = shared.groups.ownership(shared, group_id).error() {
-        return Err(error);
-    }
-    let outcome = shared.groups.request(shared, call);
+    let outcome = shared.groups.request(shared, &[group_id], call)?;
     // Acknowledged only after the fsyncs its records caused.
     shared.wait_for_sync_cost().await;
     Ok(await_outcome(outcome).await)
@@ -344,10 +338,7 @@ fn serve_group_now<T>(
     group_id: &str,
     call: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Option<T>,
 ) -> Result<T, i16> {
-    if let Some(error) = shared.groups.ownership(shared, group_id).error() {
-        return Err(error);
-    }
-    match shared.groups.request(shared, call) {
+    match shared.groups.request(shared, &[group_id], call)? {
         Outcome::Now(answer) => Ok(answer),
         Outcome::Parked(_) => panic!("the coordinator parked a request it always answers"),
     }

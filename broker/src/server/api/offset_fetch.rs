@@ -75,13 +75,13 @@ pub(super) fn offset_fetch(
 
 /// One group's offsets, or the error that says why this broker cannot give them.
 fn fetch_group(shared: &Shared, group_id: &str, partitions: Option<&[(String, i32)]>) -> Fetched {
-    match shared.groups.ownership(shared, group_id).error() {
-        Some(error) => Fetched {
+    shared
+        .groups
+        .read_group(shared, group_id, |c| c.offset_fetch(group_id, partitions))
+        .unwrap_or_else(|error| Fetched {
             error,
             partitions: Vec::new(),
-        },
-        None => shared.groups.read(|c| c.offset_fetch(group_id, partitions)),
-    }
+        })
 }
 
 /// The v1-7 answer; `partition_error` is set on every partition (v1's only error).
