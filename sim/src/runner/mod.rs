@@ -23,6 +23,8 @@ mod cluster;
 #[cfg(madsim)]
 mod faults;
 #[cfg(madsim)]
+mod groups;
+#[cfg(madsim)]
 mod judge;
 #[cfg(madsim)]
 mod recorder;
@@ -144,7 +146,16 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
     rec.lock().unwrap().start = start;
     event(&rec, "phase", "safety", "", "scenario");
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = workloads::spawn(&handle, &scenario, &mut cluster, &rec, &stop, start);
+    let groups_done = Arc::new(AtomicBool::new(false));
+    let workers = workloads::spawn(
+        &handle,
+        &scenario,
+        &mut cluster,
+        &rec,
+        &stop,
+        &groups_done,
+        start,
+    );
     let ledger = Arc::new(Mutex::new(churn::Ledger::default()));
     let churner = scenario.churn.clone().map(|spec| {
         let (bootstrap, rec, stop, ledger) = (
@@ -166,8 +177,10 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
         .flat_map(|t| (0..t.partitions.get_ref().get()).map(move |p| (t.name.get_ref().clone(), p)))
         .collect();
     let liveness_error = workloads::liveness(
+        &scenario,
         workers,
         &stop,
+        &groups_done,
         &cluster,
         &rec,
         &partitions,

@@ -1,6 +1,7 @@
 //! Roles resolved to nodes when a fault fires: "leader:T/P", "follower:T/P",
 //! "followers:T/P", "replicas:T/P" (asked of the cluster through the admin node),
-//! "controller" (the active one), partition groups with "others", or plain node names.
+//! "controller" (the active one), "coordinator:GROUP" (the broker coordinating a consumer
+//! group), partition groups with "others", or plain node names.
 
 use super::cluster::Cluster;
 use super::CLIENT_TIMEOUT;
@@ -88,6 +89,13 @@ pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String,
         }
         return ids.into_iter().filter_map(|b| cluster.broker(b)).collect();
     }
+    if let Some(group) = name.strip_prefix("coordinator:") {
+        return coordinator(group, cluster)
+            .await
+            .and_then(|id| cluster.broker(id))
+            .into_iter()
+            .collect();
+    }
     if name == "controller" {
         return cluster
             .controllers
@@ -108,6 +116,37 @@ pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String,
         .map(|id| (name.to_string(), id))
         .into_iter()
         .collect()
+}
+
+/// The broker coordinating `group` now, as FindCoordinator answers (asked of each broker
+/// in turn until one answers; None when none knows yet).
+async fn coordinator(group: &str, cluster: &Cluster) -> Option<i32> {
+    let (group, bootstrap) = (group.to_string(), cluster.bootstrap.clone());
+    cluster
+        .admin
+        .spawn(async move {
+            use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest};
+            use kafka_protocol::protocol::StrBytes;
+            for addr in bootstrap.split(',') {
+                let Ok(mut conn) =
+                    faultline::client::Connection::connect(addr, "nemesis", CLIENT_TIMEOUT).await
+                else {
+                    continue;
+                };
+                conn.pin_version(ApiKey::FindCoordinator, 2);
+                let req = FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.clone()));
+                if let Ok(resp) = conn.request(&req).await {
+                    if resp.error_code == 0 {
+                        return Some(resp.node_id.0);
+                    }
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
 }
 
 pub(super) async fn resolve_node(name: &str, cluster: &Cluster) -> Option<(String, NodeId)> {

@@ -30,6 +30,7 @@ pub(super) fn spawn(
     cluster: &mut Cluster,
     rec: &Shared,
     stop: &Arc<AtomicBool>,
+    groups_done: &Arc<AtomicBool>,
     start: Instant,
 ) -> Vec<JoinHandle<()>> {
     let mut workers = Vec::new();
@@ -55,6 +56,27 @@ pub(super) fn spawn(
     for (i, c) in scenario.consumers.iter().enumerate() {
         client_index += 1;
         let name = scenario.consumer_name(i);
+        if c.group.is_some() {
+            // A group member restarts as a new process after a kill: its loop is the
+            // node's init.
+            let member = super::groups::MemberRun {
+                name: name.clone(),
+                bootstrap: cluster.bootstrap.clone(),
+                rec: rec.clone(),
+                start,
+                done: groups_done.clone(),
+                spec: c.clone(),
+            };
+            let fetch = fetch_config(c);
+            let node = handle
+                .create_node()
+                .name(&name)
+                .ip(client_ip(client_index))
+                .init(move || super::groups::member_loop(member.clone(), fetch.clone()))
+                .build();
+            cluster.add_node(name, node);
+            continue;
+        }
         let node = client_node(handle, &name, client_index);
         let partitions: Vec<i32> = match &c.partitions {
             Some(ps) => ps.get_ref().clone(),
@@ -76,9 +98,12 @@ pub(super) fn spawn(
 
 /// The liveness phase: every fault is healed; clients finish; the final read of
 /// `partitions` must complete within `bound`. What went wrong, if anything did.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn liveness(
+    scenario: &Scenario,
     workers: Vec<JoinHandle<()>>,
     stop: &AtomicBool,
+    groups_done: &Arc<AtomicBool>,
     cluster: &Cluster,
     rec: &Shared,
     partitions: &[(String, i32)],
@@ -93,6 +118,12 @@ pub(super) async fn liveness(
         if madsim::time::timeout(left, w).await.is_err() {
             liveness_error = Some("a client did not finish within the liveness bound".to_string());
         }
+    }
+    // Consumer groups: every group consumes to the end, then its members close.
+    if let Some(short) =
+        super::groups::settle(scenario, cluster, rec, groups_done, liveness_deadline).await
+    {
+        liveness_error.get_or_insert(short);
     }
     let reader = {
         let (rec, bootstrap) = (rec.clone(), cluster.bootstrap.clone());
@@ -411,14 +442,7 @@ async fn consume_loop(run: ClientRun, spec: ConsumerSpec, partitions: Vec<i32>) 
     let end = run.window(&spec.start, &spec.stop).await;
     let name = &run.name;
     let topic = spec.topic.get_ref().clone();
-    let bytes = |k: &Spanned<Knob<u32>>| k.get_ref().get().min(i32::MAX as u32) as i32;
-    let config = ConsumerConfig {
-        fetch_wait_max: Duration::from_millis(spec.fetch_max_wait_ms.get_ref().get().into()),
-        fetch_min_bytes: bytes(&spec.fetch_min_bytes),
-        fetch_max_bytes: bytes(&spec.fetch_max_bytes),
-        partition_fetch_max_bytes: bytes(&spec.max_partition_fetch_bytes),
-        ..Default::default()
-    };
+    let config = fetch_config(&spec);
     let mut consumer = Consumer::new(Client::new(&run.bootstrap, name, CLIENT_TIMEOUT), config);
     for p in &partitions {
         consumer.assign(&topic, *p, Some(0));
@@ -489,8 +513,20 @@ async fn consume_loop(run: ClientRun, spec: ConsumerSpec, partitions: Vec<i32>) 
     }
 }
 
+/// A consumer's fetch settings from the scenario.
+fn fetch_config(spec: &ConsumerSpec) -> ConsumerConfig {
+    let bytes = |k: &Spanned<Knob<u32>>| k.get_ref().get().min(i32::MAX as u32) as i32;
+    ConsumerConfig {
+        fetch_wait_max: Duration::from_millis(spec.fetch_max_wait_ms.get_ref().get().into()),
+        fetch_min_bytes: bytes(&spec.fetch_min_bytes),
+        fetch_max_bytes: bytes(&spec.fetch_max_bytes),
+        partition_fetch_max_bytes: bytes(&spec.max_partition_fetch_bytes),
+        ..Default::default()
+    }
+}
+
 /// The unique part of a record value ("producer-17"), before the padding.
-fn value_id(value: &Option<Bytes>) -> String {
+pub(super) fn value_id(value: &Option<Bytes>) -> String {
     let v = value.as_deref().unwrap_or_default();
     let text = String::from_utf8_lossy(v);
     text.split('|').next().unwrap_or_default().to_string()

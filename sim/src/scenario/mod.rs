@@ -13,8 +13,9 @@ mod schema;
 mod validate;
 
 pub use schema::{
-    parse_duration, AcksSpec, ChurnSpec, ClusterSpec, ConsumerSpec, Dur, Expectation, FaultKind,
-    FaultSpec, Knob, NemesisSpec, ProducerSpec, Setting, SignedDur, TopicSpec,
+    parse_duration, AcksSpec, Assignors, ChurnSpec, ClusterSpec, CommitPolicy, ConsumerSpec, Dur,
+    Expectation, FaultKind, FaultSpec, Knob, NemesisSpec, OffsetResetSpec, ProducerSpec, Setting,
+    SignedDur, TopicSpec,
 };
 
 use crate::history::Anomaly;

@@ -438,6 +438,85 @@ pub struct ConsumerSpec {
     #[serde(default)]
     pub start: Option<Spanned<Dur>>,
     pub stop: Option<Spanned<Dur>>,
+    /// `group.id`: join this consumer group and subscribe to `topic` (the project's
+    /// group consumer) instead of assigning partitions. The fields below need it.
+    pub group: Option<Spanned<String>>,
+    /// `partition.assignment.strategy`: one assignor or a preference list (`range`,
+    /// `roundrobin`, `sticky`, `cooperative-sticky`). Default: Kafka's `[range,
+    /// cooperative-sticky]`.
+    pub assignor: Option<Spanned<Assignors>>,
+    /// How the member commits (default `auto`).
+    pub commit: Option<Spanned<CommitPolicy>>,
+    /// `auto.commit.interval.ms` (default 5 s).
+    pub auto_commit_interval: Option<Spanned<Dur>>,
+    /// `session.timeout.ms` (default 45 s).
+    pub session_timeout: Option<Spanned<Dur>>,
+    /// `heartbeat.interval.ms` (default 3 s).
+    pub heartbeat_interval: Option<Spanned<Dur>>,
+    /// `max.poll.interval.ms` (default 300 s).
+    pub max_poll_interval: Option<Spanned<Dur>>,
+    /// `max.poll.records` (default 500).
+    pub max_poll_records: Option<Spanned<usize>>,
+    /// `group.instance.id`: a static member (KIP-345).
+    pub static_id: Option<Spanned<String>>,
+    /// `auto.offset.reset` (default Kafka's `latest`).
+    pub auto_offset_reset: Option<Spanned<OffsetResetSpec>>,
+}
+
+/// One assignor name or a preference list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Assignors {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Assignors {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Assignors::One(name) => vec![name.clone()],
+            Assignors::Many(names) => names.clone(),
+        }
+    }
+}
+
+/// How a group member commits its offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommitPolicy {
+    /// `enable.auto.commit`: the client commits consumed positions every
+    /// `auto_commit_interval`, inside poll and before a revoke (at-least-once).
+    Auto,
+    /// Commit synchronously after processing each poll's records (at-least-once).
+    SyncAfterProcessing,
+    /// Commit asynchronously after processing each poll's records.
+    Async,
+    /// Commit synchronously right after poll, before processing (at-most-once); a
+    /// batch whose commit failed is not processed.
+    BeforeProcessing,
+    /// Never commit: every generation starts from `auto_offset_reset`.
+    None,
+}
+
+impl CommitPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            CommitPolicy::Auto => "auto",
+            CommitPolicy::SyncAfterProcessing => "sync-after-processing",
+            CommitPolicy::Async => "async",
+            CommitPolicy::BeforeProcessing => "before-processing",
+            CommitPolicy::None => "none",
+        }
+    }
+}
+
+/// `auto.offset.reset` as written in scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetResetSpec {
+    Earliest,
+    Latest,
+    None,
 }
 
 /// The lab's consumers wait less than Kafka's 500 ms default: runs are short.

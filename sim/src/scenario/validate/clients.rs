@@ -4,7 +4,7 @@
 
 use super::{knob, Context};
 use crate::scenario::{
-    AcksSpec, ConsumerSpec, Knob, ProducerSpec, ScenarioError, CLIENTS_MAX, RATE_MAX,
+    AcksSpec, ConsumerSpec, Dur, Knob, ProducerSpec, ScenarioError, CLIENTS_MAX, RATE_MAX,
 };
 use toml::Spanned;
 
@@ -131,6 +131,135 @@ fn consumer(i: usize, c: &ConsumerSpec, context: &mut Context) -> Result<(), Sce
         ));
     }
     context.check_window(&c.start, &c.stop, &what)?;
+    group_fields(c, &what, err)?;
+    if let Some(group) = &c.group {
+        context.group_members.insert(c.node_name(i));
+        context.groups.insert(group.get_ref().clone());
+    }
     let span = c.name.as_ref().map_or(c.topic.span(), |n| n.span());
     context.claim_name(c.node_name(i), span, &what)
+}
+
+/// The group member's fields: only with `group`, names Kafka knows, times in range.
+fn group_fields(c: &ConsumerSpec, what: &str, err: super::Err) -> Result<(), ScenarioError> {
+    let Some(group) = &c.group else {
+        let set: [(&str, Option<std::ops::Range<usize>>); 9] = [
+            ("assignor", c.assignor.as_ref().map(|f| f.span())),
+            ("commit", c.commit.as_ref().map(|f| f.span())),
+            (
+                "auto_commit_interval",
+                c.auto_commit_interval.as_ref().map(|f| f.span()),
+            ),
+            (
+                "session_timeout",
+                c.session_timeout.as_ref().map(|f| f.span()),
+            ),
+            (
+                "heartbeat_interval",
+                c.heartbeat_interval.as_ref().map(|f| f.span()),
+            ),
+            (
+                "max_poll_interval",
+                c.max_poll_interval.as_ref().map(|f| f.span()),
+            ),
+            (
+                "max_poll_records",
+                c.max_poll_records.as_ref().map(|f| f.span()),
+            ),
+            ("static_id", c.static_id.as_ref().map(|f| f.span())),
+            (
+                "auto_offset_reset",
+                c.auto_offset_reset.as_ref().map(|f| f.span()),
+            ),
+        ];
+        return match set.into_iter().find_map(|(f, span)| span.map(|s| (f, s))) {
+            Some((field, span)) => Err(err(
+                span,
+                format!("{what}.{field}"),
+                "a group member's setting: set `group` too".into(),
+            )),
+            None => Ok(()),
+        };
+    };
+    if group.get_ref().is_empty() || group.get_ref().len() > 255 {
+        return Err(err(
+            group.span(),
+            format!("{what}.group"),
+            "a group id of 1 to 255 characters".into(),
+        ));
+    }
+    if let Some(ps) = &c.partitions {
+        return Err(err(
+            ps.span(),
+            format!("{what}.partitions"),
+            "a group member is assigned partitions by its group: drop `partitions` or `group`"
+                .into(),
+        ));
+    }
+    if let Some(assignor) = &c.assignor {
+        let names = assignor.get_ref().names();
+        let known = ["range", "roundrobin", "sticky", "cooperative-sticky"];
+        if names.is_empty() {
+            return Err(err(
+                assignor.span(),
+                format!("{what}.assignor"),
+                "at least one assignor".into(),
+            ));
+        }
+        if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(err(
+                assignor.span(),
+                format!("{what}.assignor"),
+                format!("unknown assignor {bad:?}: one of {}", known.join(", ")),
+            ));
+        }
+    }
+    let ms = |d: &Option<Spanned<Dur>>| d.as_ref().map(|d| (d.span(), d.get_ref().0.as_millis()));
+    for (field, value, range) in [
+        (
+            "auto_commit_interval",
+            ms(&c.auto_commit_interval),
+            1..=3_600_000u128,
+        ),
+        ("session_timeout", ms(&c.session_timeout), 1..=1_800_000),
+        ("heartbeat_interval", ms(&c.heartbeat_interval), 1..=600_000),
+        (
+            "max_poll_interval",
+            ms(&c.max_poll_interval),
+            1..=i32::MAX as u128,
+        ),
+    ] {
+        if let Some((span, v)) = value {
+            if !range.contains(&v) {
+                return Err(err(
+                    span,
+                    format!("{what}.{field}"),
+                    format!("between {}ms and {}ms", range.start(), range.end()),
+                ));
+            }
+        }
+    }
+    let session = c
+        .session_timeout
+        .as_ref()
+        .map_or(45_000, |d| d.get_ref().0.as_millis());
+    if let Some(h) = &c.heartbeat_interval {
+        if h.get_ref().0.as_millis() >= session {
+            return Err(err(
+                h.span(),
+                format!("{what}.heartbeat_interval"),
+                "must be below session_timeout, as Kafka requires".into(),
+            ));
+        }
+    }
+    if let Some(n) = &c.max_poll_records {
+        if !(1..=100_000).contains(n.get_ref()) {
+            return Err(err(
+                n.span(),
+                format!("{what}.max_poll_records"),
+                "1..=100000".into(),
+            ));
+        }
+    }
+    Ok(())
 }

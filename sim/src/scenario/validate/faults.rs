@@ -32,6 +32,7 @@ pub(super) fn validate(
 fn killable(name: &str) -> bool {
     name.starts_with("broker-")
         || name.starts_with("controller")
+        || name.starts_with("coordinator:")
         || ROLE_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -325,7 +326,9 @@ impl Fault<'_> {
             if let Some(n) = &f.node {
                 let broker = |name: &str| {
                     name.starts_with("broker-")
-                        || ["leader:", "follower:"].iter().any(|p| name.starts_with(p))
+                        || ["leader:", "follower:", "coordinator:"]
+                            .iter()
+                            .any(|p| name.starts_with(p))
                 };
                 if !broker(n.get_ref()) {
                     return Err(self.error(
@@ -342,11 +345,19 @@ impl Fault<'_> {
             FaultKind::Kill | FaultKind::Crash | FaultKind::DiskTornWrite
         ) {
             if let Some(n) = &f.node {
-                if !killable(n.get_ref()) {
+                let member = self.context.group_members.contains(n.get_ref());
+                if member && kind != FaultKind::Kill {
                     return Err(self.error(
                         n.span(),
                         "node",
-                        "only brokers and controllers can be killed".into(),
+                        "a group member has no disk: kill it (it restarts as a new process)".into(),
+                    ));
+                }
+                if !killable(n.get_ref()) && !member {
+                    return Err(self.error(
+                        n.span(),
+                        "node",
+                        "only brokers, controllers and group members can be killed".into(),
                     ));
                 }
             }

@@ -204,6 +204,10 @@ struct Context<'a> {
     /// Every node name so far, with the span that named it (none for brokers and
     /// controllers); producers and consumers add theirs.
     names: BTreeMap<String, Range<usize>>,
+    /// Consumers that are group members (their nodes can be killed and restart as a new
+    /// process), and the groups they join (for the role "coordinator:GROUP").
+    group_members: std::collections::BTreeSet<String>,
+    groups: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Context<'a> {
@@ -238,6 +242,8 @@ impl<'a> Context<'a> {
             topic_partitions,
             topic_rf,
             names,
+            group_members: Default::default(),
+            groups: Default::default(),
         }
     }
 
@@ -332,6 +338,19 @@ impl<'a> Context<'a> {
             .find_map(|prefix| name.strip_prefix(prefix).map(|rest| (prefix, rest)));
         if let Some((prefix, role)) = role {
             return self.check_role(n, field, several, prefix, role);
+        }
+        if let Some(group) = name.strip_prefix("coordinator:") {
+            if !self.groups.contains(group) {
+                return Err(err(
+                    n.span(),
+                    field,
+                    format!(
+                        "no consumer joins group {group:?} (groups: {:?})",
+                        self.groups
+                    ),
+                ));
+            }
+            return Ok(());
         }
         if !self.names.contains_key(name) {
             let known: Vec<&String> = self.names.keys().collect();

@@ -1,0 +1,480 @@
+//! Consumer-group members: one node per `[[consumer]]` with a `group`, running the
+//! project's group consumer. A killed member's node restarts as a new process (a new
+//! member, or the same static member). Every group event goes to the history: joins and
+//! assignments with their generation, revocations and losses, positions, commits (invoke,
+//! then ok / fail / info) and which records the application processed.
+//!
+//! After healing, `settle` waits until every group has consumed to the end (its committed
+//! offsets, or what it processed when it never commits, reach each partition's log end);
+//! then the members close and the final read runs.
+
+use super::cluster::Cluster;
+use super::recorder::{op, record, Shared};
+use super::CLIENT_TIMEOUT;
+use crate::history::{Op, OpKind, Phase};
+use crate::scenario::{CommitPolicy, ConsumerSpec, OffsetResetSpec, Scenario};
+use faultline::client::group::{
+    Assignor, CommitResult, GroupConsumer, GroupConsumerConfig, GroupEvent, TopicPartition,
+};
+use faultline::client::{Client, ConsumedRecord, OffsetReset};
+use madsim::time::{sleep, Instant};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one poll waits for records.
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// What a member's loop runs with (cloned into each incarnation of its node).
+#[derive(Clone)]
+pub(super) struct MemberRun {
+    pub(super) name: String,
+    pub(super) bootstrap: String,
+    pub(super) rec: Shared,
+    /// Time zero of the run.
+    pub(super) start: Instant,
+    /// Set once every group consumed to the end after healing: members close.
+    pub(super) done: Arc<AtomicBool>,
+    pub(super) spec: ConsumerSpec,
+}
+
+/// The group consumer's settings from the scenario, Kafka's defaults elsewhere.
+fn member_config(
+    spec: &ConsumerSpec,
+    fetch: faultline::client::ConsumerConfig,
+) -> GroupConsumerConfig {
+    let group = spec.group.as_ref().expect("a group member").get_ref();
+    let mut config = GroupConsumerConfig::new(group, &[spec.topic.get_ref().as_str()]);
+    if let Some(a) = &spec.assignor {
+        config.assignors = a
+            .get_ref()
+            .names()
+            .iter()
+            .filter_map(|n| Assignor::parse(n))
+            .collect();
+    }
+    let ms = |d: &Option<toml::Spanned<crate::scenario::Dur>>| {
+        d.as_ref().map(|d| d.get_ref().0.as_millis() as u64)
+    };
+    if let Some(v) = ms(&spec.session_timeout) {
+        config.session_timeout_ms = v as i32;
+    }
+    if let Some(v) = ms(&spec.heartbeat_interval) {
+        config.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = ms(&spec.max_poll_interval) {
+        config.max_poll_interval_ms = v.min(i32::MAX as u64) as i32;
+    }
+    if let Some(v) = ms(&spec.auto_commit_interval) {
+        config.auto_commit_interval_ms = v;
+    }
+    if let Some(n) = &spec.max_poll_records {
+        config.max_poll_records = *n.get_ref();
+    }
+    config.group_instance_id = spec.static_id.as_ref().map(|s| s.get_ref().clone());
+    config.auto_offset_reset = match spec.auto_offset_reset.as_ref().map(|r| *r.get_ref()) {
+        Some(OffsetResetSpec::Earliest) => OffsetReset::Earliest,
+        Some(OffsetResetSpec::None) => OffsetReset::None,
+        Some(OffsetResetSpec::Latest) | None => OffsetReset::Latest,
+    };
+    config.enable_auto_commit = policy(spec) == CommitPolicy::Auto;
+    config.fetch = fetch;
+    config
+}
+
+/// The member's commit policy (default `auto`).
+pub(super) fn policy(spec: &ConsumerSpec) -> CommitPolicy {
+    spec.commit
+        .as_ref()
+        .map_or(CommitPolicy::Auto, |c| *c.get_ref())
+}
+
+/// One incarnation of a member: join, poll, process and commit as its policy says,
+/// until the run is done with groups (or its window closes), then close.
+pub(super) async fn member_loop(run: MemberRun, fetch: faultline::client::ConsumerConfig) {
+    let spec = run.spec.clone();
+    let begin = spec
+        .start
+        .as_ref()
+        .map_or(Duration::ZERO, |s| s.get_ref().0);
+    super::sleep_until(run.start, begin).await;
+    let end = spec.stop.as_ref().map(|s| run.start + s.get_ref().0);
+    let client = Client::new(&run.bootstrap, &run.name, CLIENT_TIMEOUT);
+    let mut consumer = GroupConsumer::new(client, member_config(&spec, fetch));
+    let mut book = Book::new(&run);
+    book.join_invoke();
+    let processing = spec
+        .processing
+        .as_ref()
+        .map_or(Duration::ZERO, |d| d.get_ref().0);
+    let pause = spec
+        .pause_every
+        .as_ref()
+        .zip(spec.pause_for.as_ref())
+        .map(|(e, f)| (e.get_ref().0, f.get_ref().0));
+    let mut next_pause = pause.map(|(every, _)| Instant::now() + every);
+    while !run.done.load(Ordering::SeqCst) && end.is_none_or(|e| Instant::now() < e) {
+        if let (Some(at), Some((every, length))) = (next_pause, pause) {
+            // The application stalls: no poll (heartbeats go on in the background), as a
+            // member stuck in processing past max.poll.interval.ms.
+            if Instant::now() >= at {
+                sleep(length).await;
+                next_pause = Some(Instant::now() + every);
+            }
+        }
+        let before = consumer.positions();
+        match consumer.poll(POLL_TIMEOUT).await {
+            Ok(poll) => {
+                let positioned = book.events(&poll.events, consumer.generation());
+                book.polls(&poll.records, &before, &positioned);
+                process(&mut consumer, &mut book, &spec, poll.records, processing).await;
+            }
+            Err(e) => {
+                tracing::debug!(member = %run.name, error = %e, "group poll failed");
+                let events = consumer.take_events();
+                book.events(&events, consumer.generation());
+                sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let generation = consumer.generation();
+    let events = consumer.close().await;
+    book.events(&events, generation);
+}
+
+/// Process one poll's records as the policy says: commit first (at-most-once; a batch
+/// whose commit failed is dropped), or process then commit (sync or async), or let
+/// auto-commit take the positions at the next poll.
+async fn process(
+    consumer: &mut GroupConsumer,
+    book: &mut Book,
+    spec: &ConsumerSpec,
+    records: Vec<ConsumedRecord>,
+    processing: Duration,
+) {
+    if records.is_empty() {
+        return;
+    }
+    let next: BTreeMap<TopicPartition, i64> = records
+        .iter()
+        .map(|r| ((r.topic.clone(), r.partition), r.record.offset + 1))
+        .collect();
+    let policy = policy(spec);
+    if policy == CommitPolicy::BeforeProcessing {
+        let result = consumer.commit_sync(next.clone()).await;
+        let events = consumer.take_events();
+        book.events(&events, consumer.generation());
+        if result.is_err() {
+            return;
+        }
+    }
+    let generation = consumer.generation();
+    let member = consumer.member_id().to_string();
+    if processing.is_zero() {
+        let mut by_partition: BTreeMap<TopicPartition, Vec<(i64, String)>> = BTreeMap::new();
+        for r in &records {
+            by_partition
+                .entry((r.topic.clone(), r.partition))
+                .or_default()
+                .push((r.record.offset, super::workloads::value_id(&r.record.value)));
+        }
+        for ((topic, partition), done) in by_partition {
+            book.processed(&topic, partition, done, generation, &member);
+        }
+    } else {
+        for r in &records {
+            sleep(processing).await;
+            let done = vec![(r.record.offset, super::workloads::value_id(&r.record.value))];
+            book.processed(&r.topic, r.partition, done, generation, &member);
+        }
+    }
+    match policy {
+        CommitPolicy::SyncAfterProcessing => {
+            let _ = consumer.commit_sync(next).await;
+        }
+        CommitPolicy::Async => {
+            consumer.commit_async(next).await;
+        }
+        CommitPolicy::Auto | CommitPolicy::BeforeProcessing | CommitPolicy::None => {}
+    }
+    let events = consumer.take_events();
+    book.events(&events, consumer.generation());
+}
+
+/// Writes a member's operations to the history, remembering each commit's partitions
+/// until it finishes.
+struct Book {
+    name: String,
+    group: String,
+    topic: String,
+    rec: Shared,
+    member: String,
+    commits: BTreeMap<u64, Vec<Op>>,
+}
+
+impl Book {
+    fn new(run: &MemberRun) -> Book {
+        Book {
+            name: run.name.clone(),
+            group: run.spec.group.as_ref().expect("a member").get_ref().clone(),
+            topic: run.spec.topic.get_ref().clone(),
+            rec: run.rec.clone(),
+            member: String::new(),
+            commits: BTreeMap::new(),
+        }
+    }
+
+    fn op(&self, kind: OpKind, phase: Phase, topic: &str, partition: i32, generation: i32) -> Op {
+        let mut o = op(&self.name, kind, phase, topic, partition);
+        o.group = Some(self.group.clone());
+        o.generation = Some(generation);
+        o.member = Some(self.member.clone()).filter(|m| !m.is_empty());
+        o
+    }
+
+    fn join_invoke(&self) {
+        let mut o = op(&self.name, OpKind::Join, Phase::Invoke, "", -1);
+        o.group = Some(self.group.clone());
+        record(&self.rec, o);
+    }
+
+    /// Record the group events; returns the positions set in them (a poll's records
+    /// after one start there).
+    fn events(&mut self, events: &[GroupEvent], generation: i32) -> BTreeMap<TopicPartition, i64> {
+        let mut positioned = BTreeMap::new();
+        for event in events {
+            match event {
+                GroupEvent::Assigned {
+                    generation,
+                    member_id,
+                    partitions,
+                } => {
+                    self.member = member_id.clone();
+                    let topic = self.topic.clone();
+                    record(
+                        &self.rec,
+                        self.op(OpKind::Join, Phase::Ok, "", -1, *generation),
+                    );
+                    for (t, p) in partitions {
+                        let _ = &topic;
+                        record(
+                            &self.rec,
+                            self.op(OpKind::Assign, Phase::Ok, t, *p, *generation),
+                        );
+                    }
+                }
+                GroupEvent::Revoked {
+                    generation,
+                    partitions,
+                } => {
+                    for (t, p) in partitions {
+                        record(
+                            &self.rec,
+                            self.op(OpKind::Revoke, Phase::Ok, t, *p, *generation),
+                        );
+                    }
+                    self.join_invoke();
+                }
+                GroupEvent::Lost {
+                    generation,
+                    partitions,
+                } => {
+                    for (t, p) in partitions {
+                        let mut o = self.op(OpKind::Revoke, Phase::Info, t, *p, *generation);
+                        o.error = Some("lost".into());
+                        record(&self.rec, o);
+                    }
+                    self.join_invoke();
+                }
+                GroupEvent::Positioned {
+                    topic,
+                    partition,
+                    offset,
+                    ..
+                } => {
+                    let mut o = op(&self.name, OpKind::Seek, Phase::Ok, topic, *partition);
+                    o.offset = Some(*offset);
+                    record(&self.rec, o);
+                    positioned.insert((topic.clone(), *partition), *offset);
+                }
+                GroupEvent::CommitStarted {
+                    id,
+                    generation,
+                    member_id,
+                    offsets,
+                } => {
+                    let ops: Vec<Op> = offsets
+                        .iter()
+                        .map(|((t, p), offset)| {
+                            let mut o = self.op(OpKind::Commit, Phase::Invoke, t, *p, *generation);
+                            o.member = Some(member_id.clone());
+                            o.offset = Some(*offset);
+                            o
+                        })
+                        .collect();
+                    for o in &ops {
+                        record(&self.rec, o.clone());
+                    }
+                    self.commits.insert(*id, ops);
+                }
+                GroupEvent::CommitFinished { id, result } => {
+                    let Some(ops) = self.commits.remove(id) else {
+                        continue;
+                    };
+                    let (phase, error) = match result {
+                        CommitResult::Ok => (Phase::Ok, None),
+                        CommitResult::Failed { code, message } => {
+                            (Phase::Fail, Some(format!("error {code}: {message}")))
+                        }
+                        CommitResult::Unknown { message } => (Phase::Info, Some(message.clone())),
+                        CommitResult::NotSent { message } => (Phase::Fail, Some(message.clone())),
+                    };
+                    for mut o in ops {
+                        o.phase = phase;
+                        o.error = error.clone();
+                        record(&self.rec, o);
+                    }
+                }
+            }
+        }
+        let _ = generation;
+        positioned
+    }
+
+    /// One Poll op per partition that returned records, from where the fetch started.
+    fn polls(
+        &self,
+        records: &[ConsumedRecord],
+        before: &BTreeMap<TopicPartition, i64>,
+        positioned: &BTreeMap<TopicPartition, i64>,
+    ) {
+        let mut by_partition: BTreeMap<TopicPartition, Vec<(i64, String)>> = BTreeMap::new();
+        for r in records {
+            by_partition
+                .entry((r.topic.clone(), r.partition))
+                .or_default()
+                .push((r.record.offset, super::workloads::value_id(&r.record.value)));
+        }
+        for (tp, seen) in by_partition {
+            let mut o = op(&self.name, OpKind::Poll, Phase::Ok, &tp.0, tp.1);
+            o.offset = positioned
+                .get(&tp)
+                .or_else(|| before.get(&tp))
+                .copied()
+                .or_else(|| seen.first().map(|(offset, _)| *offset));
+            o.records = seen;
+            record(&self.rec, o);
+        }
+    }
+
+    fn processed(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<(i64, String)>,
+        generation: i32,
+        member: &str,
+    ) {
+        let mut o = self.op(OpKind::Process, Phase::Ok, topic, partition, generation);
+        o.member = Some(member.to_string()).filter(|m| !m.is_empty());
+        o.records = records;
+        record(&self.rec, o);
+    }
+}
+
+/// The groups of a scenario: group → (topic, partitions, whether any member commits).
+fn groups_of(scenario: &Scenario) -> BTreeMap<String, (String, i32, bool)> {
+    let mut groups: BTreeMap<String, (String, i32, bool)> = BTreeMap::new();
+    for c in &scenario.consumers {
+        let Some(group) = &c.group else { continue };
+        let partitions = scenario
+            .topics
+            .iter()
+            .find(|t| t.name.get_ref() == c.topic.get_ref())
+            .map_or(1, |t| t.partitions.get_ref().get());
+        let entry = groups
+            .entry(group.get_ref().clone())
+            .or_insert_with(|| (c.topic.get_ref().clone(), partitions, false));
+        entry.2 |= policy(c) != CommitPolicy::None;
+    }
+    groups
+}
+
+/// After healing: wait until every group consumed to the end, that is, for every
+/// partition of its topic, its acknowledged commits (or, for a group that never
+/// commits, what it processed) reach the partition's log end. Then the members close.
+/// What is still short at `deadline`, if anything.
+pub(super) async fn settle(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    rec: &Shared,
+    done: &Arc<AtomicBool>,
+    deadline: Instant,
+) -> Option<String> {
+    let groups = groups_of(scenario);
+    if groups.is_empty() {
+        return None;
+    }
+    let (bootstrap, rec) = (cluster.bootstrap.clone(), rec.clone());
+    let check = cluster.admin.spawn(async move {
+        let mut client = Client::new(&bootstrap, "group-settle", CLIENT_TIMEOUT);
+        let mut short = String::from("no log end offsets");
+        while Instant::now() < deadline {
+            match short_of_end(&mut client, &groups, &rec).await {
+                Some(Ok(())) => return None,
+                Some(Err(what)) => short = what,
+                None => client.disconnect_all(),
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+        Some(short)
+    });
+    let short = check.await.ok().flatten();
+    done.store(true, Ordering::SeqCst);
+    // Members see `done` at their next poll and leave their groups.
+    sleep(POLL_TIMEOUT * 2).await;
+    short.map(|what| format!("a group did not consume to the end after healing: {what}"))
+}
+
+/// Ok when every group reached every log end; Err naming the first partition short of
+/// it; None when a log end offset could not be read.
+async fn short_of_end(
+    client: &mut Client,
+    groups: &BTreeMap<String, (String, i32, bool)>,
+    rec: &Shared,
+) -> Option<Result<(), String>> {
+    for (group, (topic, partitions, commits)) in groups {
+        for partition in 0..*partitions {
+            let end = client.list_offset(topic, partition, -1).await.ok()?;
+            let reached = reached(rec, group, topic, partition, *commits);
+            if reached < end {
+                let what = if *commits { "committed" } else { "processed" };
+                return Some(Err(format!(
+                    "group {group} {what} {topic}/{partition} up to offset {reached} of {end}"
+                )));
+            }
+        }
+    }
+    Some(Ok(()))
+}
+
+/// How far a group got on a partition: its highest acknowledged commit, or (never
+/// committing) one past the highest offset it processed.
+fn reached(rec: &Shared, group: &str, topic: &str, partition: i32, commits: bool) -> i64 {
+    let r = rec.lock().unwrap();
+    let ops = r.history.ops.iter().filter(|o| {
+        o.group.as_deref() == Some(group) && o.topic == topic && o.partition == partition
+    });
+    if commits {
+        ops.filter(|o| o.kind == OpKind::Commit && o.phase == Phase::Ok)
+            .filter_map(|o| o.offset)
+            .max()
+            .unwrap_or(0)
+    } else {
+        ops.filter(|o| o.kind == OpKind::Process)
+            .flat_map(|o| o.records.iter().map(|(offset, _)| offset + 1))
+            .max()
+            .unwrap_or(0)
+    }
+}
