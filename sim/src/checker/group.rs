@@ -5,7 +5,9 @@
 //! - Ownership is per generation: a member keeping a partition records its assignment
 //!   again in the new generation, so two members holding one partition in one generation
 //!   is the only overlap the history proves (a revoked member still working on a
-//!   partition it lost, after its session expired, is a zombie the protocol allows).
+//!   partition it lost, after its session expired, is a zombie the protocol allows). A
+//!   member is a process: a static member that rejoins gets a new member id in the same
+//!   generation, replacing its old one.
 //! - Commits are invoked and completed. Only acknowledged (ok) commits count as having
 //!   happened; a failed commit did not happen and an unknown one may not have, so neither
 //!   is held against the group. "Before" is history order; a commit completion recorded

@@ -34,6 +34,8 @@ mod lost;
 mod order;
 
 #[cfg(test)]
+mod group_proptests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod testkit;
