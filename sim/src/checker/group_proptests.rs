@@ -507,7 +507,7 @@ proptest! {
             .filter(|op| op.partition == partition && since.is_none_or(|r| op.index > r))
             .filter_map(|op| op.offset)
             .max()
-            .or_else(|| since.and_then(|r| history.ops[r + 1].offset))
+            .or_else(|| since.and_then(|r| history.ops[r].offset))
             .unwrap_or(0);
         let planted = append_commit(
             &mut case,
