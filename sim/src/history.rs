@@ -148,10 +148,23 @@ pub enum Anomaly {
     /// The broker served a batch that fails its checks (CRC, length, magic): bytes no
     /// producer wrote, refused by the consumer.
     CorruptRead,
+    /// Two members of one group generation own the same partition.
+    SplitOwnership,
+    /// A group's acknowledged committed offset for a partition went backwards with no
+    /// reset between.
+    CommitRegression,
+    /// A group acknowledged a commit past records of the partition that no member of the
+    /// group ever processed.
+    CommitSkip,
+    /// A commit acknowledged although the group had moved to a newer generation, or the
+    /// member had been replaced, before it was sent.
+    StaleCommit,
+    /// One record processed more than once by the members of one group.
+    ProcessedTwice,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 10] = [
+    pub const ALL: [Anomaly; 15] = [
         Anomaly::LostWrite,
         Anomaly::Unseen,
         Anomaly::Duplicate,
@@ -162,6 +175,11 @@ impl Anomaly {
         Anomaly::AbortedRead,
         Anomaly::FailedVisible,
         Anomaly::CorruptRead,
+        Anomaly::SplitOwnership,
+        Anomaly::CommitRegression,
+        Anomaly::CommitSkip,
+        Anomaly::StaleCommit,
+        Anomaly::ProcessedTwice,
     ];
 
     /// The kebab-case name used in scenario files and reports.
@@ -177,6 +195,11 @@ impl Anomaly {
             Anomaly::AbortedRead => "aborted-read",
             Anomaly::FailedVisible => "failed-visible",
             Anomaly::CorruptRead => "corrupt-read",
+            Anomaly::SplitOwnership => "split-ownership",
+            Anomaly::CommitRegression => "commit-regression",
+            Anomaly::CommitSkip => "commit-skip",
+            Anomaly::StaleCommit => "stale-commit",
+            Anomaly::ProcessedTwice => "processed-twice",
         }
     }
 }

@@ -7,6 +7,13 @@
 //! - [`nonmonotonic_sends`], [`nonmonotonic_polls`], [`poll_skips`] (`order.rs`): order
 //!   of one producer's acknowledgements and of one consumer's reads of a partition.
 //! - [`aborted_reads`] (`aborted.rs`): reads of records whose transaction aborted.
+//! - [`failed_visible`], [`corrupt_reads`] (`failed.rs`): reads of records the broker
+//!   refused, and batches that fail their checks.
+//! - [`split_ownership`], [`commit_regressions`], [`commit_skips`], [`stale_commits`],
+//!   [`processed_twice`] (`group.rs`): consumer groups: two owners of a partition in one
+//!   generation, a committed offset going back, a commit past records no member
+//!   processed, a commit the coordinator should have refused, a record processed twice.
+//!   [`group_stats`] gives the report each group's rebalances and lag over time.
 //!
 //! Architecture invariant: the checkers know only the history. They do not know the
 //! scenario, the faults or the broker's configuration beyond what [`CheckOptions`] says,
@@ -21,10 +28,13 @@
 mod aborted;
 mod duplicate;
 mod failed;
+mod group;
 mod index;
 mod lost;
 mod order;
 
+#[cfg(test)]
+mod group_proptests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -37,6 +47,10 @@ use crate::history::{Anomaly, History, Violation};
 pub use aborted::aborted_reads;
 pub use duplicate::{duplicates, inconsistent_offsets};
 pub use failed::{corrupt_reads, failed_visible};
+pub use group::{
+    commit_regressions, commit_skips, group_stats, processed_twice, split_ownership, stale_commits,
+    GroupStats, GroupSummary, LagPoint, PartitionLag, Rebalance,
+};
 pub use lost::{lost_writes, unseen};
 pub use order::{nonmonotonic_polls, nonmonotonic_sends, poll_skips};
 
@@ -70,6 +84,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Vec<Violation> {
     violations.extend(aborted_reads(history, &BTreeSet::new()));
     violations.extend(failed_visible(history));
     violations.extend(corrupt_reads(history));
+    violations.extend(group::group_violations_in(history, &index));
     sort_violations(&mut violations);
     violations
 }

@@ -8,6 +8,15 @@
 //! h.complete_send(open, Phase::Info, None);                     // ... completed later
 //! check_case(&h, &[(Anomaly::LostWrite, &[sent.done, sent.invoke, read.done])]);
 //! ```
+//! Group members are written with a [`Member`]:
+//!
+//! ```text
+//! let a = Member::new("c1", "g", "m1");
+//! h.join(a).ok_in(1);                               // join invoke + ok in generation 1
+//! h.assign(a, 1, "t", 0);                           // owns t/0 in generation 1
+//! h.process(a, 1, "t", 0, &[(0, "a"), (1, "b")]);   // processed offsets 0 and 1
+//! let c = h.commit(a, 1, "t", 0, 2).ok();           // commit invoke + ok
+//! ```
 //! Every operation advances the clock by one millisecond.
 
 use crate::history::{Anomaly, History, Op, OpKind, Phase};
@@ -36,6 +45,42 @@ pub(crate) struct SendCall<'c> {
 }
 
 pub(crate) struct PollCall<'c> {
+    case: &'c mut Case,
+    invoke: usize,
+}
+
+/// A consumer group member: its process, group and member id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member<'m> {
+    pub process: &'m str,
+    pub group: &'m str,
+    pub id: &'m str,
+}
+
+impl<'m> Member<'m> {
+    pub fn new(process: &'m str, group: &'m str, id: &'m str) -> Self {
+        Member { process, group, id }
+    }
+
+    /// A blank group op of this member.
+    fn op(
+        &self,
+        kind: OpKind,
+        phase: Phase,
+        generation: Option<i32>,
+        topic: &str,
+        partition: i32,
+    ) -> Op {
+        let mut op = blank(self.process, kind, phase, topic, partition);
+        op.group = Some(self.group.to_string());
+        op.member = Some(self.id.to_string());
+        op.generation = generation;
+        op
+    }
+}
+
+/// A group operation written as invoke and completion (join, commit, reset).
+pub(crate) struct GroupCall<'c> {
     case: &'c mut Case,
     invoke: usize,
 }
@@ -123,6 +168,147 @@ impl Case {
         self.push(op)
     }
 
+    /// `member` sends JoinGroup; complete with the generation it gets.
+    pub fn join(&mut self, member: Member<'_>) -> GroupCall<'_> {
+        let invoke = self.push(member.op(OpKind::Join, Phase::Invoke, None, "", -1));
+        GroupCall { case: self, invoke }
+    }
+
+    /// `member` owns `topic`/`partition` in `generation`.
+    pub fn assign(
+        &mut self,
+        member: Member<'_>,
+        generation: i32,
+        topic: &str,
+        partition: i32,
+    ) -> usize {
+        self.push(member.op(
+            OpKind::Assign,
+            Phase::Ok,
+            Some(generation),
+            topic,
+            partition,
+        ))
+    }
+
+    /// `member` gave up `topic`/`partition`, owned in `generation`, cleanly.
+    pub fn revoke(
+        &mut self,
+        member: Member<'_>,
+        generation: i32,
+        topic: &str,
+        partition: i32,
+    ) -> usize {
+        self.push(member.op(
+            OpKind::Revoke,
+            Phase::Ok,
+            Some(generation),
+            topic,
+            partition,
+        ))
+    }
+
+    /// `member` found itself out of the group and dropped `topic`/`partition`.
+    pub fn lose(
+        &mut self,
+        member: Member<'_>,
+        generation: i32,
+        topic: &str,
+        partition: i32,
+    ) -> usize {
+        let mut op = member.op(
+            OpKind::Revoke,
+            Phase::Info,
+            Some(generation),
+            topic,
+            partition,
+        );
+        op.error = Some("lost".to_string());
+        self.push(op)
+    }
+
+    /// `member` commits `offset` (the next record to consume) of `topic`/`partition`.
+    pub fn commit(
+        &mut self,
+        member: Member<'_>,
+        generation: i32,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> GroupCall<'_> {
+        let mut op = member.op(
+            OpKind::Commit,
+            Phase::Invoke,
+            Some(generation),
+            topic,
+            partition,
+        );
+        op.offset = Some(offset);
+        let invoke = self.push(op);
+        GroupCall { case: self, invoke }
+    }
+
+    /// `member`'s application processed `records` of `topic`/`partition`.
+    pub fn process(
+        &mut self,
+        member: Member<'_>,
+        generation: i32,
+        topic: &str,
+        partition: i32,
+        records: &[(i64, &str)],
+    ) -> usize {
+        let mut op = member.op(
+            OpKind::Process,
+            Phase::Ok,
+            Some(generation),
+            topic,
+            partition,
+        );
+        op.records = records.iter().map(|(o, v)| (*o, v.to_string())).collect();
+        self.push(op)
+    }
+
+    /// An operator moves `group`'s committed offset of `topic`/`partition` to `offset`.
+    pub fn reset(
+        &mut self,
+        process: &str,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> GroupCall<'_> {
+        let mut op = blank(process, OpKind::Reset, Phase::Invoke, topic, partition);
+        op.group = Some(group.to_string());
+        op.offset = Some(offset);
+        let invoke = self.push(op);
+        GroupCall { case: self, invoke }
+    }
+
+    /// Completes the group call (join, commit or reset) invoked at `invoke`; a join ok
+    /// gets `generation`.
+    pub fn complete_group(
+        &mut self,
+        invoke: usize,
+        phase: Phase,
+        generation: Option<i32>,
+    ) -> usize {
+        let mut op = self.history.ops[invoke].clone();
+        assert!(matches!(
+            op.kind,
+            OpKind::Join | OpKind::Commit | OpKind::Reset
+        ));
+        op.phase = phase;
+        if op.kind == OpKind::Join {
+            op.generation = generation;
+        }
+        op.error = match phase {
+            Phase::Fail => Some("ILLEGAL_GENERATION".to_string()),
+            Phase::Info => Some("timed out".to_string()),
+            _ => None,
+        };
+        self.push(op)
+    }
+
     fn push(&mut self, mut op: Op) -> usize {
         self.clock_ns += TICK_NS;
         op.time_ns = self.clock_ns;
@@ -196,6 +382,49 @@ impl PollCall<'_> {
     }
 }
 
+impl GroupCall<'_> {
+    /// Completes ok: a join gets `generation` (ignored for commits and resets).
+    pub fn ok_in(self, generation: i32) -> Done {
+        let done = self
+            .case
+            .complete_group(self.invoke, Phase::Ok, Some(generation));
+        Done {
+            invoke: self.invoke,
+            done,
+        }
+    }
+
+    /// Completes ok (a commit or a reset).
+    pub fn ok(self) -> Done {
+        let done = self.case.complete_group(self.invoke, Phase::Ok, None);
+        Done {
+            invoke: self.invoke,
+            done,
+        }
+    }
+
+    pub fn fail(self) -> Done {
+        let done = self.case.complete_group(self.invoke, Phase::Fail, None);
+        Done {
+            invoke: self.invoke,
+            done,
+        }
+    }
+
+    pub fn info(self) -> Done {
+        let done = self.case.complete_group(self.invoke, Phase::Info, None);
+        Done {
+            invoke: self.invoke,
+            done,
+        }
+    }
+
+    /// Leaves the call outstanding; returns its invoke.
+    pub fn pending(self) -> usize {
+        self.invoke
+    }
+}
+
 fn blank(process: &str, kind: OpKind, phase: Phase, topic: &str, partition: i32) -> Op {
     Op {
         index: 0,
@@ -257,6 +486,11 @@ pub(crate) fn assert_report_well_formed(case: &Case, found: &[crate::history::Vi
             Anomaly::AbortedRead => super::aborted_reads(&case.history, &Default::default()),
             Anomaly::FailedVisible => super::failed_visible(&case.history),
             Anomaly::CorruptRead => super::corrupt_reads(&case.history),
+            Anomaly::SplitOwnership => super::split_ownership(&case.history),
+            Anomaly::CommitRegression => super::commit_regressions(&case.history),
+            Anomaly::CommitSkip => super::commit_skips(&case.history),
+            Anomaly::StaleCommit => super::stale_commits(&case.history),
+            Anomaly::ProcessedTwice => super::processed_twice(&case.history),
         };
         let from_check: Vec<_> = found
             .iter()
