@@ -14,6 +14,7 @@
 //! - [`suite`]: suites (folders with a `suite.toml`): the coverage probes they must reach.
 
 pub mod checker;
+pub mod delivery;
 pub mod explore;
 pub mod history;
 pub mod invariants;

@@ -7,6 +7,7 @@
 #[cfg(madsim)]
 mod lab {
     use clap::{Parser, Subcommand};
+    use faultline_sim::delivery;
     use faultline_sim::history::Anomaly;
     use faultline_sim::matrix::{self, CellResult, SeedFinding};
     use faultline_sim::outcome::{Outcome, Verdict};
@@ -283,11 +284,119 @@ mod lab {
         }
     }
 
+    /// Both matrices: the guarantees (acks, min.insync.replicas) and the delivery
+    /// semantics of consumer groups. `--cell` picks cells of either by name.
     fn run_matrix(seeds: u64, filter: Option<&str>, jobs: usize, reports: &Path) -> i32 {
         if seeds == 0 {
             eprintln!("error: --seeds must be at least 1");
             return 2;
         }
+        let delivery_cells: Vec<delivery::Cell> = delivery::cells()
+            .into_iter()
+            .filter(|c| filter.is_none_or(|f| c.name().contains(f)))
+            .collect();
+        let guarantees_match = matrix::cells()
+            .iter()
+            .any(|c| filter.is_none_or(|f| c.name().contains(f)));
+        let mut code = 0;
+        if guarantees_match || delivery_cells.is_empty() {
+            code = run_guarantees(seeds, filter, jobs, reports);
+            if code == 2 {
+                return 2;
+            }
+        }
+        if !delivery_cells.is_empty() {
+            code = code.max(run_delivery(seeds, delivery_cells, jobs, reports));
+        }
+        code
+    }
+
+    /// What one seed of a delivery cell showed.
+    fn delivery_finding(outcome: &Outcome) -> delivery::SeedFinding {
+        let found = |a: Anomaly| outcome.violations.iter().any(|v| v.anomaly == a);
+        let problems = outcome
+            .failures
+            .iter()
+            // Skips and records processed twice are judged by the matrix itself.
+            .filter(|f| !f.contains("commit-skip") && !f.contains("processed-twice"))
+            .cloned()
+            .collect();
+        delivery::SeedFinding {
+            seed: outcome.seed,
+            skipped: found(Anomaly::CommitSkip),
+            duplicated: found(Anomaly::ProcessedTwice),
+            problems,
+        }
+    }
+
+    fn run_delivery(seeds: u64, cells: Vec<delivery::Cell>, jobs: usize, reports: &Path) -> i32 {
+        let dir = reports.join("delivery");
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("error: {}: {e}", dir.display());
+            return 2;
+        }
+        let mut scenarios = Vec::new();
+        for c in &cells {
+            let path = dir.join(format!("{}.toml", c.name()));
+            if let Err(e) = std::fs::write(&path, c.scenario_toml()) {
+                eprintln!("error: {}: {e}", path.display());
+                return 2;
+            }
+            match scenario::load(&path) {
+                Ok(s) => scenarios.push(s),
+                Err(e) => {
+                    eprintln!("error: generated cell scenario is invalid: {e}");
+                    return 2;
+                }
+            }
+        }
+        let work: Vec<(usize, u64)> = (0..scenarios.len())
+            .flat_map(|i| (1..=seeds).map(move |seed| (i, seed)))
+            .collect();
+        println!(
+            "lab matrix (delivery semantics): {} cells x {seeds} seeds over {jobs} jobs",
+            cells.len()
+        );
+        let commit = commit();
+        let started = std::time::Instant::now();
+        let reports_dir = reports.to_path_buf();
+        let commit_for_reports = commit.clone();
+        let outcomes = run_all(&scenarios, work, jobs, false, move |s, outcome, _| {
+            let failed = outcome.verdict != Verdict::Pass;
+            if let Err(e) =
+                report::write_with(&reports_dir, s, &outcome, &commit_for_reports, failed)
+            {
+                eprintln!("warning: could not write a report: {e}");
+            }
+            delivery_finding(&outcome)
+        });
+        let mut results: Vec<delivery::CellResult> = cells
+            .iter()
+            .zip(&scenarios)
+            .map(|(c, s)| delivery::CellResult {
+                cell: *c,
+                file: s.path.display().to_string(),
+                seeds: Vec::new(),
+            })
+            .collect();
+        for (i, found) in outcomes.iter() {
+            results[*i].seeds.push(found.clone());
+        }
+        print!("{}", delivery::table(&results));
+        let path = reports.join("delivery.md");
+        match std::fs::write(&path, delivery::markdown(&results, &commit)) {
+            Ok(()) => println!(
+                "{} runs in {:.1}s wall; report: {}",
+                outcomes.len(),
+                started.elapsed().as_secs_f64(),
+                path.display()
+            ),
+            Err(e) => eprintln!("warning: {}: {e}", path.display()),
+        }
+        delivery::exit_code(&results)
+    }
+
+    fn run_guarantees(seeds: u64, filter: Option<&str>, jobs: usize, reports: &Path) -> i32 {
         let cells: Vec<matrix::Cell> = matrix::cells()
             .into_iter()
             .filter(|c| filter.is_none_or(|f| c.name().contains(f)))

@@ -51,7 +51,7 @@ fn member_config(
             .get_ref()
             .names()
             .iter()
-            .filter_map(|n| Assignor::parse(n))
+            .filter_map(|n| Assignor::from_name(n))
             .collect();
     }
     let ms = |d: &Option<toml::Spanned<crate::scenario::Dur>>| {
@@ -113,22 +113,21 @@ pub(super) async fn member_loop(run: MemberRun, fetch: faultline::client::Consum
         .as_ref()
         .zip(spec.pause_for.as_ref())
         .map(|(e, f)| (e.get_ref().0, f.get_ref().0));
-    let mut next_pause = pause.map(|(every, _)| Instant::now() + every);
+    let mut stall = Stall {
+        every_for: pause,
+        next: pause.map(|(every, _)| Instant::now() + every),
+    };
     while !run.done.load(Ordering::SeqCst) && end.is_none_or(|e| Instant::now() < e) {
-        if let (Some(at), Some((every, length))) = (next_pause, pause) {
-            // The application stalls: no poll (heartbeats go on in the background), as a
-            // member stuck in processing past max.poll.interval.ms.
-            if Instant::now() >= at {
-                sleep(length).await;
-                next_pause = Some(Instant::now() + every);
-            }
-        }
         let before = consumer.positions();
         match consumer.poll(POLL_TIMEOUT).await {
             Ok(poll) => {
                 let positioned = book.events(&poll.events, consumer.generation());
                 book.polls(&poll.records, &before, &positioned);
-                process(&mut consumer, &mut book, &spec, poll.records, processing).await;
+                let batch = Batch {
+                    records: poll.records,
+                    processing,
+                };
+                process(&mut consumer, &mut book, &spec, batch, &mut stall).await;
             }
             Err(e) => {
                 tracing::debug!(member = %run.name, error = %e, "group poll failed");
@@ -143,6 +142,31 @@ pub(super) async fn member_loop(run: MemberRun, fetch: faultline::client::Consum
     book.events(&events, generation);
 }
 
+/// `pause_every` / `pause_for`: the application stalls after processing a batch, before
+/// committing it (heartbeats go on in the background), as a member stuck past
+/// max.poll.interval.ms whose late commit then meets a newer generation.
+struct Stall {
+    every_for: Option<(Duration, Duration)>,
+    next: Option<Instant>,
+}
+
+impl Stall {
+    async fn maybe(&mut self) {
+        if let (Some(at), Some((every, length))) = (self.next, self.every_for) {
+            if Instant::now() >= at {
+                sleep(length).await;
+                self.next = Some(Instant::now() + every);
+            }
+        }
+    }
+}
+
+/// One poll's records and the time each takes to process.
+struct Batch {
+    records: Vec<ConsumedRecord>,
+    processing: Duration,
+}
+
 /// Process one poll's records as the policy says: commit first (at-most-once; a batch
 /// whose commit failed is dropped), or process then commit (sync or async), or let
 /// auto-commit take the positions at the next poll.
@@ -150,10 +174,15 @@ async fn process(
     consumer: &mut GroupConsumer,
     book: &mut Book,
     spec: &ConsumerSpec,
-    records: Vec<ConsumedRecord>,
-    processing: Duration,
+    batch: Batch,
+    stall: &mut Stall,
 ) {
+    let Batch {
+        records,
+        processing,
+    } = batch;
     if records.is_empty() {
+        stall.maybe().await;
         return;
     }
     let next: BTreeMap<TopicPartition, i64> = records
@@ -189,6 +218,7 @@ async fn process(
             book.processed(&r.topic, r.partition, done, generation, &member);
         }
     }
+    stall.maybe().await;
     match policy {
         CommitPolicy::SyncAfterProcessing => {
             let _ = consumer.commit_sync(next).await;
