@@ -4,6 +4,7 @@
 
 mod connection;
 mod consumer;
+pub mod group;
 pub mod partitioner;
 mod producer;
 

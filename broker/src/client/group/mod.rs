@@ -1,0 +1,3 @@
+//! A consumer group member (Kafka's classic group protocol).
+
+pub mod assignor;
