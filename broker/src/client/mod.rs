@@ -120,6 +120,11 @@ impl Client {
         self.timeout
     }
 
+    /// The `client.id` sent with every request.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     pub(crate) async fn any_connection(&mut self) -> Result<&mut Connection, ClientError> {
         self.connections.retain(|_, c| !c.is_broken());
         if let Some(id) = self.connections.keys().next().copied() {
