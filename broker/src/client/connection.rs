@@ -32,6 +32,15 @@ const CLIENT_MAX_VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteTopics, 6),
     (ApiKey::InitProducerId, 4),
     (ApiKey::OffsetForLeaderEpoch, 4),
+    // The group consumer: FindCoordinator below v4 (one key) and OffsetFetch below v8
+    // (one group), shapes every Kafka broker still serves.
+    (ApiKey::FindCoordinator, 3),
+    (ApiKey::JoinGroup, 7),
+    (ApiKey::SyncGroup, 5),
+    (ApiKey::Heartbeat, 4),
+    (ApiKey::LeaveGroup, 5),
+    (ApiKey::OffsetCommit, 8),
+    (ApiKey::OffsetFetch, 7),
 ];
 
 pub struct Connection {

@@ -85,6 +85,15 @@ impl Consumer {
             .insert((topic.to_string(), partition), offset);
     }
 
+    /// Stop fetching a partition.
+    pub fn unassign(&mut self, topic: &str, partition: i32) {
+        let key = (topic.to_string(), partition);
+        self.positions.remove(&key);
+        self.high_watermarks.remove(&key);
+        self.resets
+            .retain(|(t, p, _)| !(t == topic && *p == partition));
+    }
+
     pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
         self.positions
             .insert((topic.to_string(), partition), Some(offset));

@@ -4,6 +4,7 @@
 
 mod connection;
 mod consumer;
+pub mod group;
 pub mod partitioner;
 mod producer;
 
@@ -117,6 +118,11 @@ impl Client {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The `client.id` sent with every request.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     pub(crate) async fn any_connection(&mut self) -> Result<&mut Connection, ClientError> {
