@@ -204,6 +204,14 @@ impl GroupAdmin {
                 .with_key(s(group))
                 .with_key_type(0);
             let result = match self.any_node().await {
+                Ok(conn) if conn.version(ApiKey::FindCoordinator).is_none() => {
+                    // Not worth retrying: a broker that does not serve groups (a cluster's
+                    // broker here, for now) will not start to within the timeout.
+                    return Err(ClientError::Protocol(format!(
+                        "broker {} does not serve consumer groups (its ApiVersions has no FindCoordinator)",
+                        conn.addr
+                    )));
+                }
                 Ok(conn) => conn.request(&req).await,
                 Err(e) => Err(e),
             };
