@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod console;
+mod consumer_groups;
 
 use clap::{Parser, Subcommand};
 use faultline::config::BrokerConfig;
@@ -38,6 +39,8 @@ enum Command {
     Produce(console::ProduceArgs),
     /// Print records of a topic.
     Consume(console::ConsumeArgs),
+    /// List, describe, reset the offsets of and delete consumer groups.
+    ConsumerGroups(consumer_groups::ConsumerGroupsArgs),
     /// Produce and consume on one real node over loopback and print the figures.
     Bench(bench::BenchArgs),
 }
@@ -86,6 +89,7 @@ pub async fn run() -> i32 {
         Command::Topics(args) => console::topics(args).await,
         Command::Produce(args) => console::produce(args).await,
         Command::Consume(args) => console::consume(args).await,
+        Command::ConsumerGroups(args) => consumer_groups::run(args).await,
         Command::Bench(args) => bench::run(args).await,
     };
     match result {

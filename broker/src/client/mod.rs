@@ -2,6 +2,7 @@
 //! consumer. The console tools, the benchmark and the simulation lab use it. It speaks
 //! the same wire protocol as every other client, so it can drive any Kafka broker.
 
+pub mod admin;
 mod connection;
 mod consumer;
 pub mod group;

@@ -1,0 +1,280 @@
+"""Consumer groups with real clients on a standalone broker: kcat -G, confluent-kafka
+subscribe(), kafka-python and aiokafka with a group_id, kafkajs consumer.run().
+
+For each client: one member consumes the first records and commits, and leaves; two members
+in separate processes share the topic; one is killed with SIGKILL (no LeaveGroup), and once
+its session times out the other takes over its partitions. Every record produced must be
+consumed by the group (at least once: duplicates allowed, none missing), the second phase
+starts where the first one committed, and `faultline consumer-groups --describe` shows the
+survivor holding every partition with no lag."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+
+from conftest import BIN, BrokerProcess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE_DIR = os.path.join(HERE, "node")
+PARTITIONS = 4
+BATCH = 40  # records per batch, three batches
+CLIENTS = ["kcat", "confluent-kafka", "kafka-python", "aiokafka", "kafkajs"]
+
+
+@pytest.fixture
+def group_broker(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    b = BrokerProcess(data, ["--override", "group.initial.rebalance.delay.ms=0"]).start()
+    yield b
+    b.stop(kill=True)
+
+
+def member_argv(client, addr, topic, group):
+    if client == "kcat":
+        return [
+            "kcat", "-b", addr, "-G", group, "-u", "-f", "%p %o %s\\n",
+            "-X", "client.id=kcat-member",
+            "-X", "auto.offset.reset=earliest",
+            "-X", "session.timeout.ms=6000",
+            "-X", "heartbeat.interval.ms=500",
+            "-X", "auto.commit.interval.ms=100",
+            topic,
+        ]
+    if client == "kafkajs":
+        return ["node", os.path.join(NODE_DIR, "group_member.js"), addr, topic, group]
+    return [sys.executable, os.path.join(HERE, "group_member.py"), client, addr, topic, group]
+
+
+class Member:
+    """A group member process; its stdout (and kcat's stderr) read into `records`
+    ([(partition, offset, value)]) and `assignments` (each rebalance's partitions)."""
+
+    def __init__(self, client, addr, topic, group, name):
+        self.client = client
+        self.name = name
+        self.records = []
+        self.assignments = []
+        self.errors = []
+        self.lines = []
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            member_argv(client, addr, topic, group),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=NODE_DIR if client == "kafkajs" else None,
+        )
+        self.threads = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, "out"), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, "err"), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _read(self, stream, which):
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.lock:
+                self.lines.append(f"{which}: {line}")
+                if len(self.lines) > 400:
+                    del self.lines[:100]
+                self._parse(line, which)
+
+    def _parse(self, line, which):
+        if self.client == "kcat":
+            if which == "err":
+                # "% Group G rebalanced (memberid M): assigned: t [0], t [1]"
+                if "rebalanced" in line and "assigned:" in line:
+                    parts = line.split("assigned:", 1)[1].split(",")
+                    self.assignments.append(sorted(int(p.split("[")[1].split("]")[0]) for p in parts if "[" in p))
+                elif line.startswith("% ERROR") or "FATAL" in line:
+                    self.errors.append(line)
+                return
+            partition, offset, value = line.split(" ", 2)
+            self.records.append((int(partition), int(offset), value))
+            return
+        if which == "err":
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        if event["event"] == "assigned":
+            self.assignments.append(event["partitions"])
+        elif event["event"] == "record":
+            self.records.append((event["partition"], event["offset"], event["value"]))
+        else:
+            self.errors.append(event)
+
+    def values(self):
+        with self.lock:
+            return {v for _, _, v in self.records}
+
+    def assignment(self):
+        with self.lock:
+            return self.assignments[-1] if self.assignments else None
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def output(self):
+        with self.lock:
+            return f"{self.name} ({self.client}) exit={self.proc.poll()} last lines:\n" + "\n".join(self.lines[-40:])
+
+    def terminate(self):
+        """SIGTERM: the client closes (commits, leaves the group)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop on SIGTERM: {self.output()}")
+        for t in self.threads:
+            t.join(timeout=5)
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for(what, condition, members, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        for m in members:
+            assert m.alive(), f"{m.name} exited while waiting for {what}: {m.output()}"
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}:\n" + "\n\n".join(m.output() for m in members))
+
+
+def produce(addr, topic, start, count):
+    """Values v-START .. v-(START+COUNT-1), round robin over the partitions."""
+    p = Producer({"bootstrap.servers": addr, "acks": "all", "linger.ms": 5})
+    errors = []
+    for i in range(start, start + count):
+        p.produce(topic, value=f"v-{i}".encode(), partition=i % PARTITIONS, on_delivery=lambda err, _m: err and errors.append(err))
+    assert p.flush(30) == 0
+    assert not errors, errors
+    return {f"v-{i}" for i in range(start, start + count)}
+
+
+def describe(addr, group):
+    """`faultline consumer-groups --describe --group G`: the rows, as dicts by column."""
+    out = subprocess.run(
+        [BIN, "consumer-groups", "--bootstrap-server", addr, "--describe", "--group", group],
+        capture_output=True, timeout=60, text=True,
+    )
+    assert out.returncode == 0, out
+    lines = out.stdout.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("GROUP "))
+    header = lines[start].split()
+    rows = [dict(zip(header, l.split())) for l in lines[start + 1:] if l.strip()]
+    return rows, out.stdout
+
+
+def wait_no_lag(addr, group, consumer_id=None, timeout=30):
+    """Until every partition has a committed offset at the log end (and, given
+    `consumer_id`, is held by that member); returns the rows."""
+    deadline = time.time() + timeout
+    while True:
+        rows, text = describe(addr, group)
+        ok = len(rows) == PARTITIONS and all(r["LAG"] == "0" for r in rows)
+        if ok and consumer_id is not None:
+            ok = all(r["CONSUMER-ID"] == consumer_id for r in rows)
+        if ok:
+            return rows
+        assert time.time() < deadline, f"lag not 0 (holder {consumer_id}):\n{text}"
+        time.sleep(0.3)
+
+
+def require(client):
+    tool = {"kcat": "kcat", "kafkajs": "node"}.get(client)
+    if tool and shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed (tests/run-all installs it)")
+    if client == "kafkajs" and not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "kafkajs")):
+        pytest.fail("kafkajs is not installed: run `npm ci` in tests/clients/node (tests/run-all does)")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_group_members_share_take_over_and_commit(group_broker, client):
+    require(client)
+    addr = group_broker.addr
+    topic = f"grp-{client}-{uuid.uuid4().hex[:6]}"
+    group = f"g-{client}-{uuid.uuid4().hex[:6]}"
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": addr})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(timeout=30)
+
+    # Phase 1: one member consumes the first batch, commits, and leaves.
+    first_batch = produce(addr, topic, 0, BATCH)
+    first = Member(client, addr, topic, group, "first")
+    members = [first]
+    try:
+        wait_for("the first member to consume the first batch", lambda: first_batch <= first.values(), [first])
+        first.terminate()
+        wait_no_lag(addr, group)
+        rows, text = describe(addr, group)
+        assert all(r["CONSUMER-ID"] == "-" for r in rows), text
+
+        # Phase 2: two members share the partitions.
+        a = Member(client, addr, topic, group, "a")
+        members.append(a)
+        wait_for("member a's assignment", lambda: a.assignment(), [a])
+        b = Member(client, addr, topic, group, "b")
+        members.append(b)
+
+        def shared():
+            pa, pb = a.assignment(), b.assignment()
+            return pa and pb and sorted(pa + pb) == list(range(PARTITIONS))
+
+        wait_for("a and b to share the partitions", shared, [a, b])
+        b_partitions = b.assignment()
+        second_batch = produce(addr, topic, BATCH, BATCH)
+        wait_for("a and b to consume the second batch", lambda: second_batch <= a.values() | b.values(), [a, b])
+        # The members started where the first one committed.
+        assert not (first_batch & (a.values() | b.values())), "records of the committed first batch consumed again"
+
+        # B dies without leaving; once its session times out, A takes over its partitions.
+        b.kill()
+        third_batch = produce(addr, topic, 2 * BATCH, BATCH)
+        wait_for(
+            "a to take over b's partitions and consume the third batch",
+            lambda: a.assignment() == list(range(PARTITIONS)) and third_batch <= a.values(),
+            [a],
+            timeout=60,
+        )
+        b_third = {v for v in third_batch if int(v[2:]) % PARTITIONS in b_partitions}
+        assert b_third and b_third <= a.values()
+
+        everything = first_batch | second_batch | third_batch
+        consumed = first.values() | a.values() | b.values()
+        assert everything <= consumed, f"missing: {sorted(everything - consumed)[:10]}"
+        assert consumed <= everything
+
+        # The group as the broker sees it: a holds every partition, nothing left to read.
+        rows = wait_no_lag(addr, group)
+        holders = {r["CONSUMER-ID"] for r in rows}
+        assert len(holders) == 1 and "-" not in holders, rows
+        assert all(r["LOG-END-OFFSET"] == str(3 * BATCH // PARTITIONS) for r in rows), rows
+        a.terminate()
+        rows = wait_no_lag(addr, group)
+        assert all(r["CONSUMER-ID"] == "-" for r in rows), rows
+        for m in members:
+            assert not m.errors, m.output()
+    finally:
+        for m in members:
+            m.kill()
