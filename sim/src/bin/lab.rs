@@ -606,10 +606,11 @@ mod lab {
     }
 
     /// The suites `cargo lab run` runs when given no path: every one a user should trust.
-    const DEFAULT_SUITES: [&str; 3] = [
+    const DEFAULT_SUITES: [&str; 4] = [
         "scenarios/smoke",
         "scenarios/replication",
         "scenarios/cluster",
+        "scenarios/groups",
     ];
 
     /// How `run` (and `coverage`) treat a sweep.
