@@ -214,11 +214,11 @@ async fn two_members_split_a_topic_and_one_closing_hands_over() {
             .any(|e| matches!(e, GroupEvent::Revoked { .. })),
         "eager revoke"
     );
-    let assigned = events.iter().filter_map(|e| match e {
+    let mut assigned = events.iter().filter_map(|e| match e {
         GroupEvent::Assigned { partitions, .. } => Some(partitions.len()),
         _ => None,
     });
-    assert_eq!(assigned.last(), Some(4));
+    assert_eq!(assigned.next_back(), Some(4));
     a.close().await;
 }
 
