@@ -214,11 +214,11 @@ async fn two_members_split_a_topic_and_one_closing_hands_over() {
             .any(|e| matches!(e, GroupEvent::Revoked { .. })),
         "eager revoke"
     );
-    let assigned = events.iter().filter_map(|e| match e {
+    let mut assigned = events.iter().filter_map(|e| match e {
         GroupEvent::Assigned { partitions, .. } => Some(partitions.len()),
         _ => None,
     });
-    assert_eq!(assigned.last(), Some(4));
+    assert_eq!(assigned.next_back(), Some(4));
     a.close().await;
 }
 
@@ -397,4 +397,65 @@ async fn a_static_member_restarting_within_the_session_keeps_its_assignment() {
     for m in [a2, b] {
         m.close().await;
     }
+}
+
+/// Run the `faultline` binary, returning its stdout lines.
+async fn faultline_cli(args: Vec<String>) -> Vec<String> {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(&args)
+            .output()
+            .expect("faultline runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "stderr of {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_consume_with_a_group_commits_and_resumes() {
+    let broker = start().await;
+    let addr = broker.local_addr().to_string();
+    create_topic(&addr, "c", 1).await;
+    produce(&addr, "c", 1, 6).await;
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = ["consume", "--bootstrap-server", &addr, "--topic", "c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let first = faultline_cli(args(&[
+        "--group",
+        "cg",
+        "--from-beginning",
+        "--max-messages",
+        "4",
+    ]))
+    .await;
+    assert_eq!(first, ["0-0", "0-1", "0-2", "0-3"]);
+    // The same group resumes after the four printed records (committed on exit).
+    let second = faultline_cli(args(&[
+        "--group",
+        "cg",
+        "--from-beginning",
+        "--timeout-ms",
+        "3000",
+    ]))
+    .await;
+    assert_eq!(second, ["0-4", "0-5"]);
 }

@@ -3,6 +3,7 @@
 
 use super::UsageError;
 use bytes::Bytes;
+use faultline::client::group::{GroupConsumer, GroupConsumerConfig};
 use faultline::client::{
     Acks, Client, Consumer, ConsumerConfig, NewTopic, OffsetReset, Producer, ProducerConfig,
 };
@@ -238,9 +239,13 @@ pub struct ConsumeArgs {
     /// Start at this offset, or earliest / latest (needs --partition for a number).
     #[arg(long)]
     offset: Option<String>,
-    /// Start at the earliest offset instead of the latest.
+    /// Start at the earliest offset instead of the latest (with --group: where the
+    /// group has no committed offset).
     #[arg(long)]
     from_beginning: bool,
+    /// Consume as a member of this consumer group (subscribe, auto-commit, commit on exit).
+    #[arg(long)]
+    group: Option<String>,
     /// Exit after this many records.
     #[arg(long)]
     max_messages: Option<usize>,
@@ -280,6 +285,14 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             })?);
         }
     }
+    if let Some(group) = args.group.clone() {
+        if args.partition.is_some() || start.is_some() {
+            return Err(
+                UsageError("--group takes no --partition and no --offset number".into()).into(),
+            );
+        }
+        return consume_group(args, group, reset).await;
+    }
     let mut client = Client::new(
         &args.bootstrap_server,
         "faultline-console-consumer",
@@ -316,48 +329,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             last_record = tokio::time::Instant::now();
         }
         for r in records {
-            if args.print_offset {
-                write!(out, "{}:{}\t", r.partition, r.record.offset)?;
-            }
-            if args.print_headers {
-                let headers: Vec<String> = r
-                    .record
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        format!(
-                            "{}:{}",
-                            h.key,
-                            h.value
-                                .as_ref()
-                                .map_or("NULL".into(), |v| String::from_utf8_lossy(v).into_owned())
-                        )
-                    })
-                    .collect();
-                write!(
-                    out,
-                    "{}\t",
-                    if headers.is_empty() {
-                        "NO_HEADERS".to_string()
-                    } else {
-                        headers.join(",")
-                    }
-                )?;
-            }
-            if args.print_key {
-                let key = r
-                    .record
-                    .key
-                    .as_ref()
-                    .map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned());
-                write!(out, "{key}{}", args.key_separator)?;
-            }
-            let value = r
-                .record
-                .value
-                .as_ref()
-                .map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned());
-            writeln!(out, "{value}")?;
+            write_record(&mut out, &args, &r)?;
             printed += 1;
             if args.max_messages.is_some_and(|m| printed >= m) {
                 out.flush()?;
@@ -372,4 +344,103 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// One record as kafka-console-consumer prints it, with the --print-* options.
+fn write_record(
+    out: &mut impl Write,
+    args: &ConsumeArgs,
+    r: &faultline::client::ConsumedRecord,
+) -> std::io::Result<()> {
+    if args.print_offset {
+        write!(out, "{}:{}\t", r.partition, r.record.offset)?;
+    }
+    if args.print_headers {
+        let headers: Vec<String> = r
+            .record
+            .headers
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}:{}",
+                    h.key,
+                    h.value
+                        .as_ref()
+                        .map_or("NULL".into(), |v| String::from_utf8_lossy(v).into_owned())
+                )
+            })
+            .collect();
+        write!(
+            out,
+            "{}\t",
+            if headers.is_empty() {
+                "NO_HEADERS".to_string()
+            } else {
+                headers.join(",")
+            }
+        )?;
+    }
+    if args.print_key {
+        let key = r
+            .record
+            .key
+            .as_ref()
+            .map_or("null".into(), |k| String::from_utf8_lossy(k).into_owned());
+        write!(out, "{key}{}", args.key_separator)?;
+    }
+    let value = r
+        .record
+        .value
+        .as_ref()
+        .map_or("null".into(), |v| String::from_utf8_lossy(v).into_owned());
+    writeln!(out, "{value}")?;
+    Ok(())
+}
+
+/// `consume --group`: a group member subscribed to the topic, auto-commit on, the final
+/// positions committed when it exits (after --max-messages or --timeout-ms).
+async fn consume_group(args: ConsumeArgs, group: String, reset: OffsetReset) -> anyhow::Result<()> {
+    let client = Client::new(
+        &args.bootstrap_server,
+        "faultline-console-consumer",
+        CLIENT_TIMEOUT,
+    );
+    let mut config = GroupConsumerConfig::new(&group, &[args.topic.as_str()]);
+    config.auto_offset_reset = reset;
+    let mut consumer = GroupConsumer::new(client, config);
+    let mut printed = 0usize;
+    let mut last_record = tokio::time::Instant::now();
+    let stdout = std::io::stdout();
+    let result = loop {
+        let polled = match consumer.poll(Duration::from_millis(500)).await {
+            Ok(polled) => polled,
+            Err(e) => break Err(e.into()),
+        };
+        let mut out = stdout.lock();
+        if !polled.records.is_empty() {
+            last_record = tokio::time::Instant::now();
+        }
+        let wanted = args.max_messages.map_or(usize::MAX, |m| m - printed);
+        for r in polled.records.iter().take(wanted) {
+            write_record(&mut out, &args, r)?;
+            printed += 1;
+        }
+        out.flush()?;
+        if args.max_messages.is_some_and(|m| printed >= m) {
+            // Rewind to the first record not printed: close commits what was printed.
+            for r in polled.records.iter().skip(wanted).rev() {
+                consumer.seek(&r.topic, r.partition, r.record.offset);
+            }
+            break Ok(());
+        }
+        if args
+            .timeout_ms
+            .is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms))
+        {
+            eprintln!("Processed a total of {printed} messages");
+            break Ok(());
+        }
+    };
+    consumer.close().await;
+    result
 }

@@ -262,8 +262,10 @@ impl GroupConsumer {
                 Ok(info) => {
                     out.insert(topic.to_string(), info.partitions.len() as i32);
                 }
-                Err(ClientError::Kafka { error, .. })
-                    if error == ResponseError::UnknownTopicOrPartition => {}
+                Err(ClientError::Kafka {
+                    error: ResponseError::UnknownTopicOrPartition,
+                    ..
+                }) => {}
                 Err(e) => return Err(e),
             }
         }

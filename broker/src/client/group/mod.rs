@@ -255,6 +255,18 @@ impl GroupConsumer {
         self.positions.get(&(topic.to_string(), partition)).copied()
     }
 
+    /// Move an owned partition's position (Kafka's `seek`): the next poll returns the
+    /// record at `offset`. Ignored for a partition not owned or not positioned yet.
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_string(), partition);
+        if let Some(position) = self.positions.get_mut(&key) {
+            *position = offset;
+            self.consumer.seek(topic, partition, offset);
+            self.buffer
+                .retain(|r| !(r.topic == topic && r.partition == partition));
+        }
+    }
+
     /// The positions of every owned partition: what auto-commit commits.
     pub fn positions(&self) -> BTreeMap<TopicPartition, i64> {
         self.positions.clone()
