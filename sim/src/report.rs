@@ -113,6 +113,7 @@ fn secs(ns: u64) -> String {
 pub fn markdown(scenario: &Scenario, outcome: &Outcome, commit: &str) -> String {
     let mut md = String::new();
     summary(&mut md, scenario, outcome, commit);
+    groups(&mut md, outcome);
     timeline(&mut md, outcome);
     invariants(&mut md, scenario, outcome);
     anomalies(&mut md, scenario, outcome);
@@ -210,6 +211,70 @@ fn summary(md: &mut String, scenario: &Scenario, outcome: &Outcome, commit: &str
         c.records_read,
         c.faults
     );
+}
+
+/// Seconds between the columns of a group's lag table.
+const LAG_STEP_NS: u64 = 5_000_000_000;
+
+/// Consumer groups: each generation (when its rebalance began, how long it took, its
+/// members and partitions) and each partition's lag every 5 s (log end known to producers
+/// minus the last acknowledged commit).
+fn groups(md: &mut String, outcome: &Outcome) {
+    let stats = crate::checker::group_stats(&outcome.history);
+    if stats.groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Consumer groups
+");
+    for g in &stats.groups {
+        let durations: Vec<u64> = g.rebalances.iter().map(|r| r.duration_ns).collect();
+        let longest = durations.iter().max().copied().unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "### {}: {} generations, longest rebalance {}\n",
+            g.group,
+            g.rebalances.len(),
+            secs(longest)
+        );
+        let _ = writeln!(md, "| generation | began | took | members | partitions |");
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for r in &g.rebalances {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                r.generation,
+                secs(r.started_ns),
+                secs(r.duration_ns),
+                r.members.len(),
+                r.partitions
+            );
+        }
+        let end = g
+            .lag
+            .iter()
+            .flat_map(|l| l.points.last().map(|p| p.time_ns))
+            .max()
+            .unwrap_or(0);
+        let columns: Vec<u64> = (0..=end / LAG_STEP_NS).map(|k| k * LAG_STEP_NS).collect();
+        let _ = writeln!(md, "\nLag (records behind) per partition, every 5 s:\n");
+        let header: Vec<String> = columns.iter().map(|t| format!("{}s", t / 1_000_000_000)).collect();
+        let _ = writeln!(md, "| partition | {} |", header.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
+        for l in &g.lag {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|t| {
+                    l.points
+                        .iter()
+                        .take_while(|p| p.time_ns <= *t)
+                        .last()
+                        .map_or("-".to_string(), |p| p.lag.to_string())
+                })
+                .collect();
+            let _ = writeln!(md, "| {}/{} | {} |", l.topic, l.partition, cells.join(" | "));
+        }
+        let _ = writeln!(md);
+    }
 }
 
 /// Faults and phases: the run's timeline.
