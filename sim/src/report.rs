@@ -224,8 +224,11 @@ fn groups(md: &mut String, outcome: &Outcome) {
     if stats.groups.is_empty() {
         return;
     }
-    let _ = writeln!(md, "## Consumer groups
-");
+    let _ = writeln!(
+        md,
+        "## Consumer groups
+"
+    );
     for g in &stats.groups {
         let durations: Vec<u64> = g.rebalances.iter().map(|r| r.duration_ns).collect();
         let longest = durations.iter().max().copied().unwrap_or(0);
@@ -257,7 +260,10 @@ fn groups(md: &mut String, outcome: &Outcome) {
             .unwrap_or(0);
         let columns: Vec<u64> = (0..=end / LAG_STEP_NS).map(|k| k * LAG_STEP_NS).collect();
         let _ = writeln!(md, "\nLag (records behind) per partition, every 5 s:\n");
-        let header: Vec<String> = columns.iter().map(|t| format!("{}s", t / 1_000_000_000)).collect();
+        let header: Vec<String> = columns
+            .iter()
+            .map(|t| format!("{}s", t / 1_000_000_000))
+            .collect();
         let _ = writeln!(md, "| partition | {} |", header.join(" | "));
         let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
         for l in &g.lag {
@@ -271,7 +277,13 @@ fn groups(md: &mut String, outcome: &Outcome) {
                         .map_or("-".to_string(), |p| p.lag.to_string())
                 })
                 .collect();
-            let _ = writeln!(md, "| {}/{} | {} |", l.topic, l.partition, cells.join(" | "));
+            let _ = writeln!(
+                md,
+                "| {}/{} | {} |",
+                l.topic,
+                l.partition,
+                cells.join(" | ")
+            );
         }
         let _ = writeln!(md);
     }

@@ -50,13 +50,13 @@ pub struct BenchArgs {
 }
 
 /// Nodes started in this process; dropped (and their directories removed) at the end.
-struct LocalNodes {
-    brokers: Vec<Broker>,
-    controllers: Vec<faultline::controller::ControllerNode>,
-    dir: std::path::PathBuf,
+pub(super) struct LocalNodes {
+    pub(super) brokers: Vec<Broker>,
+    pub(super) controllers: Vec<faultline::controller::ControllerNode>,
+    pub(super) dir: std::path::PathBuf,
 }
 
-async fn start_nodes(brokers: usize) -> anyhow::Result<(String, LocalNodes)> {
+pub(super) async fn start_nodes(brokers: usize) -> anyhow::Result<(String, LocalNodes)> {
     let dir = std::env::temp_dir().join(format!("faultline-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -380,7 +380,7 @@ async fn one_run(
     })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
     if n % 2 == 1 {

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Exit codes: 0 success, 1 failure, 2 bad usage.
 
 mod bench;
+mod bench_groups;
 mod cluster;
 mod console;
 mod consumer_groups;
@@ -43,6 +44,9 @@ enum Command {
     ConsumerGroups(consumer_groups::ConsumerGroupsArgs),
     /// Produce and consume on one real node over loopback and print the figures.
     Bench(bench::BenchArgs),
+    /// Consumer-group figures on one real broker: rebalance time for 1, 10 and 100
+    /// members, offset commits per second, produce-to-group-consume latency.
+    BenchGroups(bench_groups::BenchGroupsArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,6 +95,7 @@ pub async fn run() -> i32 {
         Command::Consume(args) => console::consume(args).await,
         Command::ConsumerGroups(args) => consumer_groups::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchGroups(args) => bench_groups::run(args).await,
     };
     match result {
         Ok(()) => 0,

@@ -240,6 +240,63 @@ fn cluster_errors_name_file_line_and_field() {
     );
 }
 
+/// A group member's settings: only with `group`, with Kafka's names and bounds; kills of
+/// members; the role coordinator:GROUP names a group some consumer joins.
+#[test]
+fn group_members_errors_name_file_line_and_field() {
+    check_error(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\ncommit = \"auto\"",
+        "s.toml:20: consumer[0].commit: a group member's setting: set `group` too",
+    );
+    check_error(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\ngroup = \"g\"\ncommit = \"sometimes\"",
+        "s.toml:21: consumer[0].commit: unknown variant `sometimes`, expected one of `auto`, `sync-after-processing`, `async`, `before-processing`, `none`",
+    );
+    check_error(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\ngroup = \"g\"\nassignor = [\"range\", \"sticky-ish\"]",
+        "s.toml:21: consumer[0].assignor: unknown assignor \"sticky-ish\": one of range, roundrobin, sticky, cooperative-sticky",
+    );
+    check_error(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\ngroup = \"g\"\npartitions = [0]",
+        "s.toml:21: consumer[0].partitions: a group member is assigned partitions by its group: drop `partitions` or `group`",
+    );
+    check_error(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\ngroup = \"g\"\nsession_timeout = \"6s\"\nheartbeat_interval = \"6s\"",
+        "s.toml:22: consumer[0].heartbeat_interval: must be below session_timeout, as Kafka requires",
+    );
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"c1\"",
+        "s.toml:25: fault[0].node: only brokers, controllers and group members can be killed",
+    );
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"coordinator:nobody\"",
+        "s.toml:25: fault[0].node: no consumer joins group \"nobody\" (groups: {})",
+    );
+    // A member can be killed, and the coordinator of its group named.
+    let member = GOOD.replacen(
+        "name = \"c1\"\ntopic = \"orders\"",
+        "name = \"c1\"\ntopic = \"orders\"\ngroup = \"g\"",
+        1,
+    );
+    parse(
+        Path::new("s.toml"),
+        &member.replacen("node = \"broker-1\"", "node = \"c1\"", 1),
+    )
+    .unwrap();
+    parse(
+        Path::new("s.toml"),
+        &member.replacen("node = \"broker-1\"", "node = \"coordinator:g\"", 1),
+    )
+    .unwrap();
+}
+
 #[test]
 fn roles_need_what_they_name() {
     check_error(
@@ -255,7 +312,7 @@ fn roles_need_what_they_name() {
     check_error(
         "node = \"broker-1\"",
         "node = \"p1\"",
-        "s.toml:25: fault[0].node: only brokers and controllers can be killed",
+        "s.toml:25: fault[0].node: only brokers, controllers and group members can be killed",
     );
 }
 
