@@ -321,6 +321,11 @@ impl GroupService {
             }
             // Yield between reads so a large partition does not hold the runtime.
             tokio::task::yield_now().await;
+            // BUGGIFY: a slow load (a cold disk), so requests meet
+            // COORDINATOR_LOAD_IN_PROGRESS and leadership may move mid-load.
+            if faultline_core::buggify!(0.5) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
         let mut inner = self.lock();
         if inner.loading.get(&partition) == Some(&epoch) {
@@ -360,6 +365,9 @@ impl GroupService {
             // At least 1 ms: a deadline that a tick did not move must not spin the task
             // (under the simulator, time only advances while tasks sleep).
             let wait = Duration::from_millis(wake_at.saturating_sub(now_ms).max(1) as u64);
+            // BUGGIFY: the coordinator's timers fire late (sessions and rebalance timeouts
+            // are bounds a loaded broker overshoots; `tick` decides by `now_ms`).
+            let wait = faultline_core::buggify_duration!(wait, 1.0, 1.5);
             // `biased`: select! otherwise draws from an RNG the simulator does not seed.
             tokio::select! {
                 biased;

@@ -508,3 +508,29 @@ fn reached(rec: &Shared, group: &str, topic: &str, partition: i32, commits: bool
             .unwrap_or(0)
     }
 }
+
+/// `groups_stable_after`: the first generation a group formed between `after` and the end
+/// of the safety phase beyond the newest it had at `after`, as a sentence.
+pub(super) fn rebalanced_after(rec: &Shared, after: Duration, until: Duration) -> Option<String> {
+    let r = rec.lock().unwrap();
+    let (after_ns, until_ns) = (after.as_nanos() as u64, until.as_nanos() as u64);
+    let mut newest: BTreeMap<&str, i32> = BTreeMap::new();
+    for o in &r.history.ops {
+        if o.kind != OpKind::Join || o.phase != Phase::Ok || o.time_ns > until_ns {
+            continue;
+        }
+        let (Some(group), Some(generation)) = (o.group.as_deref(), o.generation) else {
+            continue;
+        };
+        let known = newest.entry(group).or_insert(generation);
+        if o.time_ns > after_ns && generation > *known {
+            return Some(format!(
+                "group {group} formed generation {generation} at {:.3}s, after {after:?} (it had \
+                 generation {known} then): a rebalance the scenario says must not happen",
+                o.time_ns as f64 / 1e9
+            ));
+        }
+        *known = (*known).max(generation);
+    }
+    None
+}

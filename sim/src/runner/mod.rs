@@ -212,6 +212,18 @@ async fn run(scenario: Scenario, seed: u64, checker: Arc<Mutex<Invariants>>) -> 
                 });
         }
     }
+    if let Some(after) = scenario.groups_stable_after {
+        if let Some(message) = groups::rebalanced_after(&rec, after, scenario.duration) {
+            checker
+                .lock()
+                .unwrap()
+                .push_final(crate::invariants::InvariantViolation {
+                    time_ns: Instant::now().duration_since(start).as_nanos() as u64,
+                    rule: "group-stable".into(),
+                    message,
+                });
+        }
+    }
     if let Some(churner) = churner {
         // The churn client stops with the others; then what it was told must show.
         let _ = madsim::time::timeout(CLIENT_TIMEOUT * 4, churner).await;

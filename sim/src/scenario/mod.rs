@@ -142,6 +142,11 @@ pub struct Scenario {
     pub must_see: Vec<String>,
     /// Seeded perturbations inside the nodes (`faultline::buggify`) for every run.
     pub buggify: bool,
+    /// `groups_stable_after`: from this time on (until the safety phase ends) no consumer
+    /// group may form a new generation (static members restarting within their session
+    /// timeout must not cause a rebalance); the run fails with rule `group-stable` if one
+    /// does.
+    pub groups_stable_after: Option<Duration>,
 }
 
 impl Scenario {

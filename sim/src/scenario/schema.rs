@@ -665,4 +665,6 @@ pub(super) struct ScenarioToml {
     /// BUGGIFY on for this scenario's runs (`faultline::buggify`).
     #[serde(default)]
     pub(super) buggify: bool,
+    /// No consumer group may form a new generation after this time of the safety phase.
+    pub(super) groups_stable_after: Option<Spanned<Dur>>,
 }

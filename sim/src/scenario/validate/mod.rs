@@ -41,6 +41,15 @@ pub(super) fn validate(
     let expectations = expectations::expect(&raw.expect, err)?;
     seeds(raw.seeds.as_ref(), err)?;
     expectations::must_see(&raw.must_see, err)?;
+    if let Some(at) = &raw.groups_stable_after {
+        if context.groups.is_empty() || at.get_ref().0 >= duration {
+            return Err(err(
+                at.span(),
+                "groups_stable_after".into(),
+                "needs a consumer with a `group`, and a time inside the run's duration".into(),
+            ));
+        }
+    }
     let mut scenario = model(path, text, raw, duration, shape.controllers, expectations);
     scenario.churn = churn;
     Ok(scenario)
@@ -184,6 +193,7 @@ fn model(
         liveness_expectation: expectations.liveness,
         must_see: raw.must_see.into_iter().map(|e| e.into_inner()).collect(),
         buggify: raw.buggify,
+        groups_stable_after: raw.groups_stable_after.map(|d| d.get_ref().0),
     }
 }
 
