@@ -14,13 +14,14 @@ use super::CLIENT_TIMEOUT;
 use crate::history::{Op, OpKind, Phase};
 use crate::scenario::{CommitPolicy, ConsumerSpec, OffsetResetSpec, Scenario};
 use faultline::client::group::{
-    Assignor, CommitResult, GroupConsumer, GroupConsumerConfig, GroupEvent, TopicPartition,
+    Assignor, CommitResult, GroupConsumer, GroupConsumerConfig, GroupEvent, GroupListener,
+    TopicPartition,
 };
 use faultline::client::{Client, ConsumedRecord, OffsetReset};
 use madsim::time::{sleep, Instant};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long one poll waits for records.
@@ -102,8 +103,11 @@ pub(super) async fn member_loop(run: MemberRun, fetch: faultline::client::Consum
     let end = spec.stop.as_ref().map(|s| run.start + s.get_ref().0);
     let client = Client::new(&run.bootstrap, &run.name, CLIENT_TIMEOUT);
     let mut consumer = GroupConsumer::new(client, member_config(&spec, fetch));
-    let mut book = Book::new(&run);
-    book.join_invoke();
+    // The history hears every group event when it happens (an auto-commit inside poll,
+    // a revoke before the rejoin), not when poll returns.
+    let book = Arc::new(Mutex::new(Book::new(&run)));
+    consumer.set_listener(Box::new(BookListener(book.clone())));
+    book.lock().unwrap().join_invoke();
     let processing = spec
         .processing
         .as_ref()
@@ -121,25 +125,30 @@ pub(super) async fn member_loop(run: MemberRun, fetch: faultline::client::Consum
         let before = consumer.positions();
         match consumer.poll(POLL_TIMEOUT).await {
             Ok(poll) => {
-                let positioned = book.events(&poll.events, consumer.generation());
-                book.polls(&poll.records, &before, &positioned);
+                book.lock().unwrap().polls(&poll.records, &before);
                 let batch = Batch {
                     records: poll.records,
                     processing,
                 };
-                process(&mut consumer, &mut book, &spec, batch, &mut stall).await;
+                process(&mut consumer, &book, &spec, batch, &mut stall).await;
             }
             Err(e) => {
                 tracing::debug!(member = %run.name, error = %e, "group poll failed");
-                let events = consumer.take_events();
-                book.events(&events, consumer.generation());
+                consumer.take_events();
                 sleep(Duration::from_millis(100)).await;
             }
         }
     }
-    let generation = consumer.generation();
-    let events = consumer.close().await;
-    book.events(&events, generation);
+    consumer.close().await;
+}
+
+/// Hands the consumer's events to the member's book.
+struct BookListener(Arc<Mutex<Book>>);
+
+impl GroupListener for BookListener {
+    fn on_event(&mut self, event: &GroupEvent) {
+        self.0.lock().unwrap().event(event);
+    }
 }
 
 /// `pause_every` / `pause_for`: the application stalls after processing a batch, before
@@ -172,7 +181,7 @@ struct Batch {
 /// auto-commit take the positions at the next poll.
 async fn process(
     consumer: &mut GroupConsumer,
-    book: &mut Book,
+    book: &Mutex<Book>,
     spec: &ConsumerSpec,
     batch: Batch,
     stall: &mut Stall,
@@ -192,8 +201,7 @@ async fn process(
     let policy = policy(spec);
     if policy == CommitPolicy::BeforeProcessing {
         let result = consumer.commit_sync(next.clone()).await;
-        let events = consumer.take_events();
-        book.events(&events, consumer.generation());
+        consumer.take_events();
         if result.is_err() {
             return;
         }
@@ -209,13 +217,17 @@ async fn process(
                 .push((r.record.offset, super::workloads::value_id(&r.record.value)));
         }
         for ((topic, partition), done) in by_partition {
-            book.processed(&topic, partition, done, generation, &member);
+            book.lock()
+                .unwrap()
+                .processed(&topic, partition, done, generation, &member);
         }
     } else {
         for r in &records {
             sleep(processing).await;
             let done = vec![(r.record.offset, super::workloads::value_id(&r.record.value))];
-            book.processed(&r.topic, r.partition, done, generation, &member);
+            book.lock()
+                .unwrap()
+                .processed(&r.topic, r.partition, done, generation, &member);
         }
     }
     stall.maybe().await;
@@ -228,8 +240,7 @@ async fn process(
         }
         CommitPolicy::Auto | CommitPolicy::BeforeProcessing | CommitPolicy::None => {}
     }
-    let events = consumer.take_events();
-    book.events(&events, consumer.generation());
+    consumer.take_events();
 }
 
 /// Writes a member's operations to the history, remembering each commit's partitions
@@ -237,10 +248,11 @@ async fn process(
 struct Book {
     name: String,
     group: String,
-    topic: String,
     rec: Shared,
     member: String,
     commits: BTreeMap<u64, Vec<Op>>,
+    /// Positions set since the last poll was recorded: that poll's records start there.
+    positioned: BTreeMap<TopicPartition, i64>,
 }
 
 impl Book {
@@ -248,10 +260,10 @@ impl Book {
         Book {
             name: run.name.clone(),
             group: run.spec.group.as_ref().expect("a member").get_ref().clone(),
-            topic: run.spec.topic.get_ref().clone(),
             rec: run.rec.clone(),
             member: String::new(),
             commits: BTreeMap::new(),
+            positioned: BTreeMap::new(),
         }
     }
 
@@ -269,116 +281,104 @@ impl Book {
         record(&self.rec, o);
     }
 
-    /// Record the group events; returns the positions set in them (a poll's records
-    /// after one start there).
-    fn events(&mut self, events: &[GroupEvent], generation: i32) -> BTreeMap<TopicPartition, i64> {
-        let mut positioned = BTreeMap::new();
-        for event in events {
-            match event {
-                GroupEvent::Assigned {
-                    generation,
-                    member_id,
-                    partitions,
-                } => {
-                    self.member = member_id.clone();
-                    let topic = self.topic.clone();
+    /// Record one group event as it happens.
+    fn event(&mut self, event: &GroupEvent) {
+        match event {
+            GroupEvent::Assigned {
+                generation,
+                member_id,
+                partitions,
+            } => {
+                self.member = member_id.clone();
+                record(
+                    &self.rec,
+                    self.op(OpKind::Join, Phase::Ok, "", -1, *generation),
+                );
+                for (t, p) in partitions {
                     record(
                         &self.rec,
-                        self.op(OpKind::Join, Phase::Ok, "", -1, *generation),
+                        self.op(OpKind::Assign, Phase::Ok, t, *p, *generation),
                     );
-                    for (t, p) in partitions {
-                        let _ = &topic;
-                        record(
-                            &self.rec,
-                            self.op(OpKind::Assign, Phase::Ok, t, *p, *generation),
-                        );
-                    }
                 }
-                GroupEvent::Revoked {
-                    generation,
-                    partitions,
-                } => {
-                    for (t, p) in partitions {
-                        record(
-                            &self.rec,
-                            self.op(OpKind::Revoke, Phase::Ok, t, *p, *generation),
-                        );
-                    }
-                    self.join_invoke();
+            }
+            GroupEvent::Revoked {
+                generation,
+                partitions,
+            } => {
+                for (t, p) in partitions {
+                    record(
+                        &self.rec,
+                        self.op(OpKind::Revoke, Phase::Ok, t, *p, *generation),
+                    );
                 }
-                GroupEvent::Lost {
-                    generation,
-                    partitions,
-                } => {
-                    for (t, p) in partitions {
-                        let mut o = self.op(OpKind::Revoke, Phase::Info, t, *p, *generation);
-                        o.error = Some("lost".into());
-                        record(&self.rec, o);
-                    }
-                    self.join_invoke();
-                }
-                GroupEvent::Positioned {
-                    topic,
-                    partition,
-                    offset,
-                    ..
-                } => {
-                    let mut o = op(&self.name, OpKind::Seek, Phase::Ok, topic, *partition);
-                    o.offset = Some(*offset);
+                self.join_invoke();
+            }
+            GroupEvent::Lost {
+                generation,
+                partitions,
+            } => {
+                for (t, p) in partitions {
+                    let mut o = self.op(OpKind::Revoke, Phase::Info, t, *p, *generation);
+                    o.error = Some("lost".into());
                     record(&self.rec, o);
-                    positioned.insert((topic.clone(), *partition), *offset);
                 }
-                GroupEvent::CommitStarted {
-                    id,
-                    generation,
-                    member_id,
-                    offsets,
-                } => {
-                    let ops: Vec<Op> = offsets
-                        .iter()
-                        .map(|((t, p), offset)| {
-                            let mut o = self.op(OpKind::Commit, Phase::Invoke, t, *p, *generation);
-                            o.member = Some(member_id.clone());
-                            o.offset = Some(*offset);
-                            o
-                        })
-                        .collect();
-                    for o in &ops {
-                        record(&self.rec, o.clone());
-                    }
-                    self.commits.insert(*id, ops);
+                self.join_invoke();
+            }
+            GroupEvent::Positioned {
+                topic,
+                partition,
+                offset,
+                ..
+            } => {
+                let mut o = op(&self.name, OpKind::Seek, Phase::Ok, topic, *partition);
+                o.offset = Some(*offset);
+                record(&self.rec, o);
+                self.positioned.insert((topic.clone(), *partition), *offset);
+            }
+            GroupEvent::CommitStarted {
+                id,
+                generation,
+                member_id,
+                offsets,
+            } => {
+                let ops: Vec<Op> = offsets
+                    .iter()
+                    .map(|((t, p), offset)| {
+                        let mut o = self.op(OpKind::Commit, Phase::Invoke, t, *p, *generation);
+                        o.member = Some(member_id.clone());
+                        o.offset = Some(*offset);
+                        o
+                    })
+                    .collect();
+                for o in &ops {
+                    record(&self.rec, o.clone());
                 }
-                GroupEvent::CommitFinished { id, result } => {
-                    let Some(ops) = self.commits.remove(id) else {
-                        continue;
-                    };
-                    let (phase, error) = match result {
-                        CommitResult::Ok => (Phase::Ok, None),
-                        CommitResult::Failed { code, message } => {
-                            (Phase::Fail, Some(format!("error {code}: {message}")))
-                        }
-                        CommitResult::Unknown { message } => (Phase::Info, Some(message.clone())),
-                        CommitResult::NotSent { message } => (Phase::Fail, Some(message.clone())),
-                    };
-                    for mut o in ops {
-                        o.phase = phase;
-                        o.error = error.clone();
-                        record(&self.rec, o);
+                self.commits.insert(*id, ops);
+            }
+            GroupEvent::CommitFinished { id, result } => {
+                let Some(ops) = self.commits.remove(id) else {
+                    return;
+                };
+                let (phase, error) = match result {
+                    CommitResult::Ok => (Phase::Ok, None),
+                    CommitResult::Failed { code, message } => {
+                        (Phase::Fail, Some(format!("error {code}: {message}")))
                     }
+                    CommitResult::Unknown { message } => (Phase::Info, Some(message.clone())),
+                    CommitResult::NotSent { message } => (Phase::Fail, Some(message.clone())),
+                };
+                for mut o in ops {
+                    o.phase = phase;
+                    o.error = error.clone();
+                    record(&self.rec, o);
                 }
             }
         }
-        let _ = generation;
-        positioned
     }
 
     /// One Poll op per partition that returned records, from where the fetch started.
-    fn polls(
-        &self,
-        records: &[ConsumedRecord],
-        before: &BTreeMap<TopicPartition, i64>,
-        positioned: &BTreeMap<TopicPartition, i64>,
-    ) {
+    fn polls(&mut self, records: &[ConsumedRecord], before: &BTreeMap<TopicPartition, i64>) {
+        let positioned = std::mem::take(&mut self.positioned);
         let mut by_partition: BTreeMap<TopicPartition, Vec<(i64, String)>> = BTreeMap::new();
         for r in records {
             by_partition

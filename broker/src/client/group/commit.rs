@@ -24,7 +24,7 @@ impl GroupConsumer {
     ) -> Result<(), ClientError> {
         let id = self.start_commit(&offsets);
         let result = self.commit_sync_inner(&offsets).await;
-        self.events.push(GroupEvent::CommitFinished {
+        self.emit(GroupEvent::CommitFinished {
             id,
             result: result.clone(),
         });
@@ -99,7 +99,7 @@ impl GroupConsumer {
                     return;
                 }
             };
-            self.events.push(GroupEvent::CommitFinished {
+            self.emit(GroupEvent::CommitFinished {
                 id: pending.id,
                 result,
             });
@@ -124,7 +124,7 @@ impl GroupConsumer {
     fn start_commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> u64 {
         let id = self.next_commit_id;
         self.next_commit_id += 1;
-        self.events.push(GroupEvent::CommitStarted {
+        self.emit(GroupEvent::CommitStarted {
             id,
             generation: self.generation,
             member_id: self.member_id.clone(),

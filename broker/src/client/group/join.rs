@@ -135,7 +135,7 @@ impl GroupConsumer {
         }
         if !cooperative && self.generation >= 0 {
             let all: Vec<TopicPartition> = self.owned.iter().cloned().collect();
-            self.events.push(GroupEvent::Revoked {
+            self.emit(GroupEvent::Revoked {
                 generation: self.generation,
                 partitions: all.clone(),
             });
@@ -327,7 +327,7 @@ impl GroupConsumer {
                     let _ = self.commit_sync(offsets).await;
                 }
             }
-            self.events.push(GroupEvent::Revoked {
+            self.emit(GroupEvent::Revoked {
                 generation,
                 partitions: revoked.clone(),
             });
@@ -338,7 +338,7 @@ impl GroupConsumer {
         self.owned.extend(added.iter().cloned());
         self.unpositioned.extend(added);
         self.owned_generation = generation;
-        self.events.push(GroupEvent::Assigned {
+        self.emit(GroupEvent::Assigned {
             generation,
             member_id: self.member_id.clone(),
             partitions: self.owned.iter().cloned().collect(),
@@ -390,7 +390,7 @@ impl GroupConsumer {
             self.unpositioned.remove(&tp);
             self.positions.insert(tp.clone(), offset);
             self.consumer.assign(&tp.0, tp.1, Some(offset));
-            self.events.push(GroupEvent::Positioned {
+            self.emit(GroupEvent::Positioned {
                 topic: tp.0,
                 partition: tp.1,
                 offset,

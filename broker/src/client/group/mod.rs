@@ -158,6 +158,13 @@ pub struct PollResult {
     pub events: Vec<GroupEvent>,
 }
 
+/// Rebalance and commit callbacks: told of every group event at the moment it happens
+/// (an `Assigned` as soon as SyncGroup's answer is applied, a `Revoked` before the member
+/// rejoins, a `CommitStarted` as the commit is sent), before `poll` returns it.
+pub trait GroupListener: Send {
+    fn on_event(&mut self, event: &GroupEvent);
+}
+
 /// An async commit written on the coordinator connection, its answer not read yet.
 struct PendingCommit {
     id: u64,
@@ -183,6 +190,7 @@ pub struct GroupConsumer {
     positions: BTreeMap<TopicPartition, i64>,
     buffer: VecDeque<ConsumedRecord>,
     events: Vec<GroupEvent>,
+    listener: Option<Box<dyn GroupListener>>,
     need_join: bool,
     next_commit_id: u64,
     next_auto_commit: Instant,
@@ -224,10 +232,25 @@ impl GroupConsumer {
             positions: BTreeMap::new(),
             buffer: VecDeque::new(),
             events: Vec::new(),
+            listener: None,
             need_join: true,
             next_commit_id: 0,
             fatal: None,
         }
+    }
+
+    /// Call `listener` with every group event as it happens (Kafka's
+    /// ConsumerRebalanceListener and commit callbacks, as one stream).
+    pub fn set_listener(&mut self, listener: Box<dyn GroupListener>) {
+        self.listener = Some(listener);
+    }
+
+    /// Record an event: the listener hears it now, `poll` returns it later.
+    fn emit(&mut self, event: GroupEvent) {
+        if let Some(listener) = self.listener.as_mut() {
+            listener.on_event(&event);
+        }
+        self.events.push(event);
     }
 
     /// The generation of the last completed join; -1 before the first.
@@ -353,7 +376,7 @@ impl GroupConsumer {
     /// The generation is gone: every owned partition is lost; rejoin.
     fn lose_partitions(&mut self, reset_member: bool) {
         if !self.owned.is_empty() {
-            self.events.push(GroupEvent::Lost {
+            self.emit(GroupEvent::Lost {
                 generation: self.generation,
                 partitions: self.owned.iter().cloned().collect(),
             });
@@ -390,7 +413,7 @@ impl GroupConsumer {
     fn coordinator_dead(&mut self) {
         self.coordinator = None;
         for pending in std::mem::take(&mut self.pending_commits) {
-            self.events.push(GroupEvent::CommitFinished {
+            self.emit(GroupEvent::CommitFinished {
                 id: pending.id,
                 result: CommitResult::Unknown {
                     message: "the coordinator connection was dropped".into(),
@@ -413,7 +436,7 @@ impl GroupConsumer {
             }
             for (topic, partition, offset) in self.consumer.take_resets() {
                 self.positions.insert((topic.clone(), partition), offset);
-                self.events.push(GroupEvent::Positioned {
+                self.emit(GroupEvent::Positioned {
                     topic,
                     partition,
                     offset,
@@ -448,7 +471,7 @@ impl GroupConsumer {
             let _ = self.commit_sync(self.positions.clone()).await;
         }
         if !self.owned.is_empty() {
-            self.events.push(GroupEvent::Revoked {
+            self.emit(GroupEvent::Revoked {
                 generation: self.generation,
                 partitions: self.owned.iter().cloned().collect(),
             });
