@@ -459,3 +459,49 @@ async fn console_consume_with_a_group_commits_and_resumes() {
     .await;
     assert_eq!(second, ["0-4", "0-5"]);
 }
+
+/// Collects what a `GroupListener` hears.
+struct Heard(Arc<std::sync::Mutex<Vec<GroupEvent>>>);
+
+impl faultline::client::group::GroupListener for Heard {
+    fn on_event(&mut self, event: &GroupEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+/// The listener hears every event `poll` and `close` return, in the same order, and an
+/// auto-commit's start before the poll that made it returns.
+#[tokio::test]
+async fn the_listener_hears_each_event_as_poll_returns_it() {
+    let broker = start().await;
+    let addr = broker.local_addr().to_string();
+    create_topic(&addr, "t", 2).await;
+    produce(&addr, "t", 2, 3).await;
+    let mut cfg = config("g-listener", "t");
+    cfg.auto_commit_interval_ms = 100;
+    let mut a = member(&addr, "a", cfg);
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    a.set_listener(Box::new(Heard(heard.clone())));
+    let mut seen = [Seen::default()];
+    poll_all_until(&mut [&mut a], &mut seen, |ms| {
+        (0..2).all(|p| ms[0].position("t", p) == Some(3))
+    })
+    .await;
+    // Keep polling past the auto-commit interval: its events come with a poll.
+    for _ in 0..5 {
+        poll_into(&mut a, &mut seen[0]).await;
+    }
+    let mut returned = std::mem::take(&mut seen[0].events);
+    returned.extend(a.close().await);
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard, returned);
+    assert!(heard
+        .iter()
+        .any(|e| matches!(e, GroupEvent::Assigned { .. })));
+    assert!(heard
+        .iter()
+        .any(|e| matches!(e, GroupEvent::CommitStarted { .. })));
+    assert!(heard
+        .iter()
+        .any(|e| matches!(e, GroupEvent::Revoked { .. })));
+}
