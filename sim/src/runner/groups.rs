@@ -71,7 +71,7 @@ fn member_config(
         config.auto_commit_interval_ms = v;
     }
     if let Some(n) = &spec.max_poll_records {
-        config.max_poll_records = *n.get_ref();
+        config.max_poll_records = n.get_ref().get() as usize;
     }
     config.group_instance_id = spec.static_id.as_ref().map(|s| s.get_ref().clone());
     config.auto_offset_reset = match spec.auto_offset_reset.as_ref().map(|r| *r.get_ref()) {

@@ -231,6 +231,9 @@ impl Scenario {
                 "max_partition_fetch_bytes",
                 &mut c.max_partition_fetch_bytes,
             );
+            if let Some(k) = c.max_poll_records.as_mut() {
+                knob("max_poll_records", k);
+            }
         }
         drawn.extend(numbers);
         (scenario, drawn)

@@ -455,8 +455,8 @@ pub struct ConsumerSpec {
     pub heartbeat_interval: Option<Spanned<Dur>>,
     /// `max.poll.interval.ms` (default 300 s).
     pub max_poll_interval: Option<Spanned<Dur>>,
-    /// `max.poll.records` (default 500).
-    pub max_poll_records: Option<Spanned<usize>>,
+    /// `max.poll.records` (default 500; a list or range draws one per seed).
+    pub max_poll_records: Option<Spanned<Knob<u32>>>,
     /// `group.instance.id`: a static member (KIP-345).
     pub static_id: Option<Spanned<String>>,
     /// `auto.offset.reset` (default Kafka's `latest`).

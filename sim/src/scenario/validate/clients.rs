@@ -253,13 +253,13 @@ fn group_fields(c: &ConsumerSpec, what: &str, err: super::Err) -> Result<(), Sce
         }
     }
     if let Some(n) = &c.max_poll_records {
-        if !(1..=100_000).contains(n.get_ref()) {
-            return Err(err(
-                n.span(),
-                format!("{what}.max_poll_records"),
-                "1..=100000".into(),
-            ));
-        }
+        knob(
+            n,
+            format!("{what}.max_poll_records"),
+            1..=100_000,
+            "1..=100000",
+            err,
+        )?;
     }
     Ok(())
 }
