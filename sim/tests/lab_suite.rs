@@ -1,6 +1,6 @@
 //! The lab suite as one test, for the lab-only mutation score (`tests/lab/mutants`):
-//! every scenario of smoke, replication and cluster at its own seeds (what `cargo lab
-//! run` runs; `FAULTLINE_SUITE_SEEDS=N` runs N each instead) must pass, and each suite
+//! every scenario of smoke, replication, cluster and groups at its own seeds (what `cargo
+//! lab run` runs; `FAULTLINE_SUITES=groups` picks suites; `FAULTLINE_SUITE_SEEDS=N` runs N each instead) must pass, and each suite
 //! must reach the coverage probes it declares. cargo-mutants runs it as the only test, so a
 //! mutant counts as caught only when the lab itself sees it (not the unit tests).
 //! Seeds run on every core; the first failure stops the rest (a caught mutant need not
@@ -15,7 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-const SUITES: [&str; 3] = ["smoke", "replication", "cluster"];
+/// The suites `cargo lab run` runs; `FAULTLINE_SUITES=groups` (comma-separated) picks some.
+const SUITES: [&str; 4] = ["smoke", "replication", "cluster", "groups"];
+
+fn suites() -> Vec<String> {
+    match std::env::var("FAULTLINE_SUITES") {
+        Ok(list) => list.split(',').map(str::to_string).collect(),
+        Err(_) => SUITES.iter().map(|s| s.to_string()).collect(),
+    }
+}
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -39,7 +47,8 @@ fn every_suite_passes_and_reaches_its_probes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     // (suite index, scenario) for every file, then one work item per seed.
     let mut scenarios: Vec<(usize, Scenario)> = Vec::new();
-    for (i, name) in SUITES.iter().enumerate() {
+    let suites = suites();
+    for (i, name) in suites.iter().enumerate() {
         for file in files(&root.join(name)) {
             scenarios.push((i, scenario::load(&file).unwrap()));
         }
@@ -53,7 +62,7 @@ fn every_suite_passes_and_reaches_its_probes() {
     let stop = AtomicBool::new(false);
     let failures = Mutex::new(Vec::new());
     let coverage: Mutex<Vec<Coverage>> =
-        Mutex::new(SUITES.iter().map(|_| Coverage::default()).collect());
+        Mutex::new(suites.iter().map(|_| Coverage::default()).collect());
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -81,7 +90,7 @@ fn every_suite_passes_and_reaches_its_probes() {
     let mut failures = failures.into_inner().unwrap();
     if failures.is_empty() {
         let coverage = coverage.into_inner().unwrap();
-        for (name, covered) in SUITES.iter().zip(&coverage) {
+        for (name, covered) in suites.iter().zip(&coverage) {
             let declared = suite::load(&root.join(name))
                 .unwrap()
                 .expect("a suite.toml");
