@@ -121,9 +121,13 @@ mod lab {
             /// Seeds 1..=N per cell.
             #[arg(long, default_value_t = matrix::SEEDS_DEFAULT)]
             seeds: u64,
-            /// Only cells whose name contains this (e.g. `acks-all.misr-2`, `power-loss`).
+            /// Only cells whose name contains this (e.g. `acks-all.misr-2`, `power-loss`,
+            /// `before-processing`).
             #[arg(long)]
             cell: Option<String>,
+            /// Run every seed twice; a cell whose seed ran differently disagrees.
+            #[arg(long)]
+            check_determinism: bool,
             /// Seeds run at once, each on its own thread.
             #[arg(long, default_value_t = default_jobs())]
             jobs: usize,
@@ -220,9 +224,10 @@ mod lab {
             Command::Matrix {
                 seeds,
                 cell,
+                check_determinism,
                 jobs,
                 reports,
-            } => run_matrix(seeds, cell.as_deref(), jobs, &reports),
+            } => run_matrix(seeds, cell.as_deref(), check_determinism, jobs, &reports),
             Command::Bench { file, seeds, jobs } => bench(file, seeds, jobs),
         }
     }
@@ -286,7 +291,13 @@ mod lab {
 
     /// Both matrices: the guarantees (acks, min.insync.replicas) and the delivery
     /// semantics of consumer groups. `--cell` picks cells of either by name.
-    fn run_matrix(seeds: u64, filter: Option<&str>, jobs: usize, reports: &Path) -> i32 {
+    fn run_matrix(
+        seeds: u64,
+        filter: Option<&str>,
+        twice: bool,
+        jobs: usize,
+        reports: &Path,
+    ) -> i32 {
         if seeds == 0 {
             eprintln!("error: --seeds must be at least 1");
             return 2;
@@ -300,13 +311,13 @@ mod lab {
             .any(|c| filter.is_none_or(|f| c.name().contains(f)));
         let mut code = 0;
         if guarantees_match || delivery_cells.is_empty() {
-            code = run_guarantees(seeds, filter, jobs, reports);
+            code = run_guarantees(seeds, filter, twice, jobs, reports);
             if code == 2 {
                 return 2;
             }
         }
         if !delivery_cells.is_empty() {
-            code = code.max(run_delivery(seeds, delivery_cells, jobs, reports));
+            code = code.max(run_delivery(seeds, delivery_cells, twice, jobs, reports));
         }
         code
     }
@@ -329,7 +340,24 @@ mod lab {
         }
     }
 
-    fn run_delivery(seeds: u64, cells: Vec<delivery::Cell>, jobs: usize, reports: &Path) -> i32 {
+    /// A second run of a seed that differs from the first: the problem to report.
+    fn differs(first: &Outcome, again: Option<Outcome>) -> Option<String> {
+        let again = again?;
+        (again.trace_hash != first.trace_hash || again.verdict != first.verdict).then(|| {
+            format!(
+                "nondeterministic: trace {:016x} then {:016x}",
+                first.trace_hash, again.trace_hash
+            )
+        })
+    }
+
+    fn run_delivery(
+        seeds: u64,
+        cells: Vec<delivery::Cell>,
+        twice: bool,
+        jobs: usize,
+        reports: &Path,
+    ) -> i32 {
         let dir = reports.join("delivery");
         if let Err(e) = std::fs::create_dir_all(&dir) {
             eprintln!("error: {}: {e}", dir.display());
@@ -361,14 +389,16 @@ mod lab {
         let started = std::time::Instant::now();
         let reports_dir = reports.to_path_buf();
         let commit_for_reports = commit.clone();
-        let outcomes = run_all(&scenarios, work, jobs, false, move |s, outcome, _| {
+        let outcomes = run_all(&scenarios, work, jobs, twice, move |s, outcome, again| {
             let failed = outcome.verdict != Verdict::Pass;
             if let Err(e) =
                 report::write_with(&reports_dir, s, &outcome, &commit_for_reports, failed)
             {
                 eprintln!("warning: could not write a report: {e}");
             }
-            delivery_finding(&outcome)
+            let mut found = delivery_finding(&outcome);
+            found.problems.extend(differs(&outcome, again));
+            found
         });
         let mut results: Vec<delivery::CellResult> = cells
             .iter()
@@ -396,7 +426,13 @@ mod lab {
         delivery::exit_code(&results)
     }
 
-    fn run_guarantees(seeds: u64, filter: Option<&str>, jobs: usize, reports: &Path) -> i32 {
+    fn run_guarantees(
+        seeds: u64,
+        filter: Option<&str>,
+        twice: bool,
+        jobs: usize,
+        reports: &Path,
+    ) -> i32 {
         let cells: Vec<matrix::Cell> = matrix::cells()
             .into_iter()
             .filter(|c| filter.is_none_or(|f| c.name().contains(f)))
@@ -441,14 +477,16 @@ mod lab {
         let started = std::time::Instant::now();
         let reports_dir = reports.to_path_buf();
         let commit_for_reports = commit.clone();
-        let outcomes = run_all(&scenarios, work, jobs, false, move |s, outcome, _| {
+        let outcomes = run_all(&scenarios, work, jobs, twice, move |s, outcome, again| {
             let failed = outcome.verdict != Verdict::Pass;
             if let Err(e) =
                 report::write_with(&reports_dir, s, &outcome, &commit_for_reports, failed)
             {
                 eprintln!("warning: could not write a report: {e}");
             }
-            finding(&outcome)
+            let mut found = finding(&outcome);
+            found.problems.extend(differs(&outcome, again));
+            found
         });
         let mut results: Vec<CellResult> = cells
             .iter()
