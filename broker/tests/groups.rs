@@ -353,3 +353,97 @@ async fn find_coordinator_v4_batches_keys_and_refuses_what_it_cannot_serve() {
     );
     broker.shutdown().await.unwrap();
 }
+
+/// A simple (generation -1) commit of offset 7 for partition 0 of topic `t` in `group`.
+async fn simple_commit(conn: &mut Connection, group: &str) -> i16 {
+    let resp = conn
+        .request(
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("t")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(7)
+                                .with_committed_leader_epoch(-1),
+                        ]),
+                ]),
+        )
+        .await
+        .unwrap();
+    resp.topics[0].partitions[0].error_code
+}
+
+/// One DeleteGroups naming groups of two `__consumer_offsets` partitions: their tombstones
+/// go to both partitions, both groups are deleted, and the coordinator keeps serving
+/// (it once asserted that a write's records share one partition, and panicked).
+/// Clients may not append to the internal topic themselves.
+#[tokio::test]
+async fn delete_groups_spanning_two_offsets_partitions_and_no_client_appends() {
+    let storage = MemStorage::default();
+    let broker = start(&storage).await;
+    let addr = broker.local_addr().to_string();
+    let mut conn = connect(&addr).await;
+    conn.pin_version(ApiKey::DeleteGroups, 2);
+    conn.pin_version(ApiKey::ListGroups, 4);
+    let (a, b) = ("a", "b");
+    assert_ne!(
+        offsets_partition(a, OFFSETS_PARTITIONS),
+        offsets_partition(b, OFFSETS_PARTITIONS)
+    );
+    assert_eq!(find_coordinator(&mut conn, a).await.error_code, 0);
+    // The coordinator serves once the (empty) partitions are loaded.
+    let mut code = -1;
+    for _ in 0..50 {
+        code = simple_commit(&mut conn, a).await;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(code, 0);
+    assert_eq!(simple_commit(&mut conn, b).await, 0);
+    let deleted = conn
+        .request(
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(a)), GroupId(s(b))]),
+        )
+        .await
+        .unwrap();
+    let codes: Vec<i16> = deleted.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, vec![0, 0]);
+    let listed = conn.request(&ListGroupsRequest::default()).await.unwrap();
+    assert_eq!(listed.error_code, 0);
+    assert!(listed.groups.is_empty(), "{:?}", listed.groups);
+
+    let batch = faultline::record::codec::encode_batch(
+        &[faultline::record::codec::NewRecord {
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from_static(b"garbage")),
+            headers: Vec::new(),
+        }],
+        &Default::default(),
+    );
+    let produced = conn
+        .request(
+            &ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(TopicName(s(OFFSETS_TOPIC)))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch.freeze())),
+                    ])]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        produced.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+}

@@ -134,6 +134,8 @@ probes! {
         "a broker stopped leading a __consumer_offsets partition and dropped its groups";
     GROUP_WRITE_AWAITED_REPLICATION = "group.write-awaited-replication":
         "a coordinator write was answered only once the high watermark passed it";
+    GROUP_LOAD_AWAITED_HIGH_WATERMARK = "group.load-awaited-high-watermark":
+        "a new coordinator replayed its partition and waited for the high watermark to reach its log end before serving";
     GROUP_WRITE_LEADERSHIP_LOST = "group.write-leadership-lost":
         "a coordinator write failed because its partition's leader changed before it committed";
 }

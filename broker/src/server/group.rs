@@ -39,6 +39,9 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Bytes read per step while loading a partition.
 const LOAD_READ_BYTES_MAX: usize = 1024 * 1024;
+/// Pause before a failed load is tried again, and between checks of a loaded partition's
+/// high watermark.
+const LOAD_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Kafka's `Utils.abs(groupId.hashCode()) % groupMetadataTopicPartitionCount`:
 /// Java's `String.hashCode` over UTF-16 code units, and `Utils.abs`, which maps
@@ -105,11 +108,18 @@ struct Inner {
 /// A coordinator write appended as leader, answered once committed (acks=all).
 struct PendingWrite {
     token: WriteToken,
+    /// One batch per `__consumer_offsets` partition the write's records belong to
+    /// (DeleteGroups and expiry may cover groups of several).
+    parts: Vec<AppendedPart>,
+    /// `offsets.commit.timeout.ms` after the append.
+    deadline_ms: i64,
+}
+
+/// Where one batch of a write landed.
+struct AppendedPart {
     partition: i32,
     leader_epoch: i32,
     last_offset: i64,
-    /// `offsets.commit.timeout.ms` after the append.
-    deadline_ms: i64,
 }
 
 /// A group request's outcome: answered now, or a receiver for the parked answer.
@@ -216,12 +226,14 @@ impl GroupService {
     /// is served at once). Called at start, when the topic is created, and after every
     /// metadata change.
     pub(crate) fn reconcile(&self, shared: &Shared) {
-        let partitions = offsets_partitions(shared);
-        let led = led_partitions(shared, partitions);
         let now_ms = shared.now_ms();
         let mut to_load = false;
         {
             let mut inner = self.lock();
+            // What this broker leads, read under the group lock (group lock, then state
+            // lock): two reconciles cannot apply their views out of order.
+            let partitions = offsets_partitions(shared);
+            let led = led_partitions(shared, partitions);
             let held: Vec<(i32, i32)> = inner
                 .loaded
                 .iter()
@@ -253,7 +265,9 @@ impl GroupService {
     }
 
     /// The loader task: replay every partition marked loading, one after the other, each
-    /// time `reconcile` marks more.
+    /// time `reconcile` marks more. A load that fails (a read error, a batch that does
+    /// not decode) drops what it replayed and is tried again: a partition is never served
+    /// from part of its log.
     pub(crate) async fn run_loader(&self, shared: &Shared) {
         loop {
             self.load_wanted.notified().await;
@@ -263,55 +277,90 @@ impl GroupService {
                 if next.is_empty() {
                     break;
                 }
+                let mut failed = false;
                 for (partition, epoch) in next {
-                    self.load_partition(shared, partition, epoch).await;
+                    if let Err(why) = self.load_partition(shared, partition, epoch).await {
+                        tracing::warn!(partition, epoch, %why, "{OFFSETS_TOPIC} load failed: retrying");
+                        self.drop_partially_loaded(shared, partition, epoch);
+                        failed = true;
+                    }
                     tokio::task::yield_now().await;
+                }
+                if failed {
+                    tokio::time::sleep(LOAD_RETRY_BACKOFF).await;
                 }
             }
             self.deadline_changed.notify_one();
         }
     }
 
-    /// Replay one partition led in `epoch` from its log start to its log end, then serve
-    /// its groups; stops early if the partition was unloaded meanwhile (leadership moved).
-    async fn load_partition(&self, shared: &Shared, partition: i32, epoch: i32) {
+    /// Forget the groups a failed load of `partition` replayed (still loading in `epoch`).
+    fn drop_partially_loaded(&self, shared: &Shared, partition: i32, epoch: i32) {
+        let mut inner = self.lock();
+        if inner.loading.get(&partition) != Some(&epoch) {
+            return;
+        }
+        let partitions = offsets_partitions(shared);
+        let groups = groups_of(&inner.coordinator, partition, partitions);
+        inner.coordinator.unload(&groups);
+        drain(&mut inner, shared);
+    }
+
+    /// Replay one partition led in `epoch` from its log start to its log end, wait until
+    /// its high watermark reaches that end (a new leader's log past its high watermark is
+    /// not committed yet: serving it could hand out a generation or an offset a later
+    /// leader never had), then serve its groups. Returns early, fine, if the partition
+    /// was unloaded meanwhile (leadership moved); an error if the log could not be read.
+    async fn load_partition(
+        &self,
+        shared: &Shared,
+        partition: i32,
+        epoch: i32,
+    ) -> Result<(), String> {
         let mut offset = match shared.state().partition(OFFSETS_TOPIC, partition) {
             Ok(p) => p.log().log_start_offset(),
-            Err(_) => return,
+            Err(refusal) => return Err(refusal.message),
         };
         let mut replayed = 0;
         loop {
-            let read = shared.state().read_to_log_end(
-                OFFSETS_TOPIC,
-                partition,
-                offset,
-                ReadLimit::first_batch_whole(LOAD_READ_BYTES_MAX),
-            );
+            let (read, log_end) = {
+                let state = shared.state();
+                let read = state.read_to_log_end(
+                    OFFSETS_TOPIC,
+                    partition,
+                    offset,
+                    ReadLimit::first_batch_whole(LOAD_READ_BYTES_MAX),
+                );
+                let end = state
+                    .partition(OFFSETS_TOPIC, partition)
+                    .map(|p| p.log().log_end_offset());
+                (read, end)
+            };
+            let log_end = log_end.map_err(|refusal| refusal.message)?;
+            if offset >= log_end {
+                break;
+            }
             let batches = match read {
                 Ok(read) if !read.records.is_empty() => read.records,
-                Ok(_) => break,
+                Ok(_) => {
+                    return Err(format!(
+                        "nothing read at {offset}, below the log end {log_end}"
+                    ))
+                }
                 Err(refusal) => {
-                    tracing::warn!(partition, offset, error = ?refusal.error, "cannot read {OFFSETS_TOPIC}");
-                    break;
+                    return Err(format!("cannot read at {offset}: {}", refusal.message))
                 }
             };
             let decoded = match decode_batches(&batches) {
                 Ok(decoded) if decoded.next_offset > offset => decoded,
-                Ok(_) | Err(_) => {
-                    tracing::error!(
-                        partition,
-                        offset,
-                        "undecodable {OFFSETS_TOPIC} batch: load stops here"
-                    );
-                    break;
-                }
+                Ok(_) | Err(_) => return Err(format!("undecodable batch at {offset}")),
             };
             offset = decoded.next_offset;
             let now_ms = shared.now_ms();
             {
                 let mut inner = self.lock();
                 if inner.loading.get(&partition) != Some(&epoch) {
-                    return;
+                    return Ok(());
                 }
                 for record in &decoded.records {
                     if inner.coordinator.replay(record, now_ms) {
@@ -327,6 +376,24 @@ impl GroupService {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        // Serve only committed state: the high watermark catches up once the followers
+        // fetch (or the ISR shrinks to this leader).
+        loop {
+            let advanced = shared.appended.notified();
+            if self.lock().loading.get(&partition) != Some(&epoch) {
+                return Ok(());
+            }
+            let high_watermark = shared
+                .state()
+                .partition(OFFSETS_TOPIC, partition)
+                .map(|p| p.high_watermark())
+                .map_err(|refusal| refusal.message)?;
+            if high_watermark >= offset {
+                break;
+            }
+            crate::probe!(probe::GROUP_LOAD_AWAITED_HIGH_WATERMARK);
+            let _ = tokio::time::timeout(LOAD_RETRY_BACKOFF, advanced).await;
+        }
         let mut inner = self.lock();
         if inner.loading.get(&partition) == Some(&epoch) {
             // Served only while still led in that epoch; otherwise the next `reconcile`
@@ -340,6 +407,7 @@ impl GroupService {
                 "loaded {OFFSETS_TOPIC} partition"
             );
         }
+        Ok(())
     }
 
     /// The timer task: `tick` at the coordinator's next deadline (re-read whenever a
@@ -369,9 +437,12 @@ impl GroupService {
             // are bounds a loaded broker overshoots; `tick` decides by `now_ms`).
             let wait = faultline_core::buggify_duration!(wait, 1.0, 1.5);
             // `biased`: select! otherwise draws from an RNG the simulator does not seed.
+            // A deadline already passed is not put off by requests arriving (they notify
+            // `changed`), so a busy coordinator still expires sessions and join phases.
+            let due = wake_at <= now_ms;
             tokio::select! {
                 biased;
-                _ = changed => continue,
+                _ = changed, if !due => continue,
                 _ = appended, if waiting_writes => {}
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -447,7 +518,7 @@ fn unload_partition(inner: &mut Inner, partition: i32, partitions: Option<i32>, 
     inner.loading.remove(&partition);
     let (failed, kept): (Vec<PendingWrite>, Vec<PendingWrite>) = std::mem::take(&mut inner.pending)
         .into_iter()
-        .partition(|w| w.partition == partition);
+        .partition(|w| w.parts.iter().any(|part| part.partition == partition));
     inner.pending = kept;
     for write in failed {
         crate::probe!(probe::GROUP_WRITE_LEADERSHIP_LOST);
@@ -455,12 +526,7 @@ fn unload_partition(inner: &mut Inner, partition: i32, partitions: Option<i32>, 
             .coordinator
             .records_failed(write.token, error_code::NOT_COORDINATOR, now_ms);
     }
-    let groups: Vec<String> = inner
-        .coordinator
-        .group_ids()
-        .into_iter()
-        .filter(|g| partitions.is_none_or(|n| offsets_partition(g, n) == partition))
-        .collect();
+    let groups = groups_of(&inner.coordinator, partition, partitions);
     inner.coordinator.unload(&groups);
     crate::probe!(probe::GROUP_PARTITION_UNLOADED);
     tracing::info!(
@@ -468,6 +534,19 @@ fn unload_partition(inner: &mut Inner, partition: i32, partitions: Option<i32>, 
         groups = groups.len(),
         "unloaded {OFFSETS_TOPIC} partition"
     );
+}
+
+/// The groups the coordinator holds of `partition` (every group when the topic is gone).
+fn groups_of(
+    coordinator: &GroupCoordinator,
+    partition: i32,
+    partitions: Option<i32>,
+) -> Vec<String> {
+    coordinator
+        .group_ids()
+        .into_iter()
+        .filter(|g| partitions.is_none_or(|n| offsets_partition(g, n) == partition))
+        .collect()
 }
 
 /// The partition count of `__consumer_offsets`, if it exists: from the metadata image in
@@ -497,11 +576,9 @@ fn drain(inner: &mut Inner, shared: &Shared) {
         let now_ms = shared.now_ms();
         for write in writes {
             match append_group_records(shared, &write.records, now_ms) {
-                Ok((partition, appended)) => inner.pending.push(PendingWrite {
+                Ok(parts) => inner.pending.push(PendingWrite {
                     token: write.token,
-                    partition,
-                    leader_epoch: appended.leader_epoch,
-                    last_offset: appended.last_offset,
+                    parts,
                     deadline_ms: now_ms.saturating_add(shared.config.offsets_commit_timeout_ms),
                 }),
                 Err(refusal) => {
@@ -534,18 +611,35 @@ fn settle(inner: &mut Inner, shared: &Shared, now_ms: i64) -> bool {
         let state = shared.state();
         let mut outcomes = Vec::new();
         inner.pending.retain(|w| {
-            match state.produce_status(OFFSETS_TOPIC, w.partition, w.leader_epoch, w.last_offset) {
-                ProduceWait::Done(0) => outcomes.push((w.token, None)),
-                ProduceWait::Done(code) => outcomes.push((w.token, Some(code))),
-                ProduceWait::Waiting if now_ms >= w.deadline_ms => {
-                    outcomes.push((w.token, Some(ResponseError::RequestTimedOut.code())))
-                }
-                ProduceWait::Waiting => {
-                    crate::probe!(probe::GROUP_WRITE_AWAITED_REPLICATION);
-                    return true;
+            // A write is committed when every batch of it is; it fails with the first
+            // batch that failed.
+            let mut waiting = false;
+            for part in &w.parts {
+                let status = state.produce_status(
+                    OFFSETS_TOPIC,
+                    part.partition,
+                    part.leader_epoch,
+                    part.last_offset,
+                );
+                match status {
+                    ProduceWait::Done(0) => {}
+                    ProduceWait::Done(code) => {
+                        outcomes.push((w.token, Some(code)));
+                        return false;
+                    }
+                    ProduceWait::Waiting => waiting = true,
                 }
             }
-            false
+            if !waiting {
+                outcomes.push((w.token, None));
+                return false;
+            }
+            if now_ms >= w.deadline_ms {
+                outcomes.push((w.token, Some(ResponseError::RequestTimedOut.code())));
+                return false;
+            }
+            crate::probe!(probe::GROUP_WRITE_AWAITED_REPLICATION);
+            true
         });
         outcomes
     };
@@ -568,32 +662,41 @@ fn settle(inner: &mut Inner, shared: &Shared, now_ms: i64) -> bool {
     reported
 }
 
-/// Append one write's records as one batch to its group's partition (acks=all: the
-/// answer waits for the high watermark). Returns the partition and where it landed.
+/// Append one write's records, one batch per partition their groups belong to, in
+/// partition order (acks=all: the answer waits for the high watermark of each). Returns
+/// where each batch landed; the first refusal fails the write (batches appended before it
+/// stay, as a Kafka coordinator's would).
 fn append_group_records(
     shared: &Shared,
     records: &[crate::group::GroupRecord],
     now_ms: i64,
-) -> Result<(i32, Appended), Refusal> {
-    let first = records.first().expect("a write has records");
+) -> Result<Vec<AppendedPart>, Refusal> {
+    assert!(!records.is_empty(), "a write has records");
     let partitions = offsets_partitions(shared).ok_or_else(|| {
         Refusal::new(
             ResponseError::UnknownTopicOrPartition,
             format!("{OFFSETS_TOPIC} does not exist"),
         )
     })?;
-    let partition = offsets_partition(first.group(), partitions);
-    assert!(
-        records
-            .iter()
-            .all(|r| offsets_partition(r.group(), partitions) == partition),
-        "one write's records belong to one partition"
-    );
-    let batch = encode_batch(records, now_ms);
-    shared
-        .state()
-        .produce(OFFSETS_TOPIC, partition, &batch, -1, now_ms)
-        .map(|appended| (partition, appended))
+    let mut by_partition: BTreeMap<i32, Vec<crate::group::GroupRecord>> = BTreeMap::new();
+    for record in records {
+        by_partition
+            .entry(offsets_partition(record.group(), partitions))
+            .or_default()
+            .push(record.clone());
+    }
+    let mut parts = Vec::with_capacity(by_partition.len());
+    let mut state = shared.state();
+    for (partition, records) in by_partition {
+        let batch = encode_batch(&records, now_ms);
+        let appended: Appended = state.produce(OFFSETS_TOPIC, partition, &batch, -1, now_ms)?;
+        parts.push(AppendedPart {
+            partition,
+            leader_epoch: appended.leader_epoch,
+            last_offset: appended.last_offset,
+        });
+    }
+    Ok(parts)
 }
 
 /// Kafka's mapping of an append error to a group answer (`GroupMetadataManager`):

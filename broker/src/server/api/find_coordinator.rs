@@ -159,12 +159,15 @@ fn clustered_coordinator(shared: &Shared, key: &str) -> Result<(i32, String, u16
 
 /// Ask the active controller to create `__consumer_offsets` (Kafka creates it on the
 /// first FindCoordinator): `offsets.topic.num.partitions` partitions, compacted, the
-/// replication factor capped by the unfenced brokers registered. The caller answers
+/// replication factor capped by the brokers registered. The caller answers
 /// COORDINATOR_NOT_AVAILABLE until its leaders are known; clients retry.
 async fn create_clustered_offsets_topic(shared: &Shared) {
-    let brokers = shared.state().image().map_or(0, |image| {
-        image.brokers.values().filter(|b| !b.fenced).count()
-    });
+    // Every registered broker counts, fenced or not: a broker briefly fenced at start-up
+    // must not leave the topic with fewer replicas for good.
+    let brokers = shared
+        .state()
+        .image()
+        .map_or(0, |image| image.brokers.len());
     if brokers == 0 {
         return;
     }

@@ -31,6 +31,13 @@ pub(super) fn produce(
                         ResponseError::TransactionalIdAuthorizationFailed,
                         "transactions are not supported by this broker yet",
                     ))
+                } else if name == crate::server::group::OFFSETS_TOPIC {
+                    // Kafka's rule: clients never append to an internal topic (only the
+                    // group coordinator writes its records there).
+                    Err(Refusal::new(
+                        ResponseError::InvalidTopicException,
+                        format!("Cannot append to internal topic {name}"),
+                    ))
                 } else if !matches!(req.acks, -1..=1) {
                     Err(Refusal::new(
                         ResponseError::InvalidRequiredAcks,
