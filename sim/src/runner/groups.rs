@@ -432,8 +432,8 @@ fn groups_of(scenario: &Scenario) -> BTreeMap<String, (String, i32, bool)> {
 }
 
 /// After healing: wait until every group consumed to the end, that is, for every
-/// partition of its topic, its acknowledged commits (or, for a group that never
-/// commits, what it processed) reach the partition's log end. Then the members close.
+/// partition of its topic, its committed offset as the coordinator answers it (or, for a
+/// group that never commits, what it processed) reaches the partition's log end. Then the members close.
 /// What is still short at `deadline`, if anything.
 pub(super) async fn settle(
     scenario: &Scenario,
@@ -468,16 +468,28 @@ pub(super) async fn settle(
 }
 
 /// Ok when every group reached every log end; Err naming the first partition short of
-/// it; None when a log end offset could not be read.
+/// it; None when an offset could not be read. A committing group's committed offsets are
+/// asked of its coordinator (what a restarted member would resume from), not taken from
+/// the history.
 async fn short_of_end(
     client: &mut Client,
     groups: &BTreeMap<String, (String, i32, bool)>,
     rec: &Shared,
 ) -> Option<Result<(), String>> {
     for (group, (topic, partitions, commits)) in groups {
+        let committed = match commits {
+            true => Some(committed_offsets(client, group, topic).await?),
+            false => None,
+        };
         for partition in 0..*partitions {
             let end = client.list_offset(topic, partition, -1).await.ok()?;
-            let reached = reached(rec, group, topic, partition, *commits);
+            let reached = match &committed {
+                Some(offsets) => offsets
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(0),
+                None => processed_end(rec, group, topic, partition),
+            };
             if reached < end {
                 let what = if *commits { "committed" } else { "processed" };
                 return Some(Err(format!(
@@ -489,24 +501,72 @@ async fn short_of_end(
     Some(Ok(()))
 }
 
-/// How far a group got on a partition: its highest acknowledged commit, or (never
-/// committing) one past the highest offset it processed.
-fn reached(rec: &Shared, group: &str, topic: &str, partition: i32, commits: bool) -> i64 {
-    let r = rec.lock().unwrap();
-    let ops = r.history.ops.iter().filter(|o| {
-        o.group.as_deref() == Some(group) && o.topic == topic && o.partition == partition
-    });
-    if commits {
-        ops.filter(|o| o.kind == OpKind::Commit && o.phase == Phase::Ok)
-            .filter_map(|o| o.offset)
-            .max()
-            .unwrap_or(0)
-    } else {
-        ops.filter(|o| o.kind == OpKind::Process)
-            .flat_map(|o| o.records.iter().map(|(offset, _)| offset + 1))
-            .max()
-            .unwrap_or(0)
+/// The committed offsets of `group` for `topic`, asked of the group's coordinator
+/// (FindCoordinator through any broker, then OffsetFetch); None when no answer.
+async fn committed_offsets(
+    client: &mut Client,
+    group: &str,
+    topic: &str,
+) -> Option<BTreeMap<(String, i32), i64>> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, GroupId, OffsetFetchRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let s = |text: &str| StrBytes::from_string(text.to_string());
+    if client.brokers().is_empty() {
+        client.refresh_metadata(Some(&[]), false).await.ok()?;
     }
+    let brokers: Vec<i32> = client.brokers().keys().copied().collect();
+    let mut coordinator = None;
+    for id in brokers {
+        let Ok(conn) = client.connection(id).await else {
+            continue;
+        };
+        conn.pin_version(ApiKey::FindCoordinator, 2);
+        let req = FindCoordinatorRequest::default().with_key(s(group));
+        if let Ok(resp) = conn.request(&req).await {
+            if resp.error_code == 0 {
+                coordinator = Some(resp.node_id.0);
+                break;
+            }
+        }
+    }
+    let conn = client.connection(coordinator?).await.ok()?;
+    conn.pin_version(ApiKey::OffsetFetch, 7);
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(None);
+    let resp = conn.request(&req).await.ok()?;
+    if resp.error_code != 0 {
+        return None;
+    }
+    Some(
+        resp.topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+                    .map(|p| ((t.name.to_string(), p.partition_index), p.committed_offset))
+            })
+            .collect(),
+    )
+}
+
+/// One past the highest offset of a partition a (never committing) group processed.
+fn processed_end(rec: &Shared, group: &str, topic: &str, partition: i32) -> i64 {
+    let r = rec.lock().unwrap();
+    r.history
+        .ops
+        .iter()
+        .filter(|o| {
+            o.kind == OpKind::Process
+                && o.group.as_deref() == Some(group)
+                && o.topic == topic
+                && o.partition == partition
+        })
+        .flat_map(|o| o.records.iter().map(|(offset, _)| offset + 1))
+        .max()
+        .unwrap_or(0)
 }
 
 /// `groups_stable_after`: the first generation a group formed between `after` and the end

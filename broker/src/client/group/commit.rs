@@ -170,7 +170,18 @@ impl GroupConsumer {
         }
         let deadline = Instant::now() + Duration::from_millis(self.config.default_api_timeout_ms);
         let mut unknown: Option<String> = None;
+        let generation = self.generation;
         loop {
+            // A retry never goes out under another generation: an async commit drained on
+            // the way may have lost this one (Java fails such a commit locally).
+            if self.generation != generation {
+                let message =
+                    format!("generation {generation} was lost while the commit was retried");
+                return match unknown {
+                    Some(_) => CommitResult::Unknown { message },
+                    None => CommitResult::NotSent { message },
+                };
+            }
             let req = self.commit_request(offsets);
             let last = match self.coordinator().await {
                 Err(e) => CommitResult::NotSent {
