@@ -44,6 +44,8 @@ def group_broker(tmp_path):
     b = BrokerProcess(data, ["--override", "group.initial.rebalance.delay.ms=0"]).start()
     yield b
     b.stop(kill=True)
+    # Shown by pytest only when the test failed.
+    print(f"broker log {os.path.abspath(b.log_path)}, last lines:\n{b.log()[-2000:]}")
 
 
 @pytest.fixture
@@ -54,6 +56,9 @@ def group_cluster(tmp_path):
         yield c
     finally:
         c.stop()
+        # Shown by pytest only when the test failed.
+        for name in sorted(c.nodes()) if os.path.exists(os.path.join(c.data_dir, "nodes.txt")) else []:
+            print(f"{name} log: {os.path.join(c.data_dir, name, 'node.log')}")
 
 
 def names(client):
