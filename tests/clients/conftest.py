@@ -1,8 +1,12 @@
-"""Fixtures for the real-client tests: a faultline broker on a free loopback port.
+"""Fixtures for the real-client tests: a faultline broker on a free loopback port, and a
+local cluster of 3 brokers and 3 controllers.
 
 The broker binary comes from FAULTLINE_BIN (tests/run-all builds it and sets it)."""
 
 import os
+import random
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -69,6 +73,99 @@ class BrokerProcess:
                 return f.read().decode(errors="replace")[-4000:]
         except OSError:
             return "<no log>"
+
+
+def ports_free(ports):
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+class LocalCluster:
+    """`faultline cluster`: 3 controllers and 3 brokers, each its own process (ids and pids
+    in nodes.txt), so that any node can be killed with SIGKILL and restarted. `overrides`:
+    more broker settings (KEY=VALUE)."""
+
+    def __init__(self, data_dir, overrides=()):
+        self.data_dir = str(data_dir)
+        for _ in range(50):
+            base = random.randint(20000, 40000)
+            if ports_free([base + i for i in range(3)] + [base + 100 + i for i in range(3)]):
+                break
+        self.base = base
+        self.bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+        self.voters = ",".join(f"{1001 + i}@127.0.0.1:{base + 100 + i}" for i in range(3))
+        self.log = open(os.path.join(self.data_dir, "cluster.log"), "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "cluster", "--base-port", str(base), "--data-dir", self.data_dir,
+             "--override", "replica.lag.time.max.ms=5000",
+             "--controller-override", "broker.session.timeout.ms=4000",
+             *[arg for o in overrides for arg in ("--override", o)]],
+            stdout=self.log, stderr=self.log)
+        self.restarted = []
+
+    def nodes(self):
+        """name -> (pid, command) from nodes.txt."""
+        path = os.path.join(self.data_dir, "nodes.txt")
+        out = {}
+        with open(path) as f:
+            for line in f:
+                name, pid, command = line.rstrip("\n").split("\t", 2)
+                out[name] = (int(pid.split()[1]), command)
+        return out
+
+    def quorum(self):
+        return subprocess.run([BIN, "metadata-quorum", "--voters", self.voters],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def wait_ready(self, brokers=3, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if os.path.exists(os.path.join(self.data_dir, "nodes.txt")):
+                out = self.quorum()
+                live = [l for l in out.splitlines() if l.startswith("broker ") and "fenced" not in l]
+                if len(live) >= brokers and "active true" in out:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"cluster not ready: {self.quorum()}")
+
+    def active_controller(self):
+        m = re.search(r"controller (\d+): .*active true", self.quorum())
+        assert m, self.quorum()
+        return f"controller-{int(m.group(1)) - 1000}"
+
+    def kill(self, name):
+        pid, _ = self.nodes()[name]
+        os.kill(pid, signal.SIGKILL)
+
+    def restart(self, name):
+        _, command = self.nodes()[name]
+        log = open(os.path.join(self.data_dir, name, "node.log"), "ab")
+        self.restarted.append(subprocess.Popen(command.split(" "), stdout=log, stderr=log))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for p in self.restarted:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = LocalCluster(tmp_path)
+    try:
+        c.wait_ready()
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture

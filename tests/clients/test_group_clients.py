@@ -1,15 +1,22 @@
-"""Consumer groups with real clients on a standalone broker: kcat -G, confluent-kafka
-subscribe(), kafka-python and aiokafka with a group_id, kafkajs consumer.run().
+"""Consumer groups with real clients: kcat -G, confluent-kafka subscribe(), kafka-python
+and aiokafka with a group_id, kafkajs consumer.run().
 
-For each client: one member consumes the first records and commits, and leaves; two members
-in separate processes share the topic; one is killed with SIGKILL (no LeaveGroup), and once
-its session times out the other takes over its partitions. Every record produced must be
-consumed by the group (at least once: duplicates allowed, none missing), the second phase
-starts where the first one committed, and `faultline consumer-groups --describe` shows the
-survivor holding every partition with no lag."""
+On a standalone broker, for each client: one member consumes the first records and commits,
+and leaves; two members in separate processes share the topic; one is killed with SIGKILL
+(no LeaveGroup), and once its session times out the other takes over its partitions. Every
+record produced must be consumed by the group (at least once: duplicates allowed, none
+missing), the second phase starts where the first one committed, and `faultline
+consumer-groups --describe` shows the survivor holding every partition with no lag.
+
+On a cluster of 3 brokers (a topic with replication factor 3), for each client: two members
+share the topic and commit; while they consume more, the broker that coordinates the group
+and one member are killed with SIGKILL at once; the coordinator moves to another broker,
+which loads the committed offsets, and the survivor takes over every partition and goes on
+from the committed offsets; every record is consumed and nothing is left to read."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +28,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from conftest import BIN, BrokerProcess
+from conftest import BIN, BrokerProcess, LocalCluster
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, "node")
@@ -37,6 +44,35 @@ def group_broker(tmp_path):
     b = BrokerProcess(data, ["--override", "group.initial.rebalance.delay.ms=0"]).start()
     yield b
     b.stop(kill=True)
+    # Shown by pytest only when the test failed.
+    print(f"broker log {os.path.abspath(b.log_path)}, last lines:\n{b.log()[-2000:]}")
+
+
+@pytest.fixture
+def group_cluster(tmp_path):
+    c = LocalCluster(tmp_path, ["group.initial.rebalance.delay.ms=0"])
+    try:
+        c.wait_ready()
+        yield c
+    finally:
+        c.stop()
+        # Shown by pytest only when the test failed.
+        for name in sorted(c.nodes()) if os.path.exists(os.path.join(c.data_dir, "nodes.txt")) else []:
+            print(f"{name} log: {os.path.join(c.data_dir, name, 'node.log')}")
+
+
+def names(client):
+    """A fresh topic and group for one test."""
+    tag = uuid.uuid4().hex[:6]
+    return f"grp-{client}-{tag}", f"g-{client}-{tag}"
+
+
+def create_topic(addr, topic, replication_factor=1, config=None):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": addr})
+    new = NewTopic(topic, num_partitions=PARTITIONS, replication_factor=replication_factor, config=config or {})
+    admin.create_topics([new])[topic].result(timeout=30)
 
 
 def member_argv(client, addr, topic, group):
@@ -115,9 +151,14 @@ class Member:
         else:
             self.errors.append(event)
 
-    def values(self):
+    def values(self, since=0):
+        """The values consumed, from the `since`-th record on (see `count`)."""
         with self.lock:
-            return {v for _, _, v in self.records}
+            return {v for _, _, v in self.records[since:]}
+
+    def count(self):
+        with self.lock:
+            return len(self.records)
 
     def assignment(self):
         with self.lock:
@@ -160,23 +201,27 @@ def wait_for(what, condition, members, timeout=60):
     raise AssertionError(f"timed out waiting for {what}:\n" + "\n\n".join(m.output() for m in members))
 
 
-def produce(addr, topic, start, count):
-    """Values v-START .. v-(START+COUNT-1), round robin over the partitions."""
+def produce(addr, topic, start, count, timeout=30):
+    """Values v-START .. v-(START+COUNT-1), round robin over the partitions, acks=all."""
     p = Producer({"bootstrap.servers": addr, "acks": "all", "linger.ms": 5})
     errors = []
     for i in range(start, start + count):
         p.produce(topic, value=f"v-{i}".encode(), partition=i % PARTITIONS, on_delivery=lambda err, _m: err and errors.append(err))
-    assert p.flush(30) == 0
+    assert p.flush(timeout) == 0
     assert not errors, errors
     return {f"v-{i}" for i in range(start, start + count)}
 
 
-def describe(addr, group):
-    """`faultline consumer-groups --describe --group G`: the rows, as dicts by column."""
-    out = subprocess.run(
-        [BIN, "consumer-groups", "--bootstrap-server", addr, "--describe", "--group", group],
+def consumer_groups(addr, group, *more):
+    return subprocess.run(
+        [BIN, "consumer-groups", "--bootstrap-server", addr, "--describe", "--group", group, *more],
         capture_output=True, timeout=60, text=True,
     )
+
+
+def describe(addr, group):
+    """`faultline consumer-groups --describe --group G`: the rows, as dicts by column."""
+    out = consumer_groups(addr, group)
     assert out.returncode == 0, out
     lines = out.stdout.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith("GROUP "))
@@ -185,12 +230,25 @@ def describe(addr, group):
     return rows, out.stdout
 
 
+def coordinator(addr, group):
+    """The id of the broker coordinating `group`, from `--describe --state`."""
+    out = consumer_groups(addr, group, "--state")
+    assert out.returncode == 0, out
+    m = re.search(r"^" + re.escape(group) + r"\s+\S+:\d+ \((\d+)\)", out.stdout, re.M)
+    assert m, out.stdout
+    return int(m.group(1))
+
+
 def wait_no_lag(addr, group, consumer_id=None, timeout=30):
     """Until every partition has a committed offset at the log end (and, given
-    `consumer_id`, is held by that member); returns the rows."""
+    `consumer_id`, is held by that member); returns the rows. A describe that fails (the
+    coordinator moving in a cluster) is tried again."""
     deadline = time.time() + timeout
     while True:
-        rows, text = describe(addr, group)
+        try:
+            rows, text = describe(addr, group)
+        except AssertionError as e:
+            rows, text = [], str(e)
         ok = len(rows) == PARTITIONS and all(r["LAG"] == "0" for r in rows)
         if ok and consumer_id is not None:
             ok = all(r["CONSUMER-ID"] == consumer_id for r in rows)
@@ -208,16 +266,28 @@ def require(client):
         pytest.fail("kafkajs is not installed: run `npm ci` in tests/clients/node (tests/run-all does)")
 
 
+def start_pair(client, addr, topic, group, members):
+    """Members a then b (appended to `members`), once they share the partitions."""
+    a = Member(client, addr, topic, group, "a")
+    members.append(a)
+    wait_for("member a's assignment", lambda: a.assignment(), [a])
+    b = Member(client, addr, topic, group, "b")
+    members.append(b)
+
+    def shared():
+        pa, pb = a.assignment(), b.assignment()
+        return pa and pb and sorted(pa + pb) == list(range(PARTITIONS))
+
+    wait_for("a and b to share the partitions", shared, [a, b])
+    return a, b
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_group_members_share_take_over_and_commit(group_broker, client):
     require(client)
     addr = group_broker.addr
-    topic = f"grp-{client}-{uuid.uuid4().hex[:6]}"
-    group = f"g-{client}-{uuid.uuid4().hex[:6]}"
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": addr})
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(timeout=30)
+    topic, group = names(client)
+    create_topic(addr, topic)
 
     # Phase 1: one member consumes the first batch, commits, and leaves.
     first_batch = produce(addr, topic, 0, BATCH)
@@ -231,17 +301,7 @@ def test_group_members_share_take_over_and_commit(group_broker, client):
         assert all(r["CONSUMER-ID"] == "-" for r in rows), text
 
         # Phase 2: two members share the partitions.
-        a = Member(client, addr, topic, group, "a")
-        members.append(a)
-        wait_for("member a's assignment", lambda: a.assignment(), [a])
-        b = Member(client, addr, topic, group, "b")
-        members.append(b)
-
-        def shared():
-            pa, pb = a.assignment(), b.assignment()
-            return pa and pb and sorted(pa + pb) == list(range(PARTITIONS))
-
-        wait_for("a and b to share the partitions", shared, [a, b])
+        a, b = start_pair(client, addr, topic, group, members)
         b_partitions = b.assignment()
         second_batch = produce(addr, topic, BATCH, BATCH)
         wait_for("a and b to consume the second batch", lambda: second_batch <= a.values() | b.values(), [a, b])
@@ -275,6 +335,61 @@ def test_group_members_share_take_over_and_commit(group_broker, client):
         assert all(r["CONSUMER-ID"] == "-" for r in rows), rows
         for m in members:
             assert not m.errors, m.output()
+    finally:
+        for m in members:
+            m.kill()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_group_survives_its_coordinator_and_a_member_killed_on_a_cluster(group_cluster, client):
+    require(client)
+    addr = group_cluster.bootstrap
+    topic, group = names(client)
+    create_topic(addr, topic, replication_factor=3, config={"min.insync.replicas": "2"})
+    first_batch = produce(addr, topic, 0, BATCH)
+    members = []
+    try:
+        a, b = start_pair(client, addr, topic, group, members)
+        wait_for("a and b to consume the first batch", lambda: first_batch <= a.values() | b.values(), [a, b])
+        wait_no_lag(addr, group)
+        old = coordinator(addr, group)
+        seen_before = a.count()
+
+        # While the members consume and commit the second batch, the coordinator and member
+        # b die at once (SIGKILL: no LeaveGroup, nothing flushed); then the third batch.
+        second_batch = produce(addr, topic, BATCH, BATCH)
+        group_cluster.kill(f"broker-{old}")
+        b.kill()
+        t_kill = time.time()
+        third_batch = produce(addr, topic, 2 * BATCH, BATCH, timeout=60)
+        produced = time.time() - t_kill
+        everything = first_batch | second_batch | third_batch
+        wait_for(
+            "a to take over every partition and consume the rest",
+            lambda: a.assignment() == list(range(PARTITIONS)) and third_batch <= a.values()
+            and everything <= a.values() | b.values(),
+            [a],
+            timeout=90,
+        )
+        took_over = time.time() - t_kill
+        # The new coordinator had the committed offsets: nothing of the first batch again.
+        again = first_batch & a.values(since=seen_before)
+        assert not again, f"{len(again)} records of the committed first batch consumed again, e.g. {sorted(again)[:5]}"
+        consumed = a.values() | b.values()
+        assert consumed <= everything
+
+        rows = wait_no_lag(addr, group, timeout=60)
+        holders = {r["CONSUMER-ID"] for r in rows}
+        assert len(holders) == 1 and "-" not in holders, rows
+        assert all(r["LOG-END-OFFSET"] == str(3 * BATCH // PARTITIONS) for r in rows), rows
+        new = coordinator(addr, group)
+        assert new != old, f"broker {old} was killed but still coordinates {group}"
+        print(f"coordinator {old} -> {new}; after the kill, the third batch acknowledged in {produced:.1f} s, "
+              f"a holding every partition and done with it in {took_over:.1f} s")
+        print(f"a's errors (a broker died): {a.errors[:5]}")
+        a.terminate()
+        rows = wait_no_lag(addr, group)
+        assert all(r["CONSUMER-ID"] == "-" for r in rows), rows
     finally:
         for m in members:
             m.kill()

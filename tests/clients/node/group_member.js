@@ -1,5 +1,6 @@
 // One kafkajs member of a consumer group, run as its own process by
-// tests/clients/test_group_clients.py: node group_member.js BOOTSTRAP TOPIC GROUP.
+// tests/clients/test_group_clients.py: node group_member.js BOOTSTRAP TOPIC GROUP
+// (BOOTSTRAP: host:port, comma-separated).
 // It subscribes from the beginning, lets kafkajs commit after each batch, and prints one JSON
 // object a line on stdout, as group_member.py does:
 //   {"event": "assigned", "partitions": [...]}  after each rebalance
@@ -16,7 +17,7 @@ function emit(obj) {
 async function main() {
   const kafka = new Kafka({
     clientId: "kafkajs-member",
-    brokers: [addr],
+    brokers: addr.split(","),
     logLevel: logLevel.ERROR,
     retry: { retries: 20, initialRetryTime: 100, maxRetryTime: 1000 },
   });
