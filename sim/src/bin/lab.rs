@@ -351,6 +351,61 @@ mod lab {
         })
     }
 
+    /// Each cell's scenario written to `dir/<name>.toml` (so any seed replays with `cargo
+    /// lab repro`) and loaded back; Err(2) after saying why on stderr.
+    fn cell_scenarios(dir: &Path, cells: &[(String, String)]) -> Result<Vec<Scenario>, i32> {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: {}: {e}", dir.display());
+            return Err(2);
+        }
+        let mut scenarios = Vec::new();
+        for (name, toml) in cells {
+            let path = dir.join(format!("{name}.toml"));
+            if let Err(e) = std::fs::write(&path, toml) {
+                eprintln!("error: {}: {e}", path.display());
+                return Err(2);
+            }
+            match scenario::load(&path) {
+                Ok(s) => scenarios.push(s),
+                Err(e) => {
+                    eprintln!("error: generated cell scenario is invalid: {e}");
+                    return Err(2);
+                }
+            }
+        }
+        Ok(scenarios)
+    }
+
+    /// Seeds 1..=`seeds` of every cell scenario (twice each with `twice`), each seed's
+    /// report written, and what `judge` makes of each seed (with a nondeterministic second
+    /// run added to its problems by `add_problem`), by cell index.
+    fn run_cells<T: Send + 'static>(
+        scenarios: &[Scenario],
+        seeds: u64,
+        (jobs, twice): (usize, bool),
+        reports: &Path,
+        commit: &str,
+        judge: fn(&Outcome) -> T,
+        add_problem: fn(&mut T, String),
+    ) -> Vec<(usize, T)> {
+        let work: Vec<(usize, u64)> = (0..scenarios.len())
+            .flat_map(|i| (1..=seeds).map(move |seed| (i, seed)))
+            .collect();
+        let reports_dir = reports.to_path_buf();
+        let commit = commit.to_string();
+        run_all(scenarios, work, jobs, twice, move |s, outcome, again| {
+            let failed = outcome.verdict != Verdict::Pass;
+            if let Err(e) = report::write_with(&reports_dir, s, &outcome, &commit, failed) {
+                eprintln!("warning: could not write a report: {e}");
+            }
+            let mut found = judge(&outcome);
+            if let Some(problem) = differs(&outcome, again) {
+                add_problem(&mut found, problem);
+            }
+            found
+        })
+    }
+
     fn run_delivery(
         seeds: u64,
         cells: Vec<delivery::Cell>,
@@ -358,48 +413,29 @@ mod lab {
         jobs: usize,
         reports: &Path,
     ) -> i32 {
-        let dir = reports.join("delivery");
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("error: {}: {e}", dir.display());
-            return 2;
-        }
-        let mut scenarios = Vec::new();
-        for c in &cells {
-            let path = dir.join(format!("{}.toml", c.name()));
-            if let Err(e) = std::fs::write(&path, c.scenario_toml()) {
-                eprintln!("error: {}: {e}", path.display());
-                return 2;
-            }
-            match scenario::load(&path) {
-                Ok(s) => scenarios.push(s),
-                Err(e) => {
-                    eprintln!("error: generated cell scenario is invalid: {e}");
-                    return 2;
-                }
-            }
-        }
-        let work: Vec<(usize, u64)> = (0..scenarios.len())
-            .flat_map(|i| (1..=seeds).map(move |seed| (i, seed)))
+        let named: Vec<(String, String)> = cells
+            .iter()
+            .map(|c| (c.name(), c.scenario_toml()))
             .collect();
+        let scenarios = match cell_scenarios(&reports.join("delivery"), &named) {
+            Ok(scenarios) => scenarios,
+            Err(code) => return code,
+        };
         println!(
             "lab matrix (delivery semantics): {} cells x {seeds} seeds over {jobs} jobs",
             cells.len()
         );
         let commit = commit();
         let started = std::time::Instant::now();
-        let reports_dir = reports.to_path_buf();
-        let commit_for_reports = commit.clone();
-        let outcomes = run_all(&scenarios, work, jobs, twice, move |s, outcome, again| {
-            let failed = outcome.verdict != Verdict::Pass;
-            if let Err(e) =
-                report::write_with(&reports_dir, s, &outcome, &commit_for_reports, failed)
-            {
-                eprintln!("warning: could not write a report: {e}");
-            }
-            let mut found = delivery_finding(&outcome);
-            found.problems.extend(differs(&outcome, again));
-            found
-        });
+        let outcomes = run_cells(
+            &scenarios,
+            seeds,
+            (jobs, twice),
+            reports,
+            &commit,
+            delivery_finding,
+            |found, problem| found.problems.push(problem),
+        );
         let mut results: Vec<delivery::CellResult> = cells
             .iter()
             .zip(&scenarios)
@@ -445,49 +481,29 @@ mod lab {
             );
             return 2;
         }
-        // Each cell's scenario is a file, so any seed replays with `cargo lab repro`.
-        let dir = reports.join("matrix");
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("error: {}: {e}", dir.display());
-            return 2;
-        }
-        let mut scenarios = Vec::new();
-        for c in &cells {
-            let path = dir.join(format!("{}.toml", c.name()));
-            if let Err(e) = std::fs::write(&path, c.scenario_toml()) {
-                eprintln!("error: {}: {e}", path.display());
-                return 2;
-            }
-            match scenario::load(&path) {
-                Ok(s) => scenarios.push(s),
-                Err(e) => {
-                    eprintln!("error: generated cell scenario is invalid: {e}");
-                    return 2;
-                }
-            }
-        }
-        let work: Vec<(usize, u64)> = (0..scenarios.len())
-            .flat_map(|i| (1..=seeds).map(move |seed| (i, seed)))
+        let named: Vec<(String, String)> = cells
+            .iter()
+            .map(|c| (c.name(), c.scenario_toml()))
             .collect();
+        let scenarios = match cell_scenarios(&reports.join("matrix"), &named) {
+            Ok(scenarios) => scenarios,
+            Err(code) => return code,
+        };
         println!(
             "lab matrix: {} cells x {seeds} seeds over {jobs} jobs",
             cells.len()
         );
         let commit = commit();
         let started = std::time::Instant::now();
-        let reports_dir = reports.to_path_buf();
-        let commit_for_reports = commit.clone();
-        let outcomes = run_all(&scenarios, work, jobs, twice, move |s, outcome, again| {
-            let failed = outcome.verdict != Verdict::Pass;
-            if let Err(e) =
-                report::write_with(&reports_dir, s, &outcome, &commit_for_reports, failed)
-            {
-                eprintln!("warning: could not write a report: {e}");
-            }
-            let mut found = finding(&outcome);
-            found.problems.extend(differs(&outcome, again));
-            found
-        });
+        let outcomes = run_cells(
+            &scenarios,
+            seeds,
+            (jobs, twice),
+            reports,
+            &commit,
+            finding,
+            |found, problem| found.problems.push(problem),
+        );
         let mut results: Vec<CellResult> = cells
             .iter()
             .zip(&scenarios)
