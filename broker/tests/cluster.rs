@@ -551,6 +551,22 @@ async fn the_group_coordinator_fails_over_with_its_partition() {
     let mut cluster = Cluster::start().await;
     let bootstrap = cluster.bootstrap();
     let group = "payments";
+    let mut admin = Client::new(&bootstrap, "admin", TIMEOUT);
+    for _ in 0..100 {
+        let topic = NewTopic {
+            name: "orders".into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: Default::default(),
+        };
+        if let Ok(mut results) = admin.create_topics(&[topic]).await {
+            if results.remove(0).1.is_ok() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_leader(&bootstrap, "orders").await;
     let (first, addr) = find_coordinator(&bootstrap, group, None).await;
     let mut conn = faultline::client::Connection::connect(&addr, "t", TIMEOUT)
         .await

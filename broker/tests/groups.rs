@@ -395,6 +395,31 @@ async fn delete_groups_spanning_two_offsets_partitions_and_no_client_appends() {
         offsets_partition(b, OFFSETS_PARTITIONS)
     );
     assert_eq!(find_coordinator(&mut conn, a).await.error_code, 0);
+    // A commit for a topic the broker does not have is refused per partition, as Kafka
+    // does (librdkafka's 0030 checks it).
+    let mut code = 0;
+    for _ in 0..50 {
+        code = simple_commit(&mut conn, a).await;
+        if code == ResponseError::UnknownTopicOrPartition.code() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
+    let mut admin = Client::new(&addr, "admin", TIMEOUT);
+    let topic = NewTopic {
+        name: "t".into(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: Default::default(),
+    };
+    admin
+        .create_topics(&[topic])
+        .await
+        .unwrap()
+        .remove(0)
+        .1
+        .unwrap();
     // The coordinator serves once the (empty) partitions are loaded.
     let mut code = -1;
     for _ in 0..50 {
