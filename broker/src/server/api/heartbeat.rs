@@ -13,6 +13,12 @@ pub(super) fn heartbeat(shared: &Shared, req: &HeartbeatRequest) -> HeartbeatRes
     let error = serve_group_now(shared, &request.group_id, |c, _, now| {
         Some(c.heartbeat(&request, now))
     })
-    .unwrap_or_else(|code| code);
+    .unwrap_or_else(|code| match code {
+        // Kafka's rule: a coordinator still loading the group answers a heartbeat with no
+        // error (the member stays, its session is checked once loaded). Clients treat
+        // COORDINATOR_LOAD_IN_PROGRESS on a heartbeat as fatal (aiokafka stops).
+        code if code == ResponseError::CoordinatorLoadInProgress.code() => 0,
+        code => code,
+    });
     HeartbeatResponse::default().with_error_code(error)
 }
