@@ -87,7 +87,8 @@ pub fn write_with(
     if with_history {
         let mut history = std::io::BufWriter::new(std::fs::File::create(&history_path)?);
         for op in &outcome.history.ops {
-            serde_json::to_writer(&mut history, op).expect("op serializes");
+            // A full disk surfaces here as an error (serde wraps the write), not a panic.
+            serde_json::to_writer(&mut history, op)?;
             history.write_all(b"\n")?;
         }
         history.flush()?;
@@ -97,7 +98,7 @@ pub fn write_with(
     }
     let mut events = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
     for e in &outcome.events {
-        serde_json::to_writer(&mut events, e).expect("event serializes");
+        serde_json::to_writer(&mut events, e)?;
         events.write_all(b"\n")?;
     }
     events.flush()?;

@@ -113,6 +113,22 @@ fn reports_name_the_repro_command_and_the_violation() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_an_error_from_the_report_writer_not_a_panic() {
+    let s = short(load("unsynced-acks-lost.toml"));
+    let outcome = run_seed(&s, 1);
+    assert!(!outcome.history.ops.is_empty());
+    let root = std::env::temp_dir().join(format!("faultline-full-disk-{}", std::process::id()));
+    let dir = report::run_dir(&root, &s).join("1");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    std::os::unix::fs::symlink("/dev/full", dir.join("history.jsonl")).unwrap();
+    let error = report::write(&root, &s, &outcome, "test").expect_err("the disk is full");
+    assert_eq!(error.raw_os_error(), Some(28), "{error}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
 /// A scenario from text, as if it were a file under tests/lab/.
 fn scenario_from(name: &str, text: &str) -> Scenario {
     scenario::parse(Path::new(&format!("tests/lab/{name}.toml")), text).expect("valid scenario")

@@ -57,9 +57,10 @@ mod lab {
             /// Where run reports go.
             #[arg(long, default_value = "reports")]
             reports: PathBuf,
-            /// Write history.jsonl for every seed (`all`) or only for failing seeds
-            /// (`failing`: a standard-scenario history is ~16 MB; `repro` rewrites any).
-            #[arg(long, value_enum, default_value = "all")]
+            /// Write history.jsonl for every seed (`all`), or only for seeds that failed or
+            /// found an anomaly, expected or not (`failing`, the default: every suite's
+            /// histories together are ~400 MB; `repro` rewrites any seed's exactly).
+            #[arg(long, value_enum, default_value = "failing")]
             histories: Histories,
             /// Shrink every failing seed afterwards (as `cargo lab shrink`, at most 100
             /// runs each), writing the smallest scenarios to reports/shrunk/.
@@ -245,6 +246,8 @@ mod lab {
         exit_code: i32,
         /// The coverage probes the seed reached.
         probes: Vec<String>,
+        /// Why the seed's report files could not be written (a full disk, say).
+        report_error: Option<String>,
     }
 
     fn finding(outcome: &Outcome) -> SeedFinding {
@@ -730,6 +733,21 @@ mod lab {
             check_determinism,
             reports,
         );
+        let unwritten: Vec<&String> = results
+            .iter()
+            .filter_map(|(_, seed)| seed.report_error.as_ref())
+            .collect();
+        if let Some(first) = unwritten.first() {
+            // The verdicts above stand (they do not depend on the files), but the run's
+            // reports are incomplete: say so, and fail the run.
+            eprintln!(
+                "error: {} of {} seed reports could not be written (first: {first}); \
+                 the verdicts above stand, rerun a seed with `cargo lab repro`",
+                unwritten.len(),
+                results.len()
+            );
+        }
+        let report_code = if unwritten.is_empty() { 0 } else { 1 };
         let coverage_code = check_coverage(&scenarios, &results, &suites, print_coverage, reports);
         if shrink_failing {
             for (i, seed) in results.iter().filter(|(_, s)| !s.passed) {
@@ -740,7 +758,7 @@ mod lab {
         results
             .iter()
             .map(|(_, seed)| seed.exit_code)
-            .chain([coverage_code])
+            .chain([coverage_code, report_code])
             .max()
             .unwrap_or(0)
     }
@@ -829,13 +847,18 @@ mod lab {
             }
         }
         let passed = reasons.is_empty() && outcome.verdict == Verdict::Pass;
-        let with_history = histories == Histories::All || !passed;
-        if let Err(e) = report::write_with(reports_dir, s, &outcome, commit, with_history) {
-            eprintln!(
-                "warning: could not write the report of {} seed {}: {e}",
-                s.name, outcome.seed
-            );
-        }
+        let anomalous = !outcome.violations.is_empty() || !outcome.invariants.is_empty();
+        let with_history = histories == Histories::All || !passed || anomalous;
+        let report_error = report::write_with(reports_dir, s, &outcome, commit, with_history)
+            .err()
+            .map(|e| {
+                let error = format!("{}: {e}", report::run_dir(reports_dir, s).display());
+                eprintln!(
+                    "error: could not write the report of {} seed {} under {error}",
+                    s.name, outcome.seed
+                );
+                error
+            });
         SeedSummary {
             seed: outcome.seed,
             simulated_ns: outcome.simulated_ns,
@@ -844,6 +867,7 @@ mod lab {
             reasons,
             exit_code,
             probes: outcome.probes.keys().cloned().collect(),
+            report_error,
         }
     }
 
