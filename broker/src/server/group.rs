@@ -22,7 +22,7 @@
 
 use super::Shared;
 use crate::group::records::{decode_batches, encode_batch};
-use crate::group::{GroupCoordinator, RequestToken, Response, WriteToken};
+use crate::group::{GroupCoordinator, ListedGroup, RequestToken, Response, WriteToken};
 use crate::kafka_rules::error_code;
 use crate::log::ReadLimit;
 use crate::mix::SplitMix64;
@@ -214,9 +214,19 @@ impl GroupService {
         }
     }
 
-    /// A read-only look at the coordinator (ListGroups: every group loaded here).
-    pub(crate) fn read<T>(&self, read: impl FnOnce(&GroupCoordinator) -> T) -> T {
-        read(&self.lock().coordinator)
+    /// ListGroups: the groups in one of `states` (any state when empty) of the partitions
+    /// loaded here, and whether a partition is still loading (then Kafka answers
+    /// COORDINATOR_LOAD_IN_PROGRESS beside the groups it has).
+    pub(crate) fn list(&self, shared: &Shared, states: &[String]) -> (Vec<ListedGroup>, bool) {
+        let inner = self.lock();
+        let partitions = offsets_partitions(shared);
+        let groups = inner
+            .coordinator
+            .list_groups(states)
+            .into_iter()
+            .filter(|g| serving(&inner.loaded, partitions, &g.group_id))
+            .collect();
+        (groups, !inner.loading.is_empty())
     }
 
     /// Bring what is loaded here in line with what this broker leads: a
@@ -400,6 +410,8 @@ impl GroupService {
             // (after the metadata that moved it) unloads it.
             inner.loading.remove(&partition);
             inner.loaded.insert(partition, epoch);
+            let groups = groups_of(&inner.coordinator, partition, offsets_partitions(shared));
+            inner.coordinator.loaded(&groups, shared.now_ms());
             tracing::info!(
                 partition,
                 epoch,
@@ -407,6 +419,9 @@ impl GroupService {
                 "loaded {OFFSETS_TOPIC} partition"
             );
         }
+        drop(inner);
+        // The loaded groups' timers start now.
+        self.deadline_changed.notify_one();
         Ok(())
     }
 
@@ -422,11 +437,12 @@ impl GroupService {
             let now_ms = shared.now_ms();
             let (next, waiting_writes) = {
                 let inner = self.lock();
+                let partitions = offsets_partitions(shared);
                 let write_deadline = inner.pending.iter().map(|w| w.deadline_ms).min();
-                let next = [inner.coordinator.next_deadline(), write_deadline]
-                    .into_iter()
-                    .flatten()
-                    .min();
+                let group_deadline = inner
+                    .coordinator
+                    .next_deadline_where(|g| serving(&inner.loaded, partitions, g));
+                let next = [group_deadline, write_deadline].into_iter().flatten().min();
                 (next, !inner.pending.is_empty())
             };
             let wake_at = next.map_or(expire_at, |d| d.min(expire_at));
@@ -447,10 +463,16 @@ impl GroupService {
                 _ = tokio::time::sleep(wait) => {}
             }
             let now_ms = shared.now_ms();
-            let mut inner = self.lock();
-            inner.coordinator.tick(now_ms);
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            // Only groups of loaded partitions: a loading partition's groups are not served
+            // yet, so their timers do not run (they start when the load completes).
+            let partitions = offsets_partitions(shared);
+            let loaded = &inner.loaded;
+            let served = |g: &str| serving(loaded, partitions, g);
+            inner.coordinator.tick_where(now_ms, served);
             if now_ms >= expire_at {
-                let expired = inner.coordinator.expire(now_ms);
+                let expired = inner.coordinator.expire_where(now_ms, served);
                 if !expired.offsets.is_empty() || !expired.groups.is_empty() {
                     tracing::info!(
                         offsets = expired.offsets.len(),
@@ -460,9 +482,15 @@ impl GroupService {
                 }
                 expire_at = now_ms.saturating_add(check_ms);
             }
-            drain(&mut inner, shared);
+            drain(inner, shared);
         }
     }
+}
+
+/// Whether `group_id` is served here: its partition is loaded (not loading, not led
+/// elsewhere). `partitions`: the topic's partition count, if it exists.
+fn serving(loaded: &BTreeMap<i32, i32>, partitions: Option<i32>, group_id: &str) -> bool {
+    partitions.is_some_and(|n| loaded.contains_key(&offsets_partition(group_id, n)))
 }
 
 /// `ownership` with the service's lock held.

@@ -669,8 +669,15 @@ impl GroupCoordinator {
     /// session timeout, then expired member sessions, then the join phase's deadline,
     /// then the SyncGroup deadline.
     pub fn tick(&mut self, now_ms: i64) {
+        self.tick_where(now_ms, |_| true)
+    }
+
+    /// As [`tick`](Self::tick), for the groups `serving` accepts only: the groups of a
+    /// partition still loading are not served yet, so their sessions and join phases do not
+    /// run out (Kafka starts their timers when the load completes: [`loaded`](Self::loaded)).
+    pub fn tick_where(&mut self, now_ms: i64, serving: impl Fn(&str) -> bool) {
         let before = self.generations();
-        let group_ids: Vec<String> = self.groups.keys().cloned().collect();
+        let group_ids: Vec<String> = self.groups.keys().filter(|g| serving(g)).cloned().collect();
         for group_id in &group_ids {
             self.expire_pending_members(group_id, now_ms);
             self.expire_sessions(group_id, now_ms);

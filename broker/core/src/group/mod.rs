@@ -423,7 +423,17 @@ impl GroupCoordinator {
 
     /// The earliest time at which [`tick`](Self::tick) has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.groups.values().filter_map(group_deadline).min()
+        self.next_deadline_where(|_| true)
+    }
+
+    /// As [`next_deadline`](Self::next_deadline), over the groups `serving` accepts
+    /// (a coordinator still loading a partition keeps its groups' timers stopped).
+    pub fn next_deadline_where(&self, serving: impl Fn(&str) -> bool) -> Option<i64> {
+        self.groups
+            .iter()
+            .filter(|(group_id, _)| serving(group_id))
+            .filter_map(|(_, group)| group_deadline(group))
+            .min()
     }
 
     fn respond(&mut self, token: RequestToken, response: Response) {

@@ -369,11 +369,20 @@ impl GroupCoordinator {
     /// the tombstones leave as one [`Write`] nothing waits on (if it fails, the offsets
     /// come back at the next load, as in Kafka).
     pub fn expire(&mut self, now_ms: i64) -> Expired {
+        self.expire_where(now_ms, |_| true)
+    }
+
+    /// As [`expire`](Self::expire), over the groups `serving` accepts only (a partition
+    /// still loading may yet replay a newer commit of an offset that looks expired).
+    pub fn expire_where(&mut self, now_ms: i64, serving: impl Fn(&str) -> bool) -> Expired {
         let before = self.generations();
         let retention_ms = self.config.offsets_retention_ms;
         let mut expired = Expired::default();
         let mut records = Vec::new();
         for (group_id, group) in self.groups.iter_mut() {
+            if !serving(group_id) {
+                continue;
+            }
             let keys = expired_offsets(group, now_ms, retention_ms);
             if !keys.is_empty() {
                 crate::probe!(probe::GROUP_OFFSETS_EXPIRED);

@@ -416,6 +416,20 @@ impl GroupCoordinator {
         true
     }
 
+    /// The groups of `group_ids` are served from now on (their partition finished
+    /// loading): every member's session starts again at `now_ms`, as Kafka schedules each
+    /// loaded member's heartbeat expiration when the load completes. Heartbeats that arrived
+    /// during the load were answered without touching the group.
+    pub fn loaded(&mut self, group_ids: &[String], now_ms: i64) {
+        for group_id in group_ids {
+            if let Some(group) = self.groups.get_mut(group_id) {
+                for member in group.members.values_mut() {
+                    member.session_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+                }
+            }
+        }
+    }
+
     /// Drops groups this coordinator no longer owns; their parked requests are answered
     /// with NOT_COORDINATOR.
     pub fn unload(&mut self, group_ids: &[String]) {

@@ -1257,6 +1257,41 @@ fn replay_reproduces_the_state() {
 }
 
 #[test]
+fn a_loading_groups_timers_wait_for_the_load_and_restart_with_it() {
+    let mut shell = Shell::new(config());
+    let (members, generation) = shell.stable(&["a", "b"]);
+    assert_eq!(
+        shell.commit_errors(&members[0], generation, &[("t", 0, 5)]),
+        [NONE]
+    );
+    // Replayed slowly: the records at 100, the load done at 100 + 3 sessions.
+    let mut loading = GroupCoordinator::new(config());
+    for record in &shell.log {
+        assert!(loading.replay(record, 100));
+    }
+    let not_served = |_: &str| false;
+    let late = 100 + 3 * i64::from(SESSION_MS);
+    assert_eq!(loading.next_deadline_where(not_served), None);
+    loading.tick_where(late, not_served);
+    let expired = loading.expire_where(i64::MAX / 2, not_served);
+    assert!(expired.offsets.is_empty() && expired.groups.is_empty());
+    assert!(loading.take_writes().is_empty(), "a loading group wrote");
+    assert_eq!(loading.group_state(G), Some(GroupState::Stable));
+    // Served from the end of the load: the sessions start there, not at the replay.
+    loading.loaded(&[G.to_string()], late);
+    assert_eq!(loading.next_deadline(), Some(late + i64::from(SESSION_MS)));
+    loading.tick(late + 1);
+    assert_eq!(loading.group_state(G), Some(GroupState::Stable));
+    // Without the load's restart, the same tick would have expired both members.
+    let mut unrestarted = GroupCoordinator::new(config());
+    for record in &shell.log {
+        assert!(unrestarted.replay(record, 100));
+    }
+    unrestarted.tick(late + 1);
+    assert_ne!(unrestarted.group_state(G), Some(GroupState::Stable));
+}
+
+#[test]
 fn unload_answers_parked_requests_with_not_coordinator() {
     let mut shell = Shell::new(config());
     let (members, _) = shell.stable(&["a", "b"]);

@@ -1,4 +1,5 @@
-//! ListGroups (v0-4; v4 filters by state, KIP-518): the groups coordinated here.
+//! ListGroups (v0-4; v4 filters by state, KIP-518): the groups coordinated here, and
+//! COORDINATOR_LOAD_IN_PROGRESS while a partition of them is still loading (as Kafka).
 
 use super::*;
 
@@ -12,9 +13,8 @@ pub(super) fn list_groups(
     } else {
         Vec::new()
     };
-    let groups = shared
-        .groups
-        .read(|c| c.list_groups(&states))
+    let (groups, loading) = shared.groups.list(shared, &states);
+    let groups = groups
         .into_iter()
         .map(|g| {
             list_groups_response::ListedGroup::default()
@@ -23,5 +23,12 @@ pub(super) fn list_groups(
                 .with_group_state(str_bytes(if version >= 4 { g.state.name() } else { "" }))
         })
         .collect();
-    ListGroupsResponse::default().with_groups(groups)
+    let error = if loading {
+        ResponseError::CoordinatorLoadInProgress.code()
+    } else {
+        0
+    };
+    ListGroupsResponse::default()
+        .with_error_code(error)
+        .with_groups(groups)
 }
