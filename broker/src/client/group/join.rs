@@ -167,6 +167,10 @@ impl GroupConsumer {
             );
         // The answer waits for every member to rejoin: up to the rebalance timeout.
         let wait = Duration::from_millis(self.config.max_poll_interval_ms.max(0) as u64 + 5_000);
+        self.emit(GroupEvent::JoinSent {
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+        });
         let resp = self.coordinator_request(&req, Some(wait)).await?;
         let code = resp.error_code;
         if code == ResponseError::MemberIdRequired.code() {
@@ -186,6 +190,17 @@ impl GroupConsumer {
             ClientError::Protocol(format!("the coordinator chose unknown protocol {name:?}"))
         })?;
         let assignments = if resp.leader == resp.member_id {
+            self.emit(GroupEvent::Led {
+                generation: resp.generation_id,
+                members: resp
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let instance = m.group_instance_id.as_ref().map(|i| i.to_string());
+                        (m.member_id.to_string(), instance)
+                    })
+                    .collect(),
+            });
             self.lead(protocol, &resp.members).await?
         } else {
             Vec::new()

@@ -112,6 +112,15 @@ pub enum CommitResult {
 /// One thing that happened to the member, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupEvent {
+    /// A JoinGroup is about to be sent: `member_id` as sent (empty for a new member before
+    /// KIP-394 gives it one), `generation` the member's last completed one (-1 before).
+    JoinSent { member_id: String, generation: i32 },
+    /// This member leads `generation`: the members the coordinator put in it, each with
+    /// its `group.instance.id` if static (what the leader assigns among).
+    Led {
+        generation: i32,
+        members: Vec<(String, Option<String>)>,
+    },
     /// A generation completed: `partitions` is the whole owned set, kept ones included.
     Assigned {
         generation: i32,
