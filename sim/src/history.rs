@@ -97,6 +97,11 @@ pub struct Op {
     /// Group operations: the member id the coordinator gave this member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// Join info (recorded by the generation's leader): the members the coordinator put in
+    /// the generation without a `group.instance.id` (static members may stay in one
+    /// without rejoining; dynamic ones may not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 /// A whole history, in the order operations were recorded. A consumer process has at most
@@ -161,10 +166,14 @@ pub enum Anomaly {
     StaleCommit,
     /// One record processed more than once by the members of one group.
     ProcessedTwice,
+    /// A generation held a dynamic member (no `group.instance.id`) that had not asked to
+    /// join since its previous generation: the coordinator kept a member that did not
+    /// rejoin during the join phase (Kafka removes it when the phase ends).
+    AbsentMember,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 15] = [
+    pub const ALL: [Anomaly; 16] = [
         Anomaly::LostWrite,
         Anomaly::Unseen,
         Anomaly::Duplicate,
@@ -180,6 +189,7 @@ impl Anomaly {
         Anomaly::CommitSkip,
         Anomaly::StaleCommit,
         Anomaly::ProcessedTwice,
+        Anomaly::AbsentMember,
     ];
 
     /// The kebab-case name used in scenario files and reports.
@@ -200,6 +210,7 @@ impl Anomaly {
             Anomaly::CommitSkip => "commit-skip",
             Anomaly::StaleCommit => "stale-commit",
             Anomaly::ProcessedTwice => "processed-twice",
+            Anomaly::AbsentMember => "absent-member",
         }
     }
 }

@@ -368,7 +368,13 @@ fn anomalies(md: &mut String, scenario: &Scenario, outcome: &Outcome) {
             found.len()
         );
         for v in found.iter().take(EXAMPLES_PER_ANOMALY) {
-            let _ = writeln!(md, "- {}/{}: {}\n\n  ```", v.topic, v.partition, v.message);
+            // A group-wide anomaly has no partition: its "topic" is the group.
+            let place = if v.partition < 0 {
+                v.topic.clone()
+            } else {
+                format!("{}/{}", v.topic, v.partition)
+            };
+            let _ = writeln!(md, "- {place}: {}\n\n  ```", v.message);
             for index in v.ops.iter().take(10) {
                 if let Some(op) = outcome.history.ops.get(*index) {
                     let _ = writeln!(md, "  {}", op_line(op));

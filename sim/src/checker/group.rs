@@ -651,6 +651,87 @@ pub(crate) fn group_violations_in(history: &History, index: &Index<'_>) -> Vec<V
     violations.extend(commit_skips_in(history, index, &groups));
     violations.extend(stale_commits_in(history, &groups));
     violations.extend(processed_twice_in(history));
+    violations.extend(absent_members_in(history));
+    violations
+}
+
+// ---------------------------------------------------------------------------------------
+// absent-member
+
+/// Per group: each generation's dynamic members, as its leader recorded them (Join info),
+/// must each have asked to join (a Join invoke carrying that member id) after their own
+/// previous generation (their last Join ok before it): a JoinGroup is how a member enters
+/// a join phase, and Kafka drops a dynamic member that sends none before the phase ends.
+/// A new member id must have been sent at least once (KIP-394: every member sends its id
+/// before it is put in a generation). One violation per (generation, member); ops: the
+/// leader's record, the member's previous Join ok, its last Join invoke.
+pub fn absent_members(history: &History) -> Vec<Violation> {
+    let mut violations = absent_members_in(history);
+    sort_violations(&mut violations);
+    violations
+}
+
+fn absent_members_in(history: &History) -> Vec<Violation> {
+    // Per (group, member id): its last Join invoke, and its last Join ok with generation.
+    let mut asked: BTreeMap<(&str, &str), &Op> = BTreeMap::new();
+    let mut joined: BTreeMap<(&str, &str), &Op> = BTreeMap::new();
+    let mut violations = Vec::new();
+    for op in &history.ops {
+        let (OpKind::Join, Some(group)) = (op.kind, op.group.as_deref()) else {
+            continue;
+        };
+        match (op.phase, op.member.as_deref()) {
+            (Phase::Invoke, Some(member)) => {
+                asked.insert((group, member), op);
+            }
+            (Phase::Ok, Some(member)) => {
+                joined.insert((group, member), op);
+            }
+            (Phase::Info, _) => {
+                let Some(generation) = op.generation else {
+                    continue;
+                };
+                for member in &op.members {
+                    let key = (group, member.as_str());
+                    let previous = joined
+                        .get(&key)
+                        .copied()
+                        .filter(|j| j.generation.is_some_and(|g| g < generation));
+                    let last_ask = asked.get(&key).copied();
+                    let rejoined = match (last_ask, previous) {
+                        (Some(ask), Some(previous)) => ask.index > previous.index,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                    if rejoined {
+                        continue;
+                    }
+                    let since = match previous {
+                        Some(p) => format!(
+                            "since it joined generation {} at {}",
+                            p.generation.unwrap_or(-1),
+                            time(p.time_ns)
+                        ),
+                        None => "ever".to_string(),
+                    };
+                    let message = format!(
+                        "group {group} generation {generation} (led by {}, formed by {}) held \
+                         member {member}, which had not sent a JoinGroup {since}: a dynamic \
+                         member that does not rejoin is removed when the join phase ends",
+                        op.process,
+                        time(op.time_ns)
+                    );
+                    let ops = [Some(op), previous, last_ask]
+                        .into_iter()
+                        .flatten()
+                        .map(|o| o.index)
+                        .collect();
+                    violations.push(violation(Anomaly::AbsentMember, (group, -1), message, ops));
+                }
+            }
+            _ => {}
+        }
+    }
     violations
 }
 
@@ -1154,6 +1235,67 @@ mod tests {
                 &[commit.done, commit.invoke, read.done],
             )],
         );
+    }
+
+    // --- absent-member
+
+    #[test]
+    fn a_member_kept_in_a_generation_it_never_rejoined_is_absent() {
+        let mut h = Case::new();
+        h.join(a()).ok_in(1);
+        let previous = h.join(b()).ok_in(1);
+        h.led(a(), 1, &["m1", "m2"]);
+        // m1 rejoins for generation 2; m2 is frozen and sends nothing, yet is kept.
+        h.join(a()).ok_in(2);
+        let led = h.led(a(), 2, &["m1", "m2"]);
+        let found = absent_members(&h.history);
+        assert_eq!(
+            found[0].message,
+            "group g generation 2 (led by c1, formed by t=0.008s) held member m2, which had \
+             not sent a JoinGroup since it joined generation 1 at t=0.004s: a dynamic member \
+             that does not rejoin is removed when the join phase ends"
+        );
+        check_case(
+            &h,
+            &[(
+                Anomaly::AbsentMember,
+                &[led, previous.done, previous.invoke],
+            )],
+        );
+    }
+
+    #[test]
+    fn members_that_rejoined_or_were_removed_are_not_absent() {
+        let mut h = Case::new();
+        h.join(a()).ok_in(1);
+        h.join(b()).ok_in(1);
+        h.led(a(), 1, &["m1", "m2"]);
+        // Generation 2: both asked again (m2's join still in flight when the leader hears).
+        h.join(a()).ok_in(2);
+        let pending = h.join(b()).pending();
+        h.led(a(), 2, &["m1", "m2"]);
+        h.complete_group(pending, Phase::Ok, Some(2));
+        // Generation 3 without m2: it did not rejoin and is not listed.
+        h.join(a()).ok_in(3);
+        h.led(a(), 3, &["m1"]);
+        // A new member is listed after sending its id once.
+        let c = Member::new("c3", "g", "m3");
+        h.join(c).pending();
+        h.join(a()).ok_in(4);
+        h.led(a(), 4, &["m1", "m3"]);
+        check_case(&h, &[]);
+    }
+
+    #[test]
+    fn a_member_id_never_sent_is_absent() {
+        let mut h = Case::new();
+        h.join(a()).ok_in(1);
+        let led = h.led(a(), 1, &["m1", "m9"]);
+        let found = absent_members(&h.history);
+        assert!(found[0]
+            .message
+            .contains("held member m9, which had not sent a JoinGroup ever"));
+        check_case(&h, &[(Anomaly::AbsentMember, &[led])]);
     }
 
     // --- stale-commit

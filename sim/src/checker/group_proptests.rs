@@ -104,6 +104,13 @@ impl Model {
         self.generation += 1;
         let generation = self.generation;
         let invokes: Vec<usize> = chosen.iter().map(|&m| self.join_invoke(m)).collect();
+        // The leader (the first chosen) hears who is in the generation.
+        if let Some(&leader) = chosen.first() {
+            let members: Vec<String> = chosen.iter().map(|&m| self.ids[m].clone()).collect();
+            let members: Vec<&str> = members.iter().map(String::as_str).collect();
+            let leader = Member::new(MEMBERS[leader], GROUP, &self.ids[leader]);
+            self.case.led(leader, generation, &members);
+        }
         for (&m, invoke) in chosen.iter().zip(invokes) {
             self.case
                 .complete_group(invoke, Phase::Ok, Some(generation));
@@ -517,6 +524,43 @@ proptest! {
             offset,
         );
         assert_found(&case, Anomaly::StaleCommit, |v| v.ops[0] == planted)?;
+    }
+
+    /// A listed member's JoinGroup for the generation never went out (its invokes since its
+    /// previous generation are taken back): the generation holds a member that did not
+    /// rejoin.
+    #[test]
+    fn a_generation_holding_a_member_that_did_not_rejoin_is_absent(
+        steps in steps(),
+        choice: usize,
+    ) {
+        let mut case = valid_case(&steps);
+        let history = &case.history;
+        // (the leader's record, the member, its previous Join ok) for members listed in a
+        // generation after one they had joined.
+        let mut listed = Vec::new();
+        for led in group_ops(history, OpKind::Join, Phase::Info) {
+            let generation = led.generation.unwrap();
+            for member in &led.members {
+                let previous = group_ops(history, OpKind::Join, Phase::Ok)
+                    .filter(|op| op.index < led.index && op.member.as_ref() == Some(member))
+                    .filter(|op| op.generation.unwrap() < generation)
+                    .map(|op| op.index)
+                    .last();
+                if let Some(previous) = previous {
+                    listed.push((led.index, member.clone(), previous));
+                }
+            }
+        }
+        let Some((led, member, previous)) = pick(&listed, choice) else {
+            return Ok(());
+        };
+        for op in &mut case.history.ops[previous..led] {
+            if op.kind == OpKind::Join && op.phase == Phase::Invoke && op.member.as_ref() == Some(&member) {
+                op.member = None;
+            }
+        }
+        assert_found(&case, Anomaly::AbsentMember, |v| v.ops[0] == led)?;
     }
 
     /// Another process processes a record a member processed.

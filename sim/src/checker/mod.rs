@@ -10,9 +10,10 @@
 //! - [`failed_visible`], [`corrupt_reads`] (`failed.rs`): reads of records the broker
 //!   refused, and batches that fail their checks.
 //! - [`split_ownership`], [`commit_regressions`], [`commit_skips`], [`stale_commits`],
-//!   [`processed_twice`] (`group.rs`): consumer groups: two owners of a partition in one
-//!   generation, a committed offset going back, a commit past records no member
-//!   processed, a commit the coordinator should have refused, a record processed twice.
+//!   [`processed_twice`], [`absent_members`] (`group.rs`): consumer groups: two owners of a
+//!   partition in one generation, a committed offset going back, a commit past records no
+//!   member processed, a commit the coordinator should have refused, a record processed
+//!   twice, a generation holding a member that never rejoined.
 //!   [`group_stats`] gives the report each group's rebalances and lag over time.
 //!
 //! Architecture invariant: the checkers know only the history. They do not know the
@@ -48,8 +49,8 @@ pub use aborted::aborted_reads;
 pub use duplicate::{duplicates, inconsistent_offsets};
 pub use failed::{corrupt_reads, failed_visible};
 pub use group::{
-    commit_regressions, commit_skips, group_stats, processed_twice, split_ownership, stale_commits,
-    GroupStats, GroupSummary, LagPoint, PartitionLag, Rebalance,
+    absent_members, commit_regressions, commit_skips, group_stats, processed_twice,
+    split_ownership, stale_commits, GroupStats, GroupSummary, LagPoint, PartitionLag, Rebalance,
 };
 pub use lost::{lost_writes, unseen};
 pub use order::{nonmonotonic_polls, nonmonotonic_sends, poll_skips};

@@ -174,6 +174,14 @@ impl Case {
         GroupCall { case: self, invoke }
     }
 
+    /// `leader` was given `generation`'s dynamic members (as the lab records a JoinGroup
+    /// answer to the leader).
+    pub fn led(&mut self, leader: Member<'_>, generation: i32, members: &[&str]) -> usize {
+        let mut op = leader.op(OpKind::Join, Phase::Info, Some(generation), "", -1);
+        op.members = members.iter().map(|m| m.to_string()).collect();
+        self.push(op)
+    }
+
     /// `member` owns `topic`/`partition` in `generation`.
     pub fn assign(
         &mut self,
@@ -441,6 +449,7 @@ fn blank(process: &str, kind: OpKind, phase: Phase, topic: &str, partition: i32)
         group: None,
         generation: None,
         member: None,
+        members: Vec::new(),
     }
 }
 
@@ -491,6 +500,7 @@ pub(crate) fn assert_report_well_formed(case: &Case, found: &[crate::history::Vi
             Anomaly::CommitSkip => super::commit_skips(&case.history),
             Anomaly::StaleCommit => super::stale_commits(&case.history),
             Anomaly::ProcessedTwice => super::processed_twice(&case.history),
+            Anomaly::AbsentMember => super::absent_members(&case.history),
         };
         let from_check: Vec<_> = found
             .iter()

@@ -107,7 +107,6 @@ pub(super) async fn member_loop(run: MemberRun, fetch: faultline::client::Consum
     // a revoke before the rejoin), not when poll returns.
     let book = Arc::new(Mutex::new(Book::new(&run)));
     consumer.set_listener(Box::new(BookListener(book.clone())));
-    book.lock().unwrap().join_invoke();
     let processing = spec
         .processing
         .as_ref()
@@ -275,15 +274,32 @@ impl Book {
         o
     }
 
-    fn join_invoke(&self) {
-        let mut o = op(&self.name, OpKind::Join, Phase::Invoke, "", -1);
-        o.group = Some(self.group.clone());
-        record(&self.rec, o);
-    }
-
     /// Record one group event as it happens.
     fn event(&mut self, event: &GroupEvent) {
         match event {
+            GroupEvent::JoinSent {
+                member_id,
+                generation,
+            } => {
+                // Join invoke: the member (as sent) asks to join after `generation`.
+                let mut o = op(&self.name, OpKind::Join, Phase::Invoke, "", -1);
+                o.group = Some(self.group.clone());
+                o.generation = Some(*generation);
+                o.member = Some(member_id.clone()).filter(|m| !m.is_empty());
+                record(&self.rec, o);
+            }
+            GroupEvent::Led {
+                generation,
+                members,
+            } => {
+                let mut o = self.op(OpKind::Join, Phase::Info, "", -1, *generation);
+                o.members = members
+                    .iter()
+                    .filter(|(_, instance)| instance.is_none())
+                    .map(|(member, _)| member.clone())
+                    .collect();
+                record(&self.rec, o);
+            }
             GroupEvent::Assigned {
                 generation,
                 member_id,
@@ -311,7 +327,6 @@ impl Book {
                         self.op(OpKind::Revoke, Phase::Ok, t, *p, *generation),
                     );
                 }
-                self.join_invoke();
             }
             GroupEvent::Lost {
                 generation,
@@ -322,7 +337,6 @@ impl Book {
                     o.error = Some("lost".into());
                     record(&self.rec, o);
                 }
-                self.join_invoke();
             }
             GroupEvent::Positioned {
                 topic,

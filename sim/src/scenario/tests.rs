@@ -77,7 +77,7 @@ fn errors_name_file_line_and_field() {
         "at = \"40s\"",
         "s.toml:22: fault[0].at: is after the end of the run (duration)",
     );
-    check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read, failed-visible, corrupt-read, split-ownership, commit-regression, commit-skip, stale-commit, processed-twice, invariant, liveness)");
+    check_error("duplicate = \"allowed\"", "duplicates = \"allowed\"", "s.toml:28: expect.duplicates: unknown anomaly (known: lost-write, unseen, duplicate, inconsistent-offsets, nonmonotonic-send, nonmonotonic-poll, poll-skip, aborted-read, failed-visible, corrupt-read, split-ownership, commit-regression, commit-skip, stale-commit, processed-twice, absent-member, invariant, liveness)");
     check_error(
         "\"log.flush.interval.messages\" = \"1\"",
         "\"log.flush.interval.messages\" = \"x\"",
