@@ -136,6 +136,8 @@ probes! {
         "a coordinator write was answered only once the high watermark passed it";
     GROUP_LOAD_AWAITED_HIGH_WATERMARK = "group.load-awaited-high-watermark":
         "a new coordinator replayed its partition and waited for the high watermark to reach its log end before serving";
+    GROUP_REQUEST_AWAITED_LOAD = "group.request-awaited-load":
+        "a group request waited for its new coordinator's high watermark to catch up, instead of answering COORDINATOR_LOAD_IN_PROGRESS";
     GROUP_WRITE_LEADERSHIP_LOST = "group.write-leadership-lost":
         "a coordinator write failed because its partition's leader changed before it committed";
 }

@@ -29,7 +29,7 @@ use crate::mix::SplitMix64;
 use crate::probe;
 use crate::state::{Appended, ProduceWait, Refusal};
 use kafka_protocol::ResponseError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
@@ -62,6 +62,9 @@ pub enum Ownership {
     Serving,
     /// This broker leads the partition and is replaying it.
     Loading,
+    /// Replayed to its log end; waiting for the high watermark to reach that end before
+    /// serving (the followers' next fetch). Requests wait this out (`until_caught_up`).
+    CatchingUp,
     /// Another broker (or none) coordinates the group.
     NotCoordinator,
     /// `__consumer_offsets` does not exist yet.
@@ -73,7 +76,9 @@ impl Ownership {
     pub fn error(self) -> Option<i16> {
         match self {
             Ownership::Serving => None,
-            Ownership::Loading => Some(ResponseError::CoordinatorLoadInProgress.code()),
+            Ownership::Loading | Ownership::CatchingUp => {
+                Some(ResponseError::CoordinatorLoadInProgress.code())
+            }
             Ownership::NotCoordinator => Some(error_code::NOT_COORDINATOR),
             Ownership::NotAvailable => Some(error_code::COORDINATOR_NOT_AVAILABLE),
         }
@@ -87,6 +92,8 @@ pub(crate) struct GroupService {
     deadline_changed: Notify,
     /// Woken when a partition was marked loading (`run_loader` replays it).
     load_wanted: Notify,
+    /// Woken when a partition finished loading or was unloaded.
+    load_ended: Notify,
 }
 
 struct Inner {
@@ -99,6 +106,8 @@ struct Inner {
     loaded: BTreeMap<i32, i32>,
     /// Partitions led here (in that epoch) and still being replayed.
     loading: BTreeMap<i32, i32>,
+    /// Of `loading`, those replayed to their log end, waiting for the high watermark.
+    catching_up: BTreeSet<i32>,
     /// Writes appended and waiting for their partition's high watermark.
     pending: Vec<PendingWrite>,
     /// Draws new member ids' suffixes (seeded by the shell: deterministic in the lab).
@@ -137,11 +146,13 @@ impl GroupService {
                 token_next: 1,
                 loaded: BTreeMap::new(),
                 loading: BTreeMap::new(),
+                catching_up: BTreeSet::new(),
                 pending: Vec::new(),
                 ids: SplitMix64::new(seed ^ 0x6772_6f75_7073),
             }),
             deadline_changed: Notify::new(),
             load_wanted: Notify::new(),
+            load_ended: Notify::new(),
         }
     }
 
@@ -269,8 +280,39 @@ impl GroupService {
             drain(&mut inner, shared);
         }
         self.deadline_changed.notify_one();
+        self.load_ended.notify_waiters();
         if to_load {
             self.load_wanted.notify_one();
+        }
+    }
+
+    /// Wait, at most `offsets.commit.timeout.ms`, while a group of `group_ids` belongs to a
+    /// partition replayed here and waiting for its high watermark: that wait is a follower's
+    /// next fetch (up to `replica.fetch.wait.max.ms`), and clients retry
+    /// COORDINATOR_LOAD_IN_PROGRESS only a few times (librdkafka fails a commit after two).
+    /// Then the request is decided as usual: served, or refused with the error its group's
+    /// state asks for. A partition still being read answers COORDINATOR_LOAD_IN_PROGRESS at
+    /// once, as Kafka does.
+    pub(crate) async fn until_caught_up(&self, shared: &Shared, group_ids: &[&str]) {
+        let timeout = Duration::from_millis(shared.config.offsets_commit_timeout_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ended = self.load_ended.notified();
+            let catching_up = {
+                let inner = self.lock();
+                group_ids
+                    .iter()
+                    .any(|g| ownership_locked(&inner, shared, g) == Ownership::CatchingUp)
+            };
+            if !catching_up {
+                return;
+            }
+            crate::probe!(probe::GROUP_REQUEST_AWAITED_LOAD);
+            // madsim has no `timeout_at`: the time left, each round.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, ended).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -310,6 +352,7 @@ impl GroupService {
         if inner.loading.get(&partition) != Some(&epoch) {
             return;
         }
+        inner.catching_up.remove(&partition);
         let partitions = offsets_partitions(shared);
         let groups = groups_of(&inner.coordinator, partition, partitions);
         inner.coordinator.unload(&groups);
@@ -387,7 +430,14 @@ impl GroupService {
             }
         }
         // Serve only committed state: the high watermark catches up once the followers
-        // fetch (or the ISR shrinks to this leader).
+        // fetch (or the ISR shrinks to this leader). Requests arriving meanwhile wait.
+        {
+            let mut inner = self.lock();
+            if inner.loading.get(&partition) != Some(&epoch) {
+                return Ok(());
+            }
+            inner.catching_up.insert(partition);
+        }
         loop {
             let advanced = shared.appended.notified();
             if self.lock().loading.get(&partition) != Some(&epoch) {
@@ -409,6 +459,7 @@ impl GroupService {
             // Served only while still led in that epoch; otherwise the next `reconcile`
             // (after the metadata that moved it) unloads it.
             inner.loading.remove(&partition);
+            inner.catching_up.remove(&partition);
             inner.loaded.insert(partition, epoch);
             let groups = groups_of(&inner.coordinator, partition, offsets_partitions(shared));
             inner.coordinator.loaded(&groups, shared.now_ms());
@@ -420,8 +471,9 @@ impl GroupService {
             );
         }
         drop(inner);
-        // The loaded groups' timers start now.
+        // The loaded groups' timers start now, and requests waiting for them go on.
         self.deadline_changed.notify_one();
+        self.load_ended.notify_waiters();
         Ok(())
     }
 
@@ -499,6 +551,9 @@ fn ownership_locked(inner: &Inner, shared: &Shared, group_id: &str) -> Ownership
         return Ownership::NotAvailable;
     };
     let partition = offsets_partition(group_id, partitions);
+    if inner.catching_up.contains(&partition) {
+        return Ownership::CatchingUp;
+    }
     if inner.loading.contains_key(&partition) {
         return Ownership::Loading;
     }
@@ -544,6 +599,7 @@ fn led_partitions(shared: &Shared, partitions: Option<i32>) -> BTreeMap<i32, (i3
 fn unload_partition(inner: &mut Inner, partition: i32, partitions: Option<i32>, now_ms: i64) {
     inner.loaded.remove(&partition);
     inner.loading.remove(&partition);
+    inner.catching_up.remove(&partition);
     let (failed, kept): (Vec<PendingWrite>, Vec<PendingWrite>) = std::mem::take(&mut inner.pending)
         .into_iter()
         .partition(|w| w.parts.iter().any(|part| part.partition == partition));

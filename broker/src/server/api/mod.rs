@@ -296,6 +296,11 @@ async fn handle_group(
         }
         ApiKey::OffsetFetch => {
             let req = decode!(OffsetFetchRequest);
+            let mut ids: Vec<&str> = req.groups.iter().map(|g| g.group_id.as_str()).collect();
+            if version < 8 {
+                ids.push(req.group_id.as_str());
+            }
+            shared.groups.until_caught_up(shared, &ids).await;
             answer!(offset_fetch(shared, &req, version))
         }
         ApiKey::ListGroups => {
@@ -304,6 +309,8 @@ async fn handle_group(
         }
         ApiKey::DescribeGroups => {
             let req = decode!(DescribeGroupsRequest);
+            let ids: Vec<&str> = req.groups.iter().map(|g| g.as_str()).collect();
+            shared.groups.until_caught_up(shared, &ids).await;
             answer!(describe_groups(shared, &req, version))
         }
         ApiKey::DeleteGroups => answer!(delete_groups(shared, &decode!(DeleteGroupsRequest)).await),
@@ -326,6 +333,7 @@ async fn serve_group(
     group_id: &str,
     call: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Option<GroupResponse>,
 ) -> Result<GroupResponse, i16> {
+    shared.groups.until_caught_up(shared, &[group_id]).await;
     let outcome = shared.groups.request(shared, &[group_id], call)?;
     // Acknowledged only after the fsyncs its records caused.
     shared.wait_for_sync_cost().await;
