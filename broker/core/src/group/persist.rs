@@ -39,6 +39,11 @@ pub(super) enum Completion {
         partitions: Vec<(String, i32)>,
         results: Vec<PartitionError>,
     },
+    /// A consumer group heartbeat whose change is being written.
+    ConsumerHeartbeat {
+        request: RequestToken,
+        response: Box<consumer::ConsumerHeartbeatResponse>,
+    },
     /// Groups marked Dead, removed when committed; `states` to restore on failure.
     DeleteGroups {
         request: RequestToken,
@@ -87,6 +92,9 @@ impl GroupCoordinator {
     fn complete(&mut self, completion: Completion, now_ms: i64) {
         match completion {
             Completion::Nothing => {}
+            Completion::ConsumerHeartbeat { request, response } => {
+                self.respond(request, Response::ConsumerGroupHeartbeat(*response));
+            }
             Completion::OffsetCommit {
                 request,
                 group_id,
@@ -212,6 +220,18 @@ impl GroupCoordinator {
     fn fail(&mut self, completion: Completion, error: i16, now_ms: i64) {
         match completion {
             Completion::Nothing => {}
+            Completion::ConsumerHeartbeat { request, .. } => {
+                // The change stays in memory; the group's next write stores it whole.
+                let response = consumer::ConsumerHeartbeatResponse {
+                    error,
+                    error_message: None,
+                    member_id: None,
+                    member_epoch: -1,
+                    heartbeat_interval_ms: 0,
+                    assignment: None,
+                };
+                self.respond(request, Response::ConsumerGroupHeartbeat(response));
+            }
             Completion::OffsetCommit {
                 request,
                 group_id,
@@ -374,6 +394,26 @@ impl GroupCoordinator {
             GroupRecord::GroupMetadata { .. } => self.load_group_metadata(record, now_ms),
             GroupRecord::GroupTombstone { group } => {
                 self.drop_group(group);
+                true
+            }
+            GroupRecord::ConsumerGroup { group, state } => {
+                let session_ms = self.config.consumer_session_timeout_ms;
+                let Some(loaded) = consumer::loaded_consumer_group(state, session_ms, now_ms)
+                else {
+                    return false;
+                };
+                crate::probe!(probe::GROUP_LOADED);
+                let offsets = self
+                    .groups
+                    .get(group)
+                    .map(|g| g.offsets.clone())
+                    .unwrap_or_default();
+                self.drop_group(group);
+                let mut entry = Group::new(group, now_ms);
+                entry.offsets = offsets;
+                entry.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
+                entry.consumer = Some(Box::new(loaded));
+                self.groups.insert(group.clone(), entry);
                 true
             }
         }
