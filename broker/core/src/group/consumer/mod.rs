@@ -624,7 +624,12 @@ fn validate(request: &ConsumerHeartbeatRequest) -> Result<(), Refusal> {
             "InstanceId can't be null when MemberEpoch is -2.",
         );
     }
-    if request.subscribed_topic_regex.is_some() {
+    // An empty regex is "no regex" (librdkafka sends one with its topic names).
+    if request
+        .subscribed_topic_regex
+        .as_deref()
+        .is_some_and(|r| !r.is_empty())
+    {
         return refuse(
             error_code::INVALID_REQUEST,
             "SubscribedTopicRegex is not supported by this broker; subscribe by topic names.",
