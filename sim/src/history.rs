@@ -97,6 +97,10 @@ pub struct Op {
     /// Group operations: the member id the coordinator gave this member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// Group operations of a KIP-848 member: `generation` is the member's own epoch
+    /// (members move to a new epoch one at a time), not a group-wide generation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub member_epoch: bool,
 }
 
 /// A whole history, in the order operations were recorded. A consumer process has at most

@@ -441,6 +441,7 @@ fn blank(process: &str, kind: OpKind, phase: Phase, topic: &str, partition: i32)
         group: None,
         generation: None,
         member: None,
+        member_epoch: false,
     }
 }
 

@@ -81,6 +81,7 @@ pub(super) fn op(process: &str, kind: OpKind, phase: Phase, topic: &str, partiti
         group: None,
         generation: None,
         member: None,
+        member_epoch: false,
     }
 }
 
