@@ -210,8 +210,17 @@ impl GroupCoordinator {
         let mut results = Vec::new();
         let mut removed = Vec::new();
         let mut records = Vec::new();
+        // A KIP-848 group's members subscribe by topic name in their own state.
+        let consumer_subscribed = |topic: &str| {
+            group.consumer.as_ref().is_some_and(|c| {
+                c.members
+                    .values()
+                    .any(|m| m.subscribed_topic_names.contains(topic))
+            })
+        };
         for (topic, partition) in partitions {
-            if !group.is(GroupState::Empty) && group.is_subscribed_to(topic) {
+            let classic_subscribed = !group.is(GroupState::Empty) && group.is_subscribed_to(topic);
+            if classic_subscribed || consumer_subscribed(topic) {
                 results.push((
                     topic.clone(),
                     *partition,

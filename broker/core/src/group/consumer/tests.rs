@@ -359,6 +359,9 @@ fn classic_and_consumer_groups_do_not_mix() {
             .1,
         NON_EMPTY_GROUP
     );
+    // OffsetDelete keeps the offsets of a topic a member subscribes to.
+    let deleted = s.c.offset_delete(101, G, &[("t".to_string(), 0)]).unwrap();
+    assert_eq!(deleted.partitions[0].2, GROUP_SUBSCRIBED_TO_TOPIC);
     // A classic group with members refuses the consumer protocol.
     let mut classic = Shell::new(2);
     let mut join = join.clone();
