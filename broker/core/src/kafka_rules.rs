@@ -97,6 +97,7 @@ pub mod error_code {
     pub const UNRELEASED_INSTANCE_ID: i16 = 111;
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
     pub const STALE_MEMBER_EPOCH: i16 = 113;
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
 
 #[cfg(test)]
@@ -146,6 +147,7 @@ mod tests {
             (UNRELEASED_INSTANCE_ID, E::UnreleasedInstanceId),
             (UNSUPPORTED_ASSIGNOR, E::UnsupportedAssignor),
             (STALE_MEMBER_EPOCH, E::StaleMemberEpoch),
+            (INVALID_REGULAR_EXPRESSION, E::InvalidRegularExpression),
             (INELIGIBLE_REPLICA, E::IneligibleReplica),
             (INVALID_UPDATE_VERSION, E::InvalidUpdateVersion),
         ] {

@@ -69,6 +69,7 @@ fn describe(
                         .map(|n| TopicName(str_bytes(n)))
                         .collect(),
                 )
+                .with_subscribed_topic_regex(m.subscribed_topic_regex.as_deref().map(str_bytes))
                 .with_assignment(assignment(&m.assigned))
                 .with_target_assignment(assignment(
                     group.target.get(&m.member_id).unwrap_or(&Assignment::new()),

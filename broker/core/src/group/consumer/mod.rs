@@ -30,7 +30,12 @@
 //!   INCONSISTENT_GROUP_PROTOCOL; SyncGroup / Heartbeat / LeaveGroup on a consumer group
 //!   are GROUP_ID_NOT_FOUND. An empty group of either kind converts on the first request of
 //!   the other kind; a non-empty one never does (Kafka's online upgrade is not done).
-//! - **Regex subscriptions** (`SubscribedTopicRegex`) are refused with INVALID_REQUEST.
+//! - **Regex subscriptions** (`SubscribedTopicRegex`, KIP-848's server-side regex): the
+//!   member subscribes to the named topics and every topic whose whole name matches
+//!   (RE2 syntax through the `regex` crate, where Kafka uses RE2/J; internal topics,
+//!   `__` first, never match), evaluated against the cluster's topics at each heartbeat,
+//!   so a new matching topic moves the group epoch. A regex that does not compile is
+//!   INVALID_REGULAR_EXPRESSION.
 //!
 //! # Durability
 //! Every change the heartbeat, a leave or a timer makes is written as one
@@ -139,6 +144,8 @@ pub struct ConsumerMember {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: BTreeSet<String>,
+    #[serde(default)]
+    pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub member_epoch: i32,
@@ -214,14 +221,14 @@ impl ConsumerGroup {
 
     /// The subscribed topics present in `topics`.
     fn subscribed_metadata(&self, topics: &TopicsMetadata) -> TopicsMetadata {
-        let names: BTreeSet<&String> = self
+        let names: BTreeSet<String> = self
             .members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter())
+            .flat_map(|m| member_topics(m, topics))
             .collect();
         names
             .into_iter()
-            .filter_map(|n| topics.get(n).map(|meta| (n.clone(), *meta)))
+            .filter_map(|n| topics.get(&n).map(|meta| (n.clone(), *meta)))
             .collect()
     }
 
@@ -235,7 +242,7 @@ impl ConsumerGroup {
         let subscriptions = self
             .members
             .iter()
-            .map(|(id, m)| (id.clone(), m.subscribed_topic_names.clone()))
+            .map(|(id, m)| (id.clone(), member_topics(m, topics)))
             .collect();
         self.target = assignor::assign(
             &self.assignor,
@@ -336,6 +343,26 @@ fn durable_eq(a: &ConsumerGroup, b: &ConsumerGroup) -> bool {
         g
     };
     strip(a) == strip(b)
+}
+
+/// A subscription regex as Kafka applies it: to the whole topic name.
+fn topic_regex(regex: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{regex})$"))
+}
+
+/// The topics a member subscribes to: its names, and the topics of `topics` its regex
+/// matches (never an internal one).
+fn member_topics(member: &ConsumerMember, topics: &TopicsMetadata) -> BTreeSet<String> {
+    let mut out = member.subscribed_topic_names.clone();
+    if let Some(Ok(regex)) = member.subscribed_topic_regex.as_deref().map(topic_regex) {
+        out.extend(
+            topics
+                .keys()
+                .filter(|t| !t.starts_with("__") && regex.is_match(t))
+                .cloned(),
+        );
+    }
+    out
 }
 
 /// Why a heartbeat is refused: the code and Kafka's kind of message.
@@ -625,15 +652,17 @@ fn validate(request: &ConsumerHeartbeatRequest) -> Result<(), Refusal> {
         );
     }
     // An empty regex is "no regex" (librdkafka sends one with its topic names).
-    if request
+    if let Some(regex) = request
         .subscribed_topic_regex
         .as_deref()
-        .is_some_and(|r| !r.is_empty())
+        .filter(|r| !r.is_empty())
     {
-        return refuse(
-            error_code::INVALID_REQUEST,
-            "SubscribedTopicRegex is not supported by this broker; subscribe by topic names.",
-        );
+        if let Err(e) = topic_regex(regex) {
+            return refuse(
+                error_code::INVALID_REGULAR_EXPRESSION,
+                &format!("SubscribedTopicRegex {regex:?} is not a valid regular expression: {e}"),
+            );
+        }
     }
     if epoch == 0 {
         if request.rebalance_timeout_ms <= 0 {
@@ -642,10 +671,10 @@ fn validate(request: &ConsumerHeartbeatRequest) -> Result<(), Refusal> {
                 "RebalanceTimeoutMs must be provided in first request.",
             );
         }
-        if request.subscribed_topic_names.is_none() {
+        if request.subscribed_topic_names.is_none() && request.subscribed_topic_regex.is_none() {
             return refuse(
                 error_code::INVALID_REQUEST,
-                "SubscribedTopicNames must be set in first request.",
+                "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
             );
         }
         if request.owned.as_ref().is_some_and(|o| !o.is_empty()) {
@@ -768,6 +797,7 @@ fn join_or_check(
             client_id: String::new(),
             client_host: String::new(),
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
             server_assignor: None,
             rebalance_timeout_ms: request.rebalance_timeout_ms,
             member_epoch: 0,
@@ -800,6 +830,11 @@ fn update_member(member: &mut ConsumerMember, request: &ConsumerHeartbeatRequest
         let names: BTreeSet<String> = names.iter().cloned().collect();
         changed |= names != member.subscribed_topic_names;
         member.subscribed_topic_names = names;
+    }
+    if let Some(regex) = &request.subscribed_topic_regex {
+        let regex = Some(regex.clone()).filter(|r| !r.is_empty());
+        changed |= regex != member.subscribed_topic_regex;
+        member.subscribed_topic_regex = regex;
     }
     if request.server_assignor.is_some() && request.server_assignor != member.server_assignor {
         member.server_assignor = request.server_assignor.clone();

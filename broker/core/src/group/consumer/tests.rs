@@ -188,10 +188,10 @@ fn refusals_in_kafkas_words() {
         ),
         (
             ConsumerHeartbeatRequest {
-                subscribed_topic_regex: Some("t.*".into()),
+                subscribed_topic_regex: Some("t(".into()),
                 ..s.request("c", 0, None)
             },
-            INVALID_REQUEST,
+            INVALID_REGULAR_EXPRESSION,
         ),
         (s.request("", 0, None), INVALID_REQUEST),
         (
@@ -284,6 +284,26 @@ fn metadata_growth_bumps_the_group_epoch_on_the_next_heartbeat() {
         (2, Some(vec![0, 1, 2]))
     );
     assert_eq!(s.group().group_epoch, 2);
+}
+
+#[test]
+fn a_regex_subscription_takes_matching_topics_as_they_appear() {
+    let mut s = Shell::new(2);
+    s.topics.insert("other".to_string(), (0xdef, 1));
+    s.topics.insert("__internal".to_string(), (0x111, 1));
+    let join = ConsumerHeartbeatRequest {
+        subscribed_topic_names: Some(vec![]),
+        subscribed_topic_regex: Some("t|t-.*".into()),
+        ..s.request("a", 0, None)
+    };
+    let a = s.beat(&join);
+    assert_eq!((a.error, parts(&a.assignment)), (NONE, Some(vec![0, 1])));
+    assert_eq!(a.assignment.as_ref().unwrap().len(), 1, "only t matches");
+    // A new matching topic: a new epoch at the next heartbeat, its partition assigned.
+    s.topics.insert("t-new".to_string(), (0x222, 1));
+    let a = s.beat(&s.request("a", 1, None));
+    assert_eq!(a.member_epoch, 2);
+    assert_eq!(a.assignment.unwrap()[&0x222], [0].into());
 }
 
 #[test]
