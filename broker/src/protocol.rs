@@ -20,18 +20,22 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     // The classic group protocol. FindCoordinator 4 batches keys (KIP-699); JoinGroup 8+
-    // and OffsetCommit 9 / OffsetFetch 9 belong to KIP-800 / KIP-848, not served.
+    // (KIP-800) is not served. OffsetCommit 9 / OffsetFetch 9 carry a KIP-848 member's
+    // epoch (OffsetFetch 10 names topics by id: not served).
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // KIP-848, the consumer group protocol (v1: the client names its member id, KIP-1082).
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 0),
 ];
 
 /// Kafka's ACL operation codes (`AclOperation`), the bit numbers of the authorized

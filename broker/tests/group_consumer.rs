@@ -505,3 +505,55 @@ async fn the_listener_hears_each_event_as_poll_returns_it() {
         .iter()
         .any(|e| matches!(e, GroupEvent::Revoked { .. })));
 }
+
+/// Disjoint assignments covering every partition, whatever each member's epoch (KIP-848
+/// members move to new epochs one at a time).
+fn covered(members: &[&mut GroupConsumer], topic: &str, n: i32) -> bool {
+    let mut union = BTreeSet::new();
+    for m in members {
+        for tp in m.assignment() {
+            if !union.insert(tp.clone()) {
+                return false;
+            }
+        }
+    }
+    union == all_partitions(topic, n)
+}
+
+#[tokio::test]
+async fn consumer_protocol_members_split_by_the_brokers_assignor_and_hand_over() {
+    let broker = start().await;
+    let addr = broker.local_addr().to_string();
+    create_topic(&addr, "t848", 4).await;
+    produce(&addr, "t848", 4, 10).await;
+    let kip848 = || {
+        let mut c = config("g848", "t848");
+        c.group_protocol = faultline::client::group::GroupProtocol::Consumer;
+        c
+    };
+    let mut a = member(&addr, "a", kip848());
+    let mut b = member(&addr, "b", kip848());
+    let mut seen = [Seen::default(), Seen::default()];
+    poll_all_until(&mut [&mut a, &mut b], &mut seen, |ms| {
+        covered(ms, "t848", 4) && ms.iter().all(|m| m.assignment().len() == 2)
+    })
+    .await;
+    assert!(a.generation() >= 1 && b.generation() >= 1);
+    let last = b.close().await;
+    assert!(
+        last.iter().any(|e| matches!(e, GroupEvent::Revoked { .. })),
+        "{last:?}"
+    );
+    let mut seen_a = [std::mem::take(&mut seen[0])];
+    poll_all_until(&mut [&mut a], &mut seen_a, |ms| {
+        ms[0].assignment() == &all_partitions("t848", 4)
+            && (0..4).all(|p| ms[0].position("t848", p) == Some(10))
+    })
+    .await;
+    let assigned = seen_a[0].events.iter().rev().find_map(|e| match e {
+        GroupEvent::Assigned { partitions, .. } => Some(partitions.len()),
+        _ => None,
+    });
+    assert_eq!(assigned, Some(4));
+    a.close().await;
+}

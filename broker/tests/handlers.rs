@@ -1328,6 +1328,22 @@ fn group_sample_frame(key: ApiKey, v: i16) -> Vec<u8> {
                         ]),
                 ]),
         ),
+        ApiKey::ConsumerGroupHeartbeat => frame(
+            key,
+            v,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group())
+                .with_member_id(s("m-848"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![topic()]))
+                .with_topic_partitions(Some(vec![])),
+        ),
+        ApiKey::ConsumerGroupDescribe => frame(
+            key,
+            v,
+            &ConsumerGroupDescribeRequest::default().with_group_ids(vec![group()]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

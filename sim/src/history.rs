@@ -102,6 +102,10 @@ pub struct Op {
     /// without rejoining; dynamic ones may not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// Group operations of a KIP-848 member: `generation` is the member's own epoch
+    /// (members move to a new epoch one at a time), not a group-wide generation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub member_epoch: bool,
 }
 
 /// A whole history, in the order operations were recorded. A consumer process has at most

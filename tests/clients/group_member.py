@@ -1,7 +1,7 @@
 """One member of a consumer group, run as its own process by test_group_clients.py.
 
 Usage: group_member.py CLIENT BOOTSTRAP TOPIC GROUP, CLIENT one of confluent-kafka,
-kafka-python, aiokafka. It subscribes to TOPIC in GROUP, commits after every record (or
+confluent-kafka-consumer (group.protocol=consumer, KIP-848), kafka-python, aiokafka. It subscribes to TOPIC in GROUP, commits after every record (or
 batch) it consumed, and prints one JSON object a line on stdout:
   {"event": "assigned", "partitions": [...]}   after each rebalance (the whole assignment)
   {"event": "record", "partition": P, "offset": O, "value": "..."}
@@ -42,6 +42,44 @@ def run_confluent(addr, topic, group):
         }
     )
     c.subscribe([topic], on_assign=lambda _c, parts: emit(event="assigned", partitions=sorted(p.partition for p in parts)))
+    while not stopping:
+        msg = c.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            emit(event="error", error=str(msg.error()))
+            continue
+        emit(event="record", partition=msg.partition(), offset=msg.offset(), value=msg.value().decode())
+        c.commit(message=msg, asynchronous=False)
+    c.close()
+
+
+def run_confluent_consumer_protocol(addr, topic, group):
+    """KIP-848: the broker assigns; the session and heartbeat interval are the broker's.
+    Assignments arrive incrementally, so the whole one is tracked here."""
+    from confluent_kafka import Consumer
+
+    c = Consumer(
+        {
+            "bootstrap.servers": addr,
+            "group.id": group,
+            "group.protocol": "consumer",
+            "client.id": "ck848-member",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    owned = set()
+
+    def assigned(_c, parts):
+        owned.update(p.partition for p in parts)
+        emit(event="assigned", partitions=sorted(owned))
+
+    def revoked(_c, parts):
+        owned.difference_update(p.partition for p in parts)
+        emit(event="assigned", partitions=sorted(owned))
+
+    c.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
     while not stopping:
         msg = c.poll(0.2)
         if msg is None:
@@ -122,6 +160,8 @@ def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     if client == "confluent-kafka":
         run_confluent(addr, topic, group)
+    elif client == "confluent-kafka-consumer":
+        run_confluent_consumer_protocol(addr, topic, group)
     elif client == "kafka-python":
         run_kafka_python(addr, topic, group)
     elif client == "aiokafka":

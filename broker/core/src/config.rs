@@ -233,6 +233,17 @@ impl BrokerConfig {
             "group.max.size" => {
                 self.group.group_size_max = parse_num(value, 1, i32::MAX as i64)? as usize
             }
+            "group.consumer.session.timeout.ms" => {
+                self.group.consumer_session_timeout_ms =
+                    parse_num(value, 1, i32::MAX as i64)? as i32
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group.consumer_heartbeat_interval_ms =
+                    parse_num(value, 1, i32::MAX as i64)? as i32
+            }
+            "group.consumer.max.size" => {
+                self.group.consumer_group_size_max = parse_num(value, 1, i32::MAX as i64)? as usize
+            }
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions =
                     parse_num(value, 1, TOPIC_PARTITIONS_MAX as i64)? as i32
@@ -320,6 +331,18 @@ impl BrokerConfig {
                 self.group.session_timeout_ms_max.to_string(),
             ),
             ("group.max.size", self.group.group_size_max.to_string()),
+            (
+                "group.consumer.session.timeout.ms",
+                self.group.consumer_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                self.group.consumer_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "group.consumer.max.size",
+                self.group.consumer_group_size_max.to_string(),
+            ),
             (
                 "offsets.topic.num.partitions",
                 self.offsets_topic_num_partitions.to_string(),

@@ -93,6 +93,11 @@ pub mod error_code {
     pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const INELIGIBLE_REPLICA: i16 = 107;
     pub const NEW_LEADER_ELECTED: i16 = 108;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
 
 #[cfg(test)]
@@ -138,6 +143,11 @@ mod tests {
             (UNKNOWN_LEADER_EPOCH, E::UnknownLeaderEpoch),
             (STALE_BROKER_EPOCH, E::StaleBrokerEpoch),
             (NEW_LEADER_ELECTED, E::NewLeaderElected),
+            (FENCED_MEMBER_EPOCH, E::FencedMemberEpoch),
+            (UNRELEASED_INSTANCE_ID, E::UnreleasedInstanceId),
+            (UNSUPPORTED_ASSIGNOR, E::UnsupportedAssignor),
+            (STALE_MEMBER_EPOCH, E::StaleMemberEpoch),
+            (INVALID_REGULAR_EXPRESSION, E::InvalidRegularExpression),
             (INELIGIBLE_REPLICA, E::IneligibleReplica),
             (INVALID_UPDATE_VERSION, E::InvalidUpdateVersion),
         ] {

@@ -140,6 +140,16 @@ probes! {
         "a group request waited for its new coordinator's high watermark to catch up, instead of answering COORDINATOR_LOAD_IN_PROGRESS";
     GROUP_WRITE_LEADERSHIP_LOST = "group.write-leadership-lost":
         "a coordinator write failed because its partition's leader changed before it committed";
+    GROUP_CONSUMER_ASSIGNMENT_CHANGED = "group.consumer-assignment-changed":
+        "a consumer group (KIP-848) moved to a new group epoch and computed a new target assignment";
+    GROUP_CONSUMER_REVOCATION_AWAITED = "group.consumer-revocation-awaited":
+        "a consumer group member was told to revoke partitions before its epoch could move on";
+    GROUP_CONSUMER_PARTITIONS_UNRELEASED = "group.consumer-partitions-unreleased":
+        "a consumer group member waited for partitions another member still held";
+    GROUP_CONSUMER_MEMBER_FENCED = "group.consumer-member-fenced":
+        "a consumer group member was fenced (stale epoch, session or rebalance timeout)";
+    GROUP_CONSUMER_COMMIT_STALE_EPOCH = "group.consumer-commit-stale-epoch":
+        "an offset commit or fetch of a consumer group member was refused with STALE_MEMBER_EPOCH";
 }
 
 /// Count a probe in the lab; nothing outside the simulated build.

@@ -434,7 +434,9 @@ fn skip(key: GroupKey<'_>, call: &Call<'_>, offset: i64, holes: &[(i64, &Op)]) -
 
 /// An acknowledged commit of generation G (G >= 0) although, before it was invoked, a Join
 /// ok or an Assign of the group with a generation above G had been recorded (the
-/// coordinator had formed a newer generation, so it must refuse G's commits), or its
+/// coordinator had formed a newer generation, so it must refuse G's commits; for a KIP-848
+/// member, whose generation is its own member epoch, a Join ok or an Assign of that member
+/// with an epoch above G: other members' epochs do not make its epoch stale), or its
 /// process had recorded an Assign with another member id after its first Assign as the
 /// commit's member (the member was replaced: fenced). One violation per commit; ops: the
 /// commit's completion, its invoke, then the op that shows the group had moved on.
@@ -445,9 +447,10 @@ pub fn stale_commits(history: &History) -> Vec<Violation> {
 }
 
 fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> {
-    // Per group: the ops (Join ok, Assign) that raised the highest generation seen, in
-    // history order, so both position and generation go up.
-    let mut raised: BTreeMap<&str, Vec<(i32, &Op)>> = BTreeMap::new();
+    // Per group (per group and member for KIP-848 member epochs): the ops (Join ok,
+    // Assign) that raised the highest generation seen, in history order, so both position
+    // and generation go up.
+    let mut raised: BTreeMap<EpochKey<'_>, Vec<(i32, &Op)>> = BTreeMap::new();
     // Per (group, process): its Assigns in history order.
     let mut assigns: BTreeMap<(&str, &str), Vec<&Op>> = BTreeMap::new();
     for op in &history.ops {
@@ -457,7 +460,7 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
             continue;
         };
         if let Some(generation) = op.generation {
-            let steps = raised.entry(group).or_default();
+            let steps = raised.entry((group, epoch_owner(op))).or_default();
             if steps.last().is_none_or(|&(g, _)| generation > g) {
                 steps.push((generation, op));
             }
@@ -497,7 +500,7 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
             continue;
         };
         let invoked = call.first().index;
-        let newer = raised.get(key.0).and_then(|steps| {
+        let newer = raised.get(&(key.0, epoch_owner(ok))).and_then(|steps| {
             let at = steps.partition_point(|&(g, _)| g <= generation);
             steps.get(at).filter(|(_, op)| op.index < invoked)
         });
@@ -548,6 +551,15 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
         violations.push(violation(Anomaly::StaleCommit, key_part(key), message, ops));
     }
     violations
+}
+
+/// A group, and the member whose own epoch a KIP-848 op's generation is (None: classic).
+type EpochKey<'a> = (&'a str, Option<&'a str>);
+
+/// Whose generation an op carries: None for a classic group's (group-wide), the member id
+/// for a KIP-848 member's epoch.
+fn epoch_owner(op: &Op) -> Option<&str> {
+    op.member_epoch.then(|| op.member.as_deref().unwrap_or(""))
 }
 
 /// Per (group, process): where each member id's first Assign is among the process's
@@ -1321,6 +1333,25 @@ mod tests {
                 &[commit.done, commit.invoke, newer.done],
             )],
         );
+    }
+
+    #[test]
+    fn a_kip848_member_epoch_is_stale_only_behind_its_own_newer_epoch() {
+        // KIP-848: b joining in epoch 2 does not make a's epoch 1 stale...
+        let mut h = Case::new();
+        h.join(a()).ok_in(1);
+        h.assign(a(), 1, "t", 0);
+        h.join(b()).ok_in(2);
+        h.commit(a(), 1, "t", 0, 3).ok();
+        // ...but a commit in epoch 1 after a itself was moved to epoch 3 is.
+        h.assign(a(), 3, "t", 0);
+        let commit = h.commit(a(), 1, "t", 0, 4).ok();
+        for op in h.history.ops.iter_mut() {
+            op.member_epoch = true;
+        }
+        let found = stale_commits(&h.history);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].ops[..2], [commit.done, commit.invoke]);
     }
 
     #[test]

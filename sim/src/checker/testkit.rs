@@ -450,6 +450,7 @@ fn blank(process: &str, kind: OpKind, phase: Phase, topic: &str, partition: i32)
         generation: None,
         member: None,
         members: Vec::new(),
+        member_epoch: false,
     }
 }
 

@@ -12,7 +12,7 @@ use super::cluster::Cluster;
 use super::recorder::{op, record, Shared};
 use super::CLIENT_TIMEOUT;
 use crate::history::{Op, OpKind, Phase};
-use crate::scenario::{CommitPolicy, ConsumerSpec, OffsetResetSpec, Scenario};
+use crate::scenario::{CommitPolicy, ConsumerSpec, GroupProtocolSpec, OffsetResetSpec, Scenario};
 use faultline::client::group::{
     Assignor, CommitResult, GroupConsumer, GroupConsumerConfig, GroupEvent, GroupListener,
     TopicPartition,
@@ -80,6 +80,9 @@ fn member_config(
         Some(OffsetResetSpec::Latest) | None => OffsetReset::Latest,
     };
     config.enable_auto_commit = policy(spec) == CommitPolicy::Auto;
+    if spec.group_protocol.as_ref().map(|p| *p.get_ref()) == Some(GroupProtocolSpec::Consumer) {
+        config.group_protocol = faultline::client::group::GroupProtocol::Consumer;
+    }
     config.fetch = fetch;
     config
 }
@@ -249,6 +252,8 @@ struct Book {
     group: String,
     rec: Shared,
     member: String,
+    /// A KIP-848 member: its generations are member epochs.
+    member_epoch: bool,
     commits: BTreeMap<u64, Vec<Op>>,
     /// Positions set since the last poll was recorded: that poll's records start there.
     positioned: BTreeMap<TopicPartition, i64>,
@@ -261,6 +266,8 @@ impl Book {
             group: run.spec.group.as_ref().expect("a member").get_ref().clone(),
             rec: run.rec.clone(),
             member: String::new(),
+            member_epoch: run.spec.group_protocol.as_ref().map(|p| *p.get_ref())
+                == Some(GroupProtocolSpec::Consumer),
             commits: BTreeMap::new(),
             positioned: BTreeMap::new(),
         }
@@ -271,6 +278,7 @@ impl Book {
         o.group = Some(self.group.clone());
         o.generation = Some(generation);
         o.member = Some(self.member.clone()).filter(|m| !m.is_empty());
+        o.member_epoch = self.member_epoch;
         o
     }
 

@@ -82,6 +82,7 @@ pub(super) fn op(process: &str, kind: OpKind, phase: Phase, topic: &str, partiti
         generation: None,
         member: None,
         members: Vec::new(),
+        member_epoch: false,
     }
 }
 

@@ -14,8 +14,8 @@ mod validate;
 
 pub use schema::{
     parse_duration, AcksSpec, Assignors, ChurnSpec, ClusterSpec, CommitPolicy, ConsumerSpec, Dur,
-    Expectation, FaultKind, FaultSpec, Knob, NemesisSpec, OffsetResetSpec, ProducerSpec, Setting,
-    SignedDur, TopicSpec,
+    Expectation, FaultKind, FaultSpec, GroupProtocolSpec, Knob, NemesisSpec, OffsetResetSpec,
+    ProducerSpec, Setting, SignedDur, TopicSpec,
 };
 
 use crate::history::Anomaly;

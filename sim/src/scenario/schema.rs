@@ -461,6 +461,17 @@ pub struct ConsumerSpec {
     pub static_id: Option<Spanned<String>>,
     /// `auto.offset.reset` (default Kafka's `latest`).
     pub auto_offset_reset: Option<Spanned<OffsetResetSpec>>,
+    /// `group.protocol`: `classic` (default) or `consumer` (KIP-848: the broker assigns;
+    /// `assignor`, `session_timeout` and `heartbeat_interval` are then the broker's).
+    pub group_protocol: Option<Spanned<GroupProtocolSpec>>,
+}
+
+/// `group.protocol` as written in scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocolSpec {
+    Classic,
+    Consumer,
 }
 
 /// One assignor name or a preference list of them.

@@ -63,6 +63,15 @@ impl GroupCoordinator {
             .groups
             .get_mut(&request.group_id)
             .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
+        if let Some(consumer) = &group.consumer {
+            // KIP-848: a consumer group with members is not joined with the classic
+            // protocol; an empty one becomes a classic group.
+            if !consumer.members.is_empty() {
+                return Err(error_code::INCONSISTENT_GROUP_PROTOCOL);
+            }
+            group.consumer = None;
+            group.protocol_type = None;
+        }
         if !accepts_joining_member(group, &request.member_id, size_max) {
             if group.members.contains_key(&request.member_id) {
                 self.remove_member(
@@ -583,6 +592,9 @@ impl GroupCoordinator {
             .groups
             .get_mut(group_id)
             .ok_or(error_code::UNKNOWN_MEMBER_ID)?;
+        if group.consumer.is_some() {
+            return Err(error_code::GROUP_ID_NOT_FOUND);
+        }
         check_member(group, member_id, instance_id, generation_id)?;
         Ok(group)
     }
@@ -625,8 +637,12 @@ impl GroupCoordinator {
                 members: each(error_code::UNKNOWN_MEMBER_ID),
             };
         };
-        if group.is(Dead) {
-            let error = error_code::COORDINATOR_NOT_AVAILABLE;
+        if group.is(Dead) || group.consumer.is_some() {
+            let error = if group.consumer.is_some() {
+                error_code::GROUP_ID_NOT_FOUND
+            } else {
+                error_code::COORDINATOR_NOT_AVAILABLE
+            };
             return LeaveGroupResponse {
                 error,
                 members: each(error),
@@ -683,6 +699,7 @@ impl GroupCoordinator {
             self.expire_sessions(group_id, now_ms);
             self.join_deadline(group_id, now_ms);
             self.sync_deadline(group_id, now_ms);
+            self.tick_consumer(group_id, now_ms);
         }
         self.check_all(&before);
     }

@@ -165,6 +165,8 @@ pub(super) struct Group {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// Offset commits written but not yet committed: such partitions never expire.
     pub offsets_pending: BTreeMap<(String, i32), usize>,
+    /// Set for a consumer group (KIP-848): the group then has no classic members.
+    pub consumer: Option<Box<super::consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -185,6 +187,7 @@ impl Group {
             sync_deadline_ms: None,
             offsets: BTreeMap::new(),
             offsets_pending: BTreeMap::new(),
+            consumer: None,
         }
     }
 
@@ -337,6 +340,14 @@ impl Group {
     pub fn check_invariants(&self) {
         let id = &self.group_id;
         assert!(self.generation >= 0, "{id}: negative generation");
+        if let Some(consumer) = &self.consumer {
+            assert!(
+                self.members.is_empty()
+                    && matches!(self.state, GroupState::Empty | GroupState::Dead),
+                "{id}: a consumer group with classic members"
+            );
+            consumer.check_invariants(id);
+        }
         for (member_id, member) in &self.members {
             assert_eq!(
                 member_id, &member.member_id,

@@ -86,6 +86,7 @@
 //! invariants are asserted (see `membership::Group::check_invariants`) and no generation
 //! went back.
 
+pub mod consumer;
 mod join;
 mod membership;
 mod offsets;
@@ -126,6 +127,12 @@ pub struct GroupConfig {
     pub offset_metadata_bytes_max: usize,
     /// `group.new.member.join.timeout.ms` (not configurable in Kafka: 5 minutes).
     pub new_member_join_timeout_ms: i64,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`, told to KIP-848 members.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`.
+    pub consumer_group_size_max: usize,
 }
 
 impl Default for GroupConfig {
@@ -138,6 +145,9 @@ impl Default for GroupConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offset_metadata_bytes_max: 4096,
             new_member_join_timeout_ms: 300_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_group_size_max: i32::MAX as usize,
         }
     }
 }
@@ -318,6 +328,8 @@ pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
     pub state: GroupState,
+    /// For a consumer group (KIP-848): its state's name; `state` is then Empty.
+    pub consumer_state: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +363,7 @@ pub enum Response {
     OffsetCommit(OffsetCommitResponse),
     OffsetDelete(OffsetDeleteResponse),
     DeleteGroups(DeleteGroupsResponse),
+    ConsumerGroupHeartbeat(consumer::ConsumerHeartbeatResponse),
 }
 
 /// Records to append to `__consumer_offsets`; report the outcome under `token`.
@@ -502,7 +515,16 @@ fn group_deadline(group: &Group) -> Option<i64> {
     let sync = group
         .sync_deadline_ms
         .filter(|_| !group.pending_sync.is_empty());
-    pending.chain(sessions).chain(join).chain(sync).min()
+    let consumer = group
+        .consumer
+        .as_deref()
+        .and_then(consumer::consumer_deadline);
+    pending
+        .chain(sessions)
+        .chain(join)
+        .chain(sync)
+        .chain(consumer)
+        .min()
 }
 
 /// Is `group_id` a legal group id? (Kafka refuses only the empty one.)

@@ -51,6 +51,10 @@ impl GroupCoordinator {
         if group.is(GroupState::Dead) {
             return Err(error_code::COORDINATOR_NOT_AVAILABLE);
         }
+        if group.consumer.is_some() {
+            let (member_id, epoch) = (&request.member_id, request.generation_id);
+            return self.consumer_member_check(&request.group_id, member_id, epoch);
+        }
         if group.static_member_fenced(instance, &request.member_id) {
             return Err(error_code::FENCED_INSTANCE_ID);
         }
@@ -206,8 +210,17 @@ impl GroupCoordinator {
         let mut results = Vec::new();
         let mut removed = Vec::new();
         let mut records = Vec::new();
+        // A KIP-848 group's members subscribe by topic name in their own state.
+        let consumer_subscribed = |topic: &str| {
+            group.consumer.as_ref().is_some_and(|c| {
+                c.members
+                    .values()
+                    .any(|m| m.subscribed_topic_names.contains(topic))
+            })
+        };
         for (topic, partition) in partitions {
-            if !group.is(GroupState::Empty) && group.is_subscribed_to(topic) {
+            let classic_subscribed = !group.is(GroupState::Empty) && group.is_subscribed_to(topic);
+            if classic_subscribed || consumer_subscribed(topic) {
                 results.push((
                     topic.clone(),
                     *partition,
@@ -258,6 +271,14 @@ impl GroupCoordinator {
             let error = match self.groups.get_mut(group_id) {
                 _ if group_id.is_empty() => error_code::INVALID_GROUP_ID,
                 None => error_code::GROUP_ID_NOT_FOUND,
+                Some(group)
+                    if group
+                        .consumer
+                        .as_ref()
+                        .is_some_and(|c| !c.members.is_empty()) =>
+                {
+                    error_code::NON_EMPTY_GROUP
+                }
                 Some(group) => match group.state {
                     GroupState::Dead => error_code::GROUP_ID_NOT_FOUND,
                     GroupState::Empty => {
@@ -300,15 +321,21 @@ impl GroupCoordinator {
     /// ListGroups: every group (not Dead) in one of `states` (every state when empty;
     /// names as Kafka spells them, any case).
     pub fn list_groups(&self, states: &[String]) -> Vec<ListedGroup> {
-        let wanted: Vec<Option<GroupState>> = states.iter().map(|s| GroupState::parse(s)).collect();
+        let state_name = |g: &Group| match &g.consumer {
+            Some(c) => consumer::consumer_group_state(c),
+            None => g.state.name(),
+        };
         self.groups
             .values()
             .filter(|g| !g.is(GroupState::Dead))
-            .filter(|g| wanted.is_empty() || wanted.contains(&Some(g.state)))
+            .filter(|g| {
+                states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state_name(g)))
+            })
             .map(|g| ListedGroup {
                 group_id: g.group_id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 state: g.state,
+                consumer_state: g.consumer.as_deref().map(consumer::consumer_group_state),
             })
             .collect()
     }
@@ -335,6 +362,11 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get(group_id) else {
             return described;
         };
+        if group.consumer.is_some() {
+            // KIP-848 groups are described by ConsumerGroupDescribe.
+            described.error = error_code::GROUP_ID_NOT_FOUND;
+            return described;
+        }
         let stable = group.is(GroupState::Stable);
         let protocol = group.protocol_name.clone().unwrap_or_default();
         described.state = group.state;
@@ -396,7 +428,12 @@ impl GroupCoordinator {
                 });
                 expired.offsets.push((group_id.clone(), topic, partition));
             }
-            let idle = group.is(GroupState::Empty) && group.pending_members.is_empty();
+            let consumer_active = group
+                .consumer
+                .as_ref()
+                .is_some_and(|c| !c.members.is_empty());
+            let idle =
+                group.is(GroupState::Empty) && group.pending_members.is_empty() && !consumer_active;
             if idle && group.offsets.is_empty() && group.offsets_pending.is_empty() {
                 records.push(GroupRecord::GroupTombstone {
                     group: group_id.clone(),
@@ -417,6 +454,15 @@ impl GroupCoordinator {
 
 /// The offsets of one group past retention at `now_ms` (never one with a commit in flight).
 fn expired_offsets(group: &Group, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
+    if group
+        .consumer
+        .as_ref()
+        .is_some_and(|c| !c.members.is_empty())
+    {
+        // A consumer group with members keeps its offsets (Kafka expires by subscription
+        // there; not done for KIP-848 groups yet).
+        return Vec::new();
+    }
     let (base_is_state, subscribed) = match (&group.protocol_type, group.state) {
         (Some(_), GroupState::Empty) => (true, None),
         (Some(t), GroupState::Stable) if t == CONSUMER_PROTOCOL_TYPE => {

@@ -39,6 +39,11 @@ pub(super) enum Completion {
         partitions: Vec<(String, i32)>,
         results: Vec<PartitionError>,
     },
+    /// A consumer group heartbeat whose change is being written.
+    ConsumerHeartbeat {
+        request: RequestToken,
+        response: Box<consumer::ConsumerHeartbeatResponse>,
+    },
     /// Groups marked Dead, removed when committed; `states` to restore on failure.
     DeleteGroups {
         request: RequestToken,
@@ -87,6 +92,9 @@ impl GroupCoordinator {
     fn complete(&mut self, completion: Completion, now_ms: i64) {
         match completion {
             Completion::Nothing => {}
+            Completion::ConsumerHeartbeat { request, response } => {
+                self.respond(request, Response::ConsumerGroupHeartbeat(*response));
+            }
             Completion::OffsetCommit {
                 request,
                 group_id,
@@ -212,6 +220,18 @@ impl GroupCoordinator {
     fn fail(&mut self, completion: Completion, error: i16, now_ms: i64) {
         match completion {
             Completion::Nothing => {}
+            Completion::ConsumerHeartbeat { request, .. } => {
+                // The change stays in memory; the group's next write stores it whole.
+                let response = consumer::ConsumerHeartbeatResponse {
+                    error,
+                    error_message: None,
+                    member_id: None,
+                    member_epoch: -1,
+                    heartbeat_interval_ms: 0,
+                    assignment: None,
+                };
+                self.respond(request, Response::ConsumerGroupHeartbeat(response));
+            }
             Completion::OffsetCommit {
                 request,
                 group_id,
@@ -376,6 +396,26 @@ impl GroupCoordinator {
                 self.drop_group(group);
                 true
             }
+            GroupRecord::ConsumerGroup { group, state } => {
+                let session_ms = self.config.consumer_session_timeout_ms;
+                let Some(loaded) = consumer::loaded_consumer_group(state, session_ms, now_ms)
+                else {
+                    return false;
+                };
+                crate::probe!(probe::GROUP_LOADED);
+                let offsets = self
+                    .groups
+                    .get(group)
+                    .map(|g| g.offsets.clone())
+                    .unwrap_or_default();
+                self.drop_group(group);
+                let mut entry = Group::new(group, now_ms);
+                entry.offsets = offsets;
+                entry.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
+                entry.consumer = Some(Box::new(loaded));
+                self.groups.insert(group.clone(), entry);
+                true
+            }
         }
     }
 
@@ -421,10 +461,15 @@ impl GroupCoordinator {
     /// loaded member's heartbeat expiration when the load completes. Heartbeats that arrived
     /// during the load were answered without touching the group.
     pub fn loaded(&mut self, group_ids: &[String], now_ms: i64) {
+        let consumer_session_ms = self.config.consumer_session_timeout_ms;
         for group_id in group_ids {
             if let Some(group) = self.groups.get_mut(group_id) {
                 for member in group.members.values_mut() {
                     member.session_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+                }
+                // A KIP-848 group's members: sessions and revocation timeouts start again.
+                if let Some(consumer) = group.consumer.as_deref_mut() {
+                    consumer::restart_timers(consumer, consumer_session_ms, now_ms);
                 }
             }
         }

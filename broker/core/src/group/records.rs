@@ -5,7 +5,9 @@
 //! A record is a key and a value, both bytes.
 //! - **Key** ([`GroupRecord::key`]): the JSON array `["offset", group, topic, partition]`
 //!   for offset commits and their tombstones, `["group", group]` for group metadata and its
-//!   tombstone. The `__consumer_offsets` partition is chosen by the group id alone (every
+//!   tombstone, `["consumer-group", group]` for a KIP-848 group's state (one record holds
+//!   the whole group: epochs, target assignment, members with their subscriptions, epochs
+//!   and current assignments; topic ids as 128-bit integers). The `__consumer_offsets` partition is chosen by the group id alone (every
 //!   record of a group lives in one partition); the key names the topic-partition too so
 //!   that compaction keeps the newest offset of *each* partition, as Kafka's keys do.
 //! - **Value** ([`GroupRecord::encode`]): one format byte ([`RECORD_FORMAT`], so the layout
@@ -56,6 +58,12 @@ pub enum GroupRecord {
     },
     /// The group was deleted (DeleteGroups, or it expired with no offsets left).
     GroupTombstone { group: String },
+    /// A consumer group's (KIP-848) whole state after a change (see
+    /// `group::consumer`: one full image per write).
+    ConsumerGroup {
+        group: String,
+        state: Box<super::consumer::ConsumerGroup>,
+    },
 }
 
 /// One member of a [`GroupRecord::GroupMetadata`].
@@ -90,7 +98,8 @@ impl GroupRecord {
             GroupRecord::OffsetCommit { group, .. }
             | GroupRecord::OffsetTombstone { group, .. }
             | GroupRecord::GroupMetadata { group, .. }
-            | GroupRecord::GroupTombstone { group } => group,
+            | GroupRecord::GroupTombstone { group }
+            | GroupRecord::ConsumerGroup { group, .. } => group,
         }
     }
 
@@ -110,6 +119,9 @@ impl GroupRecord {
             } => serde_json::json!(["offset", group, topic, partition]),
             GroupRecord::GroupMetadata { group, .. } | GroupRecord::GroupTombstone { group } => {
                 serde_json::json!(["group", group])
+            }
+            GroupRecord::ConsumerGroup { group, .. } => {
+                serde_json::json!(["consumer-group", group])
             }
         };
         serde_json::to_vec(&key).expect("a JSON value always encodes")

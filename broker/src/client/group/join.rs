@@ -60,7 +60,10 @@ impl GroupConsumer {
         if self.coordinator.is_none() {
             let addr = self.find_coordinator().await?;
             let client = self.consumer.client();
-            let conn = Connection::connect(&addr, client.client_id(), client.timeout()).await?;
+            let mut conn = Connection::connect(&addr, client.client_id(), client.timeout()).await?;
+            // KIP-848 v0: the coordinator names a new member (deterministic in the lab,
+            // where v1 would need the client to draw a random id).
+            conn.pin_version(ApiKey::ConsumerGroupHeartbeat, 0);
             lock(&self.shared).coordinator = Some(addr);
             self.coordinator = Some(conn);
         }

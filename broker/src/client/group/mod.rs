@@ -9,11 +9,13 @@
 
 pub mod assignor;
 mod commit;
+mod consumer_protocol;
 mod heartbeat;
 mod join;
 mod wire;
 
 pub use assignor::{Assignor, GroupAssignment, MemberSubscription, TopicPartition};
+pub use consumer_protocol::GroupProtocol;
 pub use wire::CONSUMER_PROTOCOL_VERSION;
 
 use super::OffsetReset;
@@ -57,6 +59,9 @@ pub struct GroupConsumerConfig {
     pub default_api_timeout_ms: u64,
     /// The fetch settings (its `offset_reset` is ignored: `auto_offset_reset` rules).
     pub fetch: ConsumerConfig,
+    /// `group.protocol` (classic): `Consumer` speaks KIP-848; `assignors`,
+    /// `session_timeout_ms` and `heartbeat_interval_ms` are then the broker's business.
+    pub group_protocol: GroupProtocol,
 }
 
 impl GroupConsumerConfig {
@@ -77,6 +82,7 @@ impl GroupConsumerConfig {
             retry_backoff_ms: 100,
             default_api_timeout_ms: 60_000,
             fetch: ConsumerConfig::default(),
+            group_protocol: GroupProtocol::Classic,
         }
     }
 }
@@ -204,6 +210,8 @@ pub struct GroupConsumer {
     next_commit_id: u64,
     next_auto_commit: Instant,
     fatal: Option<ClientError>,
+    /// The KIP-848 member's timers (unused by the classic protocol).
+    kip848: consumer_protocol::ConsumerProtocolState,
 }
 
 impl GroupConsumer {
@@ -227,7 +235,6 @@ impl GroupConsumer {
             next_auto_commit: Instant::now()
                 + Duration::from_millis(config.auto_commit_interval_ms),
             consumer: Consumer::new(client, fetch),
-            config,
             coordinator: None,
             pending_commits: VecDeque::new(),
             shared,
@@ -242,9 +249,12 @@ impl GroupConsumer {
             buffer: VecDeque::new(),
             events: Vec::new(),
             listener: None,
-            need_join: true,
+            // The consumer protocol has no join phase: heartbeats do it all.
+            need_join: config.group_protocol == GroupProtocol::Classic,
             next_commit_id: 0,
             fatal: None,
+            kip848: consumer_protocol::ConsumerProtocolState::new(),
+            config,
         }
     }
 
@@ -327,7 +337,12 @@ impl GroupConsumer {
             self.absorb_heartbeat_reports().await;
             self.check_fatal()?;
             self.maybe_auto_commit().await;
-            if self.need_join {
+            if self.config.group_protocol == GroupProtocol::Consumer {
+                // No join phase in KIP-848 (a classic error code asking to rejoin means
+                // nothing here): the heartbeat does it all.
+                self.need_join = false;
+                self.consumer_protocol_round().await?;
+            } else if self.need_join {
                 self.ensure_active_group(deadline).await?;
             }
             if !self.need_join && !self.unpositioned.is_empty() {
@@ -384,6 +399,11 @@ impl GroupConsumer {
 
     /// The generation is gone: every owned partition is lost; rejoin.
     fn lose_partitions(&mut self, reset_member: bool) {
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            // KIP-848: the member joins again with epoch 0 (a fresh id from the broker).
+            self.fenced();
+            return;
+        }
         if !self.owned.is_empty() {
             self.emit(GroupEvent::Lost {
                 generation: self.generation,
@@ -485,7 +505,9 @@ impl GroupConsumer {
                 partitions: self.owned.iter().cloned().collect(),
             });
         }
-        if self.config.group_instance_id.is_none() && !self.member_id.is_empty() {
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            self.consumer_protocol_leave().await;
+        } else if self.config.group_instance_id.is_none() && !self.member_id.is_empty() {
             self.leave_group().await;
         }
         self.stop_heartbeat();

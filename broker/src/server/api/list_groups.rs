@@ -20,7 +20,11 @@ pub(super) fn list_groups(
             list_groups_response::ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))
                 .with_protocol_type(str_bytes(&g.protocol_type))
-                .with_group_state(str_bytes(if version >= 4 { g.state.name() } else { "" }))
+                .with_group_state(str_bytes(match (version >= 4, g.consumer_state) {
+                    (false, _) => "",
+                    (true, Some(state)) => state,
+                    (true, None) => g.state.name(),
+                }))
         })
         .collect();
     let error = if loading {

@@ -3,33 +3,64 @@
 
 use super::*;
 
-/// The topics a Metadata request names (None: all of them) and whether missing ones may
-/// be created.
+/// The topics a Metadata request names (None: all of them), whether missing ones may be
+/// created, and the topic ids asked for (v10+, a topic named by id alone: KIP-848
+/// clients look up the ids of their assignment) that no topic has.
 pub(super) fn metadata_request_topics(
     shared: &Shared,
     req: &MetadataRequest,
     version: i16,
-) -> (Option<Vec<String>>, bool) {
+) -> (Option<Vec<String>>, bool, Vec<u128>) {
+    let mut unknown_ids = Vec::new();
     // v0 sends an empty list for "all topics"; v1+ sends null.
     let names = match &req.topics {
         None => None,
         Some(topics) if topics.is_empty() && version == 0 => None,
-        Some(topics) => Some(
-            topics
-                .iter()
-                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
-                .collect(),
-        ),
+        Some(topics) => {
+            let state = shared.state();
+            let name_of = |id: u128| match state.image() {
+                Some(image) => image
+                    .topics
+                    .values()
+                    .find(|t| t.id == id)
+                    .map(|t| t.name.clone()),
+                None => state.topics().find(|t| t.id == id).map(|t| t.name.clone()),
+            };
+            let mut names = Vec::new();
+            for t in topics {
+                match &t.name {
+                    Some(name) => names.push(name.0.to_string()),
+                    None if !t.topic_id.is_nil() => match name_of(t.topic_id.as_u128()) {
+                        Some(name) => names.push(name),
+                        None => unknown_ids.push(t.topic_id.as_u128()),
+                    },
+                    None => {}
+                }
+            }
+            Some(names)
+        }
     };
     let auto_create =
         shared.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
-    (names, auto_create)
+    (names, auto_create, unknown_ids)
+}
+
+/// The answer for topic ids no topic has.
+fn unknown_topic_ids(
+    ids: &[u128],
+) -> impl Iterator<Item = metadata_response::MetadataResponseTopic> + '_ {
+    ids.iter().map(|id| {
+        metadata_response::MetadataResponseTopic::default()
+            .with_error_code(ResponseError::UnknownTopicId.code())
+            .with_topic_id(uuid(*id))
+    })
 }
 
 pub(super) fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> MetadataResponse {
     let node_id = shared.config.node_id;
+    // Before the state lock: resolving topic ids takes it.
+    let (names, auto_create, unknown_ids) = metadata_request_topics(shared, req, version);
     let mut state = shared.state();
-    let (names, auto_create) = metadata_request_topics(shared, req, version);
     let names = names.unwrap_or_else(|| state.topics().map(|t| t.name.clone()).collect());
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
@@ -56,6 +87,7 @@ pub(super) fn metadata(shared: &Shared, req: &MetadataRequest, version: i16) -> 
         }
         topics.push(describe_topic(&state, &name, node_id));
     }
+    topics.extend(unknown_topic_ids(&unknown_ids));
     let (host, port) = shared.advertised.clone();
     MetadataResponse::default()
         .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
@@ -119,7 +151,7 @@ pub(super) async fn cluster_metadata(
     req: &MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let (requested, auto_create) = metadata_request_topics(shared, req, version);
+    let (requested, auto_create, unknown_ids) = metadata_request_topics(shared, req, version);
     let image = shared.state().image().cloned().unwrap_or_default();
     let mut created = BTreeMap::new();
     if let (Some(names), true) = (&requested, auto_create) {
@@ -192,6 +224,7 @@ pub(super) async fn cluster_metadata(
                 .with_partitions(partitions),
         );
     }
+    topics.extend(unknown_topic_ids(&unknown_ids));
     let mut brokers: Vec<metadata_response::MetadataResponseBroker> = image
         .brokers
         .values()

@@ -39,6 +39,8 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod delete_groups;
 mod describe_groups;
 mod find_coordinator;
@@ -61,6 +63,8 @@ use metadata::*;
 use offset_for_leader_epoch::*;
 use produce::*;
 
+use consumer_group_describe::*;
+use consumer_group_heartbeat::*;
 use delete_groups::*;
 use describe_groups::*;
 use find_coordinator::*;
@@ -217,7 +221,9 @@ pub(super) async fn handle(
         | ApiKey::ListGroups
         | ApiKey::DescribeGroups
         | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete => {
+        | ApiKey::OffsetDelete
+        | ApiKey::ConsumerGroupHeartbeat
+        | ApiKey::ConsumerGroupDescribe => {
             let client = ClientInfo {
                 client_id: header
                     .client_id
@@ -315,6 +321,16 @@ async fn handle_group(
         }
         ApiKey::DeleteGroups => answer!(delete_groups(shared, &decode!(DeleteGroupsRequest)).await),
         ApiKey::OffsetDelete => answer!(offset_delete(shared, &decode!(OffsetDeleteRequest)).await),
+        ApiKey::ConsumerGroupHeartbeat => {
+            let req = decode!(ConsumerGroupHeartbeatRequest);
+            answer!(consumer_group_heartbeat(shared, &req, version, client).await)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let req = decode!(ConsumerGroupDescribeRequest);
+            let ids: Vec<&str> = req.group_ids.iter().map(|g| g.as_str()).collect();
+            shared.groups.until_caught_up(shared, &ids).await;
+            answer!(consumer_group_describe(shared, &req))
+        }
         other => Err(format!("{other:?} is not a group API")),
     }
 }

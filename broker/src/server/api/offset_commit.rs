@@ -1,4 +1,6 @@
-//! OffsetCommit (v2-8): offsets become visible once their records are committed.
+//! OffsetCommit (v2-9): offsets become visible once their records are committed. For a
+//! KIP-848 group `generation_id_or_member_epoch` is the member's epoch (STALE_MEMBER_EPOCH
+//! when it is not the current one).
 
 use super::*;
 use crate::group::{self, CommitPartition};

@@ -1,4 +1,5 @@
-//! OffsetFetch (v1-8; v8 asks for several groups at once, KIP-709).
+//! OffsetFetch (v1-9; v8 asks for several groups at once, KIP-709; v9 names a KIP-848
+//! member and its epoch).
 
 use super::*;
 use crate::group::{FetchedOffset, OffsetFetchResponse as Fetched};
@@ -19,7 +20,15 @@ pub(super) fn offset_fetch(
                         .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
                         .collect::<Vec<_>>()
                 });
-                let fetched = fetch_group(shared, g.group_id.as_str(), partitions.as_deref());
+                // v9 (KIP-848): a member's fetch carries its id and epoch, checked for
+                // consumer groups.
+                let member = g
+                    .member_id
+                    .as_ref()
+                    .filter(|_| version >= 9)
+                    .map(|m| (m.as_str(), g.member_epoch));
+                let fetched =
+                    fetch_member_group(shared, g.group_id.as_str(), member, partitions.as_deref());
                 let topics = by_topic(fetched.partitions)
                     .into_iter()
                     .map(|(name, parts)| {
@@ -78,6 +87,24 @@ fn fetch_group(shared: &Shared, group_id: &str, partitions: Option<&[(String, i3
     shared
         .groups
         .read_group(shared, group_id, |c| c.offset_fetch(group_id, partitions))
+        .unwrap_or_else(|error| Fetched {
+            error,
+            partitions: Vec::new(),
+        })
+}
+
+/// `fetch_group` for a KIP-848 member (its epoch checked).
+fn fetch_member_group(
+    shared: &Shared,
+    group_id: &str,
+    member: Option<(&str, i32)>,
+    partitions: Option<&[(String, i32)]>,
+) -> Fetched {
+    shared
+        .groups
+        .read_group(shared, group_id, |c| {
+            c.offset_fetch_member(group_id, member, partitions)
+        })
         .unwrap_or_else(|error| Fetched {
             error,
             partitions: Vec::new(),

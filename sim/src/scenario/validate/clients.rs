@@ -143,7 +143,7 @@ fn consumer(i: usize, c: &ConsumerSpec, context: &mut Context) -> Result<(), Sce
 /// The group member's fields: only with `group`, names Kafka knows, times in range.
 fn group_fields(c: &ConsumerSpec, what: &str, err: super::Err) -> Result<(), ScenarioError> {
     let Some(group) = &c.group else {
-        let set: [(&str, Option<std::ops::Range<usize>>); 9] = [
+        let set: [(&str, Option<std::ops::Range<usize>>); 10] = [
             ("assignor", c.assignor.as_ref().map(|f| f.span())),
             ("commit", c.commit.as_ref().map(|f| f.span())),
             (
@@ -170,6 +170,10 @@ fn group_fields(c: &ConsumerSpec, what: &str, err: super::Err) -> Result<(), Sce
             (
                 "auto_offset_reset",
                 c.auto_offset_reset.as_ref().map(|f| f.span()),
+            ),
+            (
+                "group_protocol",
+                c.group_protocol.as_ref().map(|f| f.span()),
             ),
         ];
         return match set.into_iter().find_map(|(f, span)| span.map(|s| (f, s))) {
