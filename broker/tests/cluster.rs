@@ -35,7 +35,21 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Three controllers and three brokers on free ports. A port found free can be taken by
+    /// another test process before the node binds it (nextest runs test binaries in
+    /// parallel): then the whole cluster starts again on new ports.
     async fn start() -> Cluster {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match Cluster::try_start().await {
+                Ok(cluster) => return cluster,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("the cluster did not start in 5 attempts: {last_error}");
+    }
+
+    async fn try_start() -> Result<Cluster, String> {
         let voters: Vec<(i32, SocketAddr)> = (0..3)
             .map(|i| {
                 (
@@ -51,7 +65,7 @@ impl Cluster {
             config.election_timeout_ms = 500;
             let node = ControllerNode::start(config, Arc::new(MemStorage::default()))
                 .await
-                .expect("controller starts");
+                .map_err(|e| format!("controller {id} on {addr}: {e}"))?;
             controllers.push(Some(node));
         }
         let mut cluster = Cluster {
@@ -66,12 +80,16 @@ impl Cluster {
             cluster.broker_addrs.push(addr);
             cluster.broker_disks.push(MemStorage::default());
             cluster.brokers.push(None);
-            cluster.start_broker(i).await;
+            cluster.try_start_broker(i).await?;
         }
-        cluster
+        Ok(cluster)
     }
 
     async fn start_broker(&mut self, i: usize) {
+        self.try_start_broker(i).await.expect("broker starts");
+    }
+
+    async fn try_start_broker(&mut self, i: usize) -> Result<(), String> {
         let config = BrokerConfig {
             node_id: i as i32 + 1,
             listen: self.broker_addrs[i],
@@ -85,10 +103,12 @@ impl Cluster {
         };
         let mut config = config;
         config.group.initial_rebalance_delay_ms = 0;
+        let listen = config.listen;
         let broker = Broker::start(config, Arc::new(self.broker_disks[i].clone()))
             .await
-            .expect("broker starts");
+            .map_err(|e| format!("broker {} on {listen}: {e}", i + 1))?;
         self.brokers[i] = Some(broker);
+        Ok(())
     }
 
     /// Power loss: the process stops and its disk drops unsynced writes.
