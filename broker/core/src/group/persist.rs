@@ -402,18 +402,10 @@ impl GroupCoordinator {
                 else {
                     return false;
                 };
-                crate::probe!(probe::GROUP_LOADED);
-                let offsets = self
-                    .groups
-                    .get(group)
-                    .map(|g| g.offsets.clone())
-                    .unwrap_or_default();
-                self.drop_group(group);
                 let mut entry = Group::new(group, now_ms);
-                entry.offsets = offsets;
                 entry.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
                 entry.consumer = Some(Box::new(loaded));
-                self.groups.insert(group.clone(), entry);
+                self.replace_loaded_group(group, entry);
                 true
             }
         }
@@ -444,16 +436,22 @@ impl GroupCoordinator {
         ) else {
             return false;
         };
+        self.replace_loaded_group(group, loaded);
+        true
+    }
+
+    /// A group record replayed: `entry` replaces the group, keeping the offsets replayed
+    /// before it (offsets are records of their own).
+    fn replace_loaded_group(&mut self, group_id: &str, mut entry: Group) {
         crate::probe!(probe::GROUP_LOADED);
         let offsets = self
             .groups
-            .get(group)
+            .get(group_id)
             .map(|g| g.offsets.clone())
             .unwrap_or_default();
-        self.drop_group(group);
-        let entry = self.groups.entry(group.clone()).or_insert(loaded);
+        self.drop_group(group_id);
         entry.offsets = offsets;
-        true
+        self.groups.insert(group_id.to_string(), entry);
     }
 
     /// The groups of `group_ids` are served from now on (their partition finished

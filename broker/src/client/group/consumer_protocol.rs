@@ -158,20 +158,7 @@ impl GroupConsumer {
         let target = self.assignment_names(assignment).await?;
         let revoked: Vec<TopicPartition> = self.owned.difference(&target).cloned().collect();
         if !revoked.is_empty() {
-            if self.config.enable_auto_commit {
-                let offsets = revoked
-                    .iter()
-                    .filter_map(|tp| self.positions.get(tp).map(|o| (tp.clone(), *o)))
-                    .collect::<BTreeMap<_, _>>();
-                if !offsets.is_empty() {
-                    let _ = self.commit_sync(offsets).await;
-                }
-            }
-            self.emit(GroupEvent::Revoked {
-                generation: self.generation,
-                partitions: revoked.clone(),
-            });
-            self.drop_partitions(&revoked);
+            self.revoke(self.generation, &revoked).await;
         }
         let added: Vec<TopicPartition> = target.difference(&self.owned).cloned().collect();
         self.owned.extend(added.iter().cloned());
@@ -226,14 +213,7 @@ impl GroupConsumer {
 
     /// The member is no longer in the group: its partitions are lost; join again.
     pub(super) fn fenced(&mut self) {
-        if !self.owned.is_empty() {
-            self.emit(GroupEvent::Lost {
-                generation: self.generation,
-                partitions: self.owned.iter().cloned().collect(),
-            });
-        }
-        let all: Vec<TopicPartition> = self.owned.iter().cloned().collect();
-        self.drop_partitions(&all);
+        self.lose_owned();
         self.generation = -1;
         self.member_id.clear();
         self.kip848.full = true;

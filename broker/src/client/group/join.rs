@@ -316,6 +316,25 @@ impl GroupConsumer {
         })
     }
 
+    /// Give up `revoked` in an orderly way (owned in `generation`): commit their positions
+    /// first when auto-commit is on, then report and drop them.
+    pub(super) async fn revoke(&mut self, generation: i32, revoked: &[TopicPartition]) {
+        if self.config.enable_auto_commit {
+            let offsets = revoked
+                .iter()
+                .filter_map(|tp| self.positions.get(tp).map(|o| (tp.clone(), *o)))
+                .collect::<BTreeMap<_, _>>();
+            if !offsets.is_empty() {
+                let _ = self.commit_sync(offsets).await;
+            }
+        }
+        self.emit(GroupEvent::Revoked {
+            generation,
+            partitions: revoked.to_vec(),
+        });
+        self.drop_partitions(revoked);
+    }
+
     /// Apply a generation's assignment (Java's onJoinComplete). Cooperative: revoke what
     /// is no longer assigned and, if anything was, rejoin at once.
     async fn complete_join(
@@ -336,20 +355,7 @@ impl GroupConsumer {
         }
         let revoked: Vec<TopicPartition> = self.owned.difference(&assigned).cloned().collect();
         if !revoked.is_empty() {
-            if self.config.enable_auto_commit {
-                let offsets = revoked
-                    .iter()
-                    .filter_map(|tp| self.positions.get(tp).map(|o| (tp.clone(), *o)))
-                    .collect::<BTreeMap<_, _>>();
-                if !offsets.is_empty() {
-                    let _ = self.commit_sync(offsets).await;
-                }
-            }
-            self.emit(GroupEvent::Revoked {
-                generation,
-                partitions: revoked.clone(),
-            });
-            self.drop_partitions(&revoked);
+            self.revoke(generation, &revoked).await;
             self.need_join = true;
         }
         let added: Vec<TopicPartition> = assigned.difference(&self.owned).cloned().collect();

@@ -397,13 +397,8 @@ impl GroupConsumer {
         }
     }
 
-    /// The generation is gone: every owned partition is lost; rejoin.
-    fn lose_partitions(&mut self, reset_member: bool) {
-        if self.config.group_protocol == GroupProtocol::Consumer {
-            // KIP-848: the member joins again with epoch 0 (a fresh id from the broker).
-            self.fenced();
-            return;
-        }
+    /// Every owned partition lost without a chance to commit: reported, then dropped.
+    pub(super) fn lose_owned(&mut self) {
         if !self.owned.is_empty() {
             self.emit(GroupEvent::Lost {
                 generation: self.generation,
@@ -412,6 +407,16 @@ impl GroupConsumer {
         }
         let all: Vec<TopicPartition> = self.owned.iter().cloned().collect();
         self.drop_partitions(&all);
+    }
+
+    /// The generation is gone: every owned partition is lost; rejoin.
+    fn lose_partitions(&mut self, reset_member: bool) {
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            // KIP-848: the member joins again with epoch 0 (a fresh id from the broker).
+            self.fenced();
+            return;
+        }
+        self.lose_owned();
         self.owned_generation = -1;
         self.generation = -1;
         if reset_member {
