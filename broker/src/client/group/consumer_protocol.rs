@@ -215,7 +215,10 @@ impl GroupConsumer {
     pub(super) fn fenced(&mut self) {
         self.lose_owned();
         self.generation = -1;
-        self.member_id.clear();
+        // Rejoin under the same member id with epoch 0, as Kafka's clients do (KIP-1082):
+        // the coordinator restarts that member at once instead of keeping its old entry,
+        // and its partitions, until the session times out; a static member's rejoin is not
+        // taken for another holder of its instance (UNRELEASED_INSTANCE_ID).
         self.kip848.full = true;
         self.kip848.beat_now = true;
     }

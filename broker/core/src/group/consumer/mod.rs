@@ -70,6 +70,10 @@ pub type Assignment = BTreeMap<TopicId, BTreeSet<i32>>;
 /// The cluster's topics as the heartbeat sees them: name -> (topic id, partition count).
 pub type TopicsMetadata = BTreeMap<String, (TopicId, i32)>;
 
+/// The most partitions a topic may have for the assignors (a replayed record claiming
+/// more is refused rather than enumerated).
+const PARTITIONS_MAX: i32 = 1 << 20;
+
 /// MemberEpoch of a member leaving for good.
 pub const LEAVE_EPOCH: i32 = -1;
 /// MemberEpoch of a static member leaving temporarily.
@@ -299,11 +303,28 @@ impl ConsumerGroup {
         if self.assignment_epoch > self.group_epoch {
             return Some("assignment epoch ahead of the group epoch".into());
         }
+        // Values a replayed record could carry that later arithmetic cannot take: an epoch
+        // with no room to grow, a partition count out of range.
+        if self.group_epoch < 0 || self.group_epoch >= i32::MAX / 2 {
+            return Some(format!("group epoch {} out of range", self.group_epoch));
+        }
+        if let Some((name, _)) = self
+            .subscribed_topics
+            .iter()
+            .find(|(_, (_, partitions))| !(0..=PARTITIONS_MAX).contains(partitions))
+        {
+            return Some(format!("topic {name} with a partition count out of range"));
+        }
         let mut held: BTreeSet<(TopicId, i32)> = BTreeSet::new();
         let mut instances: BTreeSet<&String> = BTreeSet::new();
         for (id, member) in &self.members {
             if id != &member.member_id {
                 return Some(format!("member {id} keyed by another id"));
+            }
+            if member.previous_member_epoch > self.assignment_epoch {
+                return Some(format!(
+                    "{id}'s previous epoch ahead of the assignment epoch"
+                ));
             }
             if member.member_epoch > self.assignment_epoch {
                 return Some(format!("{id} ahead of the assignment epoch"));
@@ -347,6 +368,9 @@ fn durable_eq(a: &ConsumerGroup, b: &ConsumerGroup) -> bool {
 
 /// A subscription regex as Kafka applies it: to the whole topic name.
 fn topic_regex(regex: &str) -> Result<regex::Regex, regex::Error> {
+    // The pattern must stand alone: wrapped unchecked, `a)|(b` would compile as a
+    // different expression.
+    regex::Regex::new(regex)?;
     regex::Regex::new(&format!("^(?:{regex})$"))
 }
 
@@ -769,6 +793,13 @@ fn join_or_check(
             return refuse(
                 error_code::UNRELEASED_INSTANCE_ID,
                 "the instance id is still held by an active member",
+            );
+        }
+        // The instance's state goes to `member_id`: never over another member's entry.
+        if previous.member_id != member_id && group.members.contains_key(member_id) {
+            return refuse(
+                error_code::INVALID_REQUEST,
+                "the member id is used by another member of the group",
             );
         }
         group.members.remove(&previous.member_id);

@@ -307,6 +307,41 @@ fn a_regex_subscription_takes_matching_topics_as_they_appear() {
 }
 
 #[test]
+fn a_static_takeover_naming_another_members_id_is_refused_not_a_panic() {
+    // P (static "i") holds everything at epoch 1 and leaves temporarily; X joins and the
+    // group moves on. A join naming X's id with instance "i" must not overwrite X (its
+    // epoch would go back: the coordinator's invariant check panicked under its lock).
+    let mut s = Shell::new(4);
+    let with_instance = |mut r: ConsumerHeartbeatRequest| {
+        r.instance_id = Some("i".into());
+        r
+    };
+    let p = s.beat(&with_instance(s.request("p", 0, None)));
+    assert_eq!(p.member_epoch, 1);
+    let gone = s.beat(&with_instance(s.request("p", STATIC_LEAVE_EPOCH, None)));
+    assert_eq!(gone.member_epoch, STATIC_LEAVE_EPOCH);
+    let x = s.beat(&s.request("x", 0, None));
+    assert_eq!(x.error, NONE);
+    let x_epoch = s.group().members["x"].member_epoch;
+    let hostile = s.beat(&with_instance(s.request("x", 0, None)));
+    assert_eq!(hostile.error, INVALID_REQUEST);
+    assert_eq!(s.group().members["x"].member_epoch, x_epoch);
+    assert!(s.group().members["x"].instance_id.is_none());
+    // The instance itself can still come back under a fresh id.
+    let back = s.beat(&with_instance(s.request("p2", 0, None)));
+    assert_eq!(back.error, NONE);
+}
+
+#[test]
+fn an_invalid_regex_is_refused_even_where_anchoring_would_hide_it() {
+    let mut s = Shell::new(2);
+    let mut join = s.request("a", 0, None);
+    join.subscribed_topic_regex = Some("a)|(b".into());
+    let refused = s.beat(&join);
+    assert_eq!(refused.error, INVALID_REGULAR_EXPRESSION);
+}
+
+#[test]
 fn static_members_leave_temporarily_and_are_replaced() {
     let mut s = Shell::new(2);
     let with_instance = |mut r: ConsumerHeartbeatRequest| {
@@ -517,4 +552,19 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_replayed_group_with_values_no_coordinator_writes_is_refused() {
+    let fine = ConsumerGroup::new();
+    assert!(loaded_consumer_group(&fine, 45_000, 0).is_some());
+    let mut negative = ConsumerGroup::new();
+    negative.subscribed_topics.insert("t".into(), (T, -5));
+    assert!(loaded_consumer_group(&negative, 45_000, 0).is_none());
+    let mut huge = ConsumerGroup::new();
+    huge.subscribed_topics.insert("t".into(), (T, i32::MAX));
+    assert!(loaded_consumer_group(&huge, 45_000, 0).is_none());
+    let mut no_room = ConsumerGroup::new();
+    no_room.group_epoch = i32::MAX;
+    assert!(loaded_consumer_group(&no_room, 45_000, 0).is_none());
 }
