@@ -7,40 +7,21 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use faultline::client::{Client, Connection, NewTopic, Producer, ProducerConfig};
-use faultline::config::BrokerConfig;
 use faultline::record::codec::NewRecord;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
-use std::sync::Arc;
-use std::time::Duration;
+use kafka_protocol::protocol::Encodable;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+use common::{s, TIMEOUT};
 const GROUP: &str = "cli-group";
 /// Records per partition; record i of each partition is stamped BASE_TS + i seconds.
 const RECORDS: i64 = 10;
 const BASE_TS: i64 = 1_700_000_000_000;
 
-fn s(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_string())
-}
-
 async fn start() -> Broker {
-    let mut config = BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: "/data".into(),
-        ..Default::default()
-    };
-    config
-        .apply_properties(
-            "test",
-            "group.initial.rebalance.delay.ms=0\noffsets.topic.num.partitions=3\n",
-        )
-        .unwrap();
-    Broker::start(config, Arc::new(MemStorage::default()))
-        .await
-        .expect("broker starts")
+    common::start_broker(&MemStorage::default(), 3, false).await
 }
 
 /// Topic `t` with three partitions of RECORDS records each.

@@ -5,41 +5,22 @@
 #![cfg(not(madsim))]
 
 use faultline::client::{Client, Connection, NewTopic};
-use faultline::config::BrokerConfig;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use std::sync::Arc;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+use common::{s, TIMEOUT};
 const GROUP: &str = "kip848-group";
 
 async fn start(storage: &MemStorage) -> Broker {
-    let mut config = BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: "/data".into(),
-        ..Default::default()
-    };
-    config
-        .apply_properties("test", "offsets.topic.num.partitions=2\n")
-        .unwrap();
-    Broker::start(config, Arc::new(storage.clone()))
-        .await
-        .expect("broker starts")
-}
-
-fn s(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_string())
+    common::start_broker(storage, 2, true).await
 }
 
 async fn connect(addr: &str) -> Connection {
-    let mut conn = Connection::connect(addr, "kip848-test", TIMEOUT)
-        .await
-        .unwrap();
-    for (key, version) in [
+    let versions = [
         (ApiKey::FindCoordinator, 3),
         (ApiKey::ConsumerGroupHeartbeat, 1),
         (ApiKey::ConsumerGroupDescribe, 0),
@@ -47,10 +28,8 @@ async fn connect(addr: &str) -> Connection {
         (ApiKey::OffsetFetch, 9),
         (ApiKey::JoinGroup, 5),
         (ApiKey::Metadata, 12),
-    ] {
-        conn.pin_version(key, version);
-    }
-    conn
+    ];
+    common::connect_pinned(addr, "kip848-test", &versions).await
 }
 
 /// A heartbeat: `owned` None for "unchanged"; a join (epoch 0) subscribes to `t`.

@@ -8,7 +8,6 @@ use faultline::client::group::{
     Assignor, GroupConsumer, GroupConsumerConfig, GroupEvent, PositionSource, TopicPartition,
 };
 use faultline::client::{Client, NewTopic, OffsetReset, Producer, ProducerConfig};
-use faultline::config::BrokerConfig;
 use faultline::record::codec::NewRecord;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
@@ -17,24 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+use common::TIMEOUT;
 const POLL: Duration = Duration::from_millis(100);
 
 async fn start() -> Broker {
-    let mut config = BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: "/data".into(),
-        ..Default::default()
-    };
-    config
-        .apply_properties(
-            "test",
-            "group.initial.rebalance.delay.ms=0\noffsets.topic.num.partitions=2\n",
-        )
-        .unwrap();
-    Broker::start(config, Arc::new(MemStorage::default()))
-        .await
-        .expect("broker starts")
+    common::start_broker(&MemStorage::default(), 2, false).await
 }
 
 async fn create_topic(addr: &str, topic: &str, partitions: i32) {

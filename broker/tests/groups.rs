@@ -5,48 +5,24 @@
 
 use bytes::Bytes;
 use faultline::client::{Client, Connection, NewTopic};
-use faultline::config::BrokerConfig;
 use faultline::server::{offsets_partition, Broker, OFFSETS_TOPIC};
 use faultline::storage::MemStorage;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use std::sync::Arc;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+use common::{s, TIMEOUT};
 const GROUP: &str = "my-group";
 const OFFSETS_PARTITIONS: i32 = 4;
 
 async fn start(storage: &MemStorage) -> Broker {
-    let mut config = BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: "/data".into(),
-        ..Default::default()
-    };
-    config
-        .apply_properties(
-            "test",
-            &format!(
-                "group.initial.rebalance.delay.ms=0\noffsets.topic.num.partitions={OFFSETS_PARTITIONS}\n"
-            ),
-        )
-        .unwrap();
-    Broker::start(config, Arc::new(storage.clone()))
-        .await
-        .expect("broker starts")
-}
-
-fn s(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_string())
+    common::start_broker(storage, OFFSETS_PARTITIONS, false).await
 }
 
 /// A connection speaking the versions librdkafka and confluent-kafka send.
 async fn connect(addr: &str) -> Connection {
-    let mut conn = Connection::connect(addr, "group-test", TIMEOUT)
-        .await
-        .unwrap();
-    for (key, version) in [
+    let versions = [
         (ApiKey::FindCoordinator, 2),
         (ApiKey::JoinGroup, 5),
         (ApiKey::SyncGroup, 3),
@@ -55,10 +31,8 @@ async fn connect(addr: &str) -> Connection {
         (ApiKey::OffsetCommit, 8),
         (ApiKey::OffsetFetch, 7),
         (ApiKey::DescribeGroups, 5),
-    ] {
-        conn.pin_version(key, version);
-    }
-    conn
+    ];
+    common::connect_pinned(addr, "group-test", &versions).await
 }
 
 async fn find_coordinator(conn: &mut Connection, group: &str) -> FindCoordinatorResponse {

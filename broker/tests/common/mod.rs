@@ -1,0 +1,45 @@
+//! What the group tests share: a broker on a free port with group settings, and a
+//! connection pinned to the API versions a test speaks.
+#![allow(dead_code)] // each test file uses its own part
+
+use faultline::client::Connection;
+use faultline::config::BrokerConfig;
+use faultline::server::Broker;
+use faultline::storage::MemStorage;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A standalone broker on `storage` with `__consumer_offsets` of `offsets_partitions`
+/// partitions and, unless `delay`, no initial rebalance delay.
+pub async fn start_broker(storage: &MemStorage, offsets_partitions: i32, delay: bool) -> Broker {
+    let mut config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: "/data".into(),
+        ..Default::default()
+    };
+    let mut properties = format!("offsets.topic.num.partitions={offsets_partitions}\n");
+    if !delay {
+        properties.push_str("group.initial.rebalance.delay.ms=0\n");
+    }
+    config.apply_properties("test", &properties).unwrap();
+    Broker::start(config, Arc::new(storage.clone()))
+        .await
+        .expect("broker starts")
+}
+
+pub fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// A connection as `client`, pinned to `versions`.
+pub async fn connect_pinned(addr: &str, client: &str, versions: &[(ApiKey, i16)]) -> Connection {
+    let mut conn = Connection::connect(addr, client, TIMEOUT).await.unwrap();
+    for (key, version) in versions {
+        conn.pin_version(*key, *version);
+    }
+    conn
+}
