@@ -6,7 +6,7 @@
 #![cfg(not(madsim))]
 
 use bytes::{BufMut, Bytes, BytesMut};
-use faultline::client::{Client, Connection, NewTopic, Producer, ProducerConfig};
+use faultline::client::{Client, Connection, Producer, ProducerConfig};
 use faultline::record::codec::NewRecord;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
@@ -26,20 +26,7 @@ async fn start() -> Broker {
 
 /// Topic `t` with three partitions of RECORDS records each.
 async fn topic_with_records(addr: &str) {
-    let mut admin = Client::new(addr, "admin", TIMEOUT);
-    let topic = NewTopic {
-        name: "t".into(),
-        partitions: 3,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    admin
-        .create_topics(&[topic])
-        .await
-        .unwrap()
-        .remove(0)
-        .1
-        .unwrap();
+    common::create_topic(addr, "t", 3).await;
     let mut producer = Producer::new(
         Client::new(addr, "producer", TIMEOUT),
         ProducerConfig::default(),

@@ -4,7 +4,7 @@
 //! JoinGroup refused, and the group rebuilt from `__consumer_offsets` after a restart.
 #![cfg(not(madsim))]
 
-use faultline::client::{Client, Connection, NewTopic};
+use faultline::client::Connection;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
 use kafka_protocol::messages::*;
@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use std::time::Duration;
 
 mod common;
-use common::{s, TIMEOUT};
+use common::s;
 const GROUP: &str = "kip848-group";
 
 async fn start(storage: &MemStorage) -> Broker {
@@ -132,20 +132,7 @@ async fn consumer_protocol_reconciles_checks_epochs_and_survives_a_restart() {
     let storage = MemStorage::default();
     let broker = start(&storage).await;
     let addr = broker.local_addr().to_string();
-    let mut admin = Client::new(&addr, "admin", TIMEOUT);
-    let topic = NewTopic {
-        name: "t".into(),
-        partitions: 2,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    admin
-        .create_topics(&[topic])
-        .await
-        .unwrap()
-        .remove(0)
-        .1
-        .unwrap();
+    common::create_topic(&addr, "t", 2).await;
     let mut conn = connect(&addr).await;
     let found = conn
         .request(&FindCoordinatorRequest::default().with_key(s(GROUP)))

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use faultline::client::group::{
     Assignor, GroupConsumer, GroupConsumerConfig, GroupEvent, PositionSource, TopicPartition,
 };
-use faultline::client::{Client, NewTopic, OffsetReset, Producer, ProducerConfig};
+use faultline::client::{Client, OffsetReset, Producer, ProducerConfig};
 use faultline::record::codec::NewRecord;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
@@ -24,22 +24,7 @@ async fn start() -> Broker {
     common::start_broker(&MemStorage::default(), 2, false).await
 }
 
-async fn create_topic(addr: &str, topic: &str, partitions: i32) {
-    let mut admin = Client::new(addr, "admin", TIMEOUT);
-    let new = NewTopic {
-        name: topic.into(),
-        partitions,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    admin
-        .create_topics(&[new])
-        .await
-        .unwrap()
-        .remove(0)
-        .1
-        .unwrap();
-}
+use common::create_topic;
 
 /// `per_partition` records in each partition of `topic`.
 async fn produce(addr: &str, topic: &str, partitions: i32, per_partition: usize) {

@@ -138,20 +138,7 @@ async fn a_group_joins_syncs_commits_and_its_offsets_survive_a_restart() {
     let storage = MemStorage::default();
     let broker = start(&storage).await;
     let addr = broker.local_addr().to_string();
-    let mut admin = Client::new(&addr, "admin", TIMEOUT);
-    let topic = NewTopic {
-        name: "t".into(),
-        partitions: 2,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    admin
-        .create_topics(&[topic])
-        .await
-        .unwrap()
-        .remove(0)
-        .1
-        .unwrap();
+    common::create_topic(&addr, "t", 2).await;
     let mut conn = connect(&addr).await;
 
     // Before `__consumer_offsets` exists no group is coordinated anywhere.

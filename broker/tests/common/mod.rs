@@ -2,7 +2,7 @@
 //! connection pinned to the API versions a test speaks.
 #![allow(dead_code)] // each test file uses its own part
 
-use faultline::client::Connection;
+use faultline::client::{Client, Connection, NewTopic};
 use faultline::config::BrokerConfig;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
@@ -42,4 +42,22 @@ pub async fn connect_pinned(addr: &str, client: &str, versions: &[(ApiKey, i16)]
         conn.pin_version(*key, *version);
     }
     conn
+}
+
+/// Creates `topic` with `partitions` partitions (one replica); panics if refused.
+pub async fn create_topic(addr: &str, topic: &str, partitions: i32) {
+    let mut admin = Client::new(addr, "admin", TIMEOUT);
+    let new = NewTopic {
+        name: topic.into(),
+        partitions,
+        replication_factor: 1,
+        configs: Default::default(),
+    };
+    admin
+        .create_topics(&[new])
+        .await
+        .unwrap()
+        .remove(0)
+        .1
+        .unwrap();
 }
