@@ -17,14 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
-use common::TIMEOUT;
+use common::{create_topic, TIMEOUT};
 const POLL: Duration = Duration::from_millis(100);
 
 async fn start() -> Broker {
     common::start_broker(&MemStorage::default(), 2, false).await
 }
-
-use common::create_topic;
 
 /// `per_partition` records in each partition of `topic`.
 async fn produce(addr: &str, topic: &str, partitions: i32, per_partition: usize) {
