@@ -75,26 +75,7 @@ fn assigned(resp: &ConsumerGroupHeartbeatResponse) -> Option<Vec<(uuid::Uuid, Ve
 }
 
 async fn commit(conn: &mut Connection, member: &str, epoch: i32) -> i16 {
-    let resp = conn
-        .request(
-            &OffsetCommitRequest::default()
-                .with_group_id(GroupId(s(GROUP)))
-                .with_generation_id_or_member_epoch(epoch)
-                .with_member_id(s(member))
-                .with_topics(vec![
-                    offset_commit_request::OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s("t")))
-                        .with_partitions(vec![
-                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                .with_partition_index(0)
-                                .with_committed_offset(3)
-                                .with_committed_leader_epoch(-1),
-                        ]),
-                ]),
-        )
-        .await
-        .unwrap();
-    resp.topics[0].partitions[0].error_code
+    common::commit_t0(conn, GROUP, member, epoch, 3).await
 }
 
 /// OffsetFetch v9 as member `member` in `epoch`: (group error, offset of t-0).

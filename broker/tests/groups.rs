@@ -317,25 +317,7 @@ async fn find_coordinator_v4_batches_keys_and_refuses_what_it_cannot_serve() {
 
 /// A simple (generation -1) commit of offset 7 for partition 0 of topic `t` in `group`.
 async fn simple_commit(conn: &mut Connection, group: &str) -> i16 {
-    let resp = conn
-        .request(
-            &OffsetCommitRequest::default()
-                .with_group_id(GroupId(s(group)))
-                .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![
-                    offset_commit_request::OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s("t")))
-                        .with_partitions(vec![
-                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                .with_partition_index(0)
-                                .with_committed_offset(7)
-                                .with_committed_leader_epoch(-1),
-                        ]),
-                ]),
-        )
-        .await
-        .unwrap();
-    resp.topics[0].partitions[0].error_code
+    common::commit_t0(conn, group, "", -1, 7).await
 }
 
 /// One DeleteGroups naming groups of two `__consumer_offsets` partitions: their tombstones

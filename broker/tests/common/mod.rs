@@ -6,7 +6,9 @@ use faultline::client::{Client, Connection, NewTopic};
 use faultline::config::BrokerConfig;
 use faultline::server::Broker;
 use faultline::storage::MemStorage;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{
+    offset_commit_request, ApiKey, GroupId, OffsetCommitRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,4 +62,35 @@ pub async fn create_topic(addr: &str, topic: &str, partitions: i32) {
         .remove(0)
         .1
         .unwrap();
+}
+
+/// An OffsetCommit of `offset` for partition 0 of topic `t` in `group`, as `member` (empty:
+/// none) in `generation_or_epoch`; the partition's error code.
+pub async fn commit_t0(
+    conn: &mut Connection,
+    group: &str,
+    member: &str,
+    generation_or_epoch: i32,
+    offset: i64,
+) -> i16 {
+    let resp = conn
+        .request(
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_generation_id_or_member_epoch(generation_or_epoch)
+                .with_member_id(s(member))
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("t")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(-1),
+                        ]),
+                ]),
+        )
+        .await
+        .unwrap();
+    resp.topics[0].partitions[0].error_code
 }
