@@ -27,6 +27,20 @@ def emit(**obj):
     print(json.dumps(obj), flush=True)
 
 
+def consume_and_commit(c):
+    """confluent-kafka's loop: each record reported, then committed synchronously."""
+    while not stopping:
+        msg = c.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            emit(event="error", error=str(msg.error()))
+            continue
+        emit(event="record", partition=msg.partition(), offset=msg.offset(), value=msg.value().decode())
+        c.commit(message=msg, asynchronous=False)
+    c.close()
+
+
 def run_confluent(addr, topic, group):
     from confluent_kafka import Consumer
 
@@ -42,16 +56,7 @@ def run_confluent(addr, topic, group):
         }
     )
     c.subscribe([topic], on_assign=lambda _c, parts: emit(event="assigned", partitions=sorted(p.partition for p in parts)))
-    while not stopping:
-        msg = c.poll(0.2)
-        if msg is None:
-            continue
-        if msg.error():
-            emit(event="error", error=str(msg.error()))
-            continue
-        emit(event="record", partition=msg.partition(), offset=msg.offset(), value=msg.value().decode())
-        c.commit(message=msg, asynchronous=False)
-    c.close()
+    consume_and_commit(c)
 
 
 def run_confluent_consumer_protocol(addr, topic, group):
@@ -80,16 +85,7 @@ def run_confluent_consumer_protocol(addr, topic, group):
         emit(event="assigned", partitions=sorted(owned))
 
     c.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
-    while not stopping:
-        msg = c.poll(0.2)
-        if msg is None:
-            continue
-        if msg.error():
-            emit(event="error", error=str(msg.error()))
-            continue
-        emit(event="record", partition=msg.partition(), offset=msg.offset(), value=msg.value().decode())
-        c.commit(message=msg, asynchronous=False)
-    c.close()
+    consume_and_commit(c)
 
 
 def run_kafka_python(addr, topic, group):
