@@ -138,6 +138,8 @@ probes! {
         "a new coordinator replayed its partition and waited for the high watermark to reach its log end before serving";
     GROUP_REQUEST_AWAITED_LOAD = "group.request-awaited-load":
         "a group request waited for its new coordinator's high watermark to catch up, instead of answering COORDINATOR_LOAD_IN_PROGRESS";
+    GROUP_REQUEST_BEFORE_RECONCILE = "group.request-before-reconcile":
+        "a group request reached a broker that leads its partition in metadata it has applied but not yet loaded, and was told COORDINATOR_LOAD_IN_PROGRESS";
     GROUP_WRITE_LEADERSHIP_LOST = "group.write-leadership-lost":
         "a coordinator write failed because its partition's leader changed before it committed";
     GROUP_CONSUMER_ASSIGNMENT_CHANGED = "group.consumer-assignment-changed":

@@ -557,20 +557,24 @@ fn ownership_locked(inner: &Inner, shared: &Shared, group_id: &str) -> Ownership
     if inner.loading.contains_key(&partition) {
         return Ownership::Loading;
     }
-    let Some(&epoch) = inner.loaded.get(&partition) else {
-        return Ownership::NotCoordinator;
-    };
-    // Loaded in an epoch this broker still leads in; a change not reconciled yet (the
-    // metadata task runs `reconcile` right after applying it) is not served meanwhile.
+    // Served when loaded in an epoch this broker still leads in. A change not reconciled
+    // yet (the metadata task runs `reconcile` right after applying it) is not served
+    // meanwhile: a partition led here but not loaded in that epoch is about to load, so it
+    // answers COORDINATOR_LOAD_IN_PROGRESS, which every client retries. NOT_COORDINATOR
+    // there would be wrong: FindCoordinator, answered from the same metadata, has just
+    // named this broker, and librdkafka does not retry an OffsetFetch refused with it.
     let led = shared
         .state()
         .partition(OFFSETS_TOPIC, partition)
         .ok()
         .and_then(|p| p.led_epoch());
-    if led == Some(epoch) {
-        Ownership::Serving
-    } else {
-        Ownership::NotCoordinator
+    match (inner.loaded.get(&partition), led) {
+        (Some(&epoch), Some(led)) if led == epoch => Ownership::Serving,
+        (_, Some(_)) => {
+            crate::probe!(probe::GROUP_REQUEST_BEFORE_RECONCILE);
+            Ownership::Loading
+        }
+        (_, None) => Ownership::NotCoordinator,
     }
 }
 
