@@ -327,3 +327,78 @@ to = "c1"
         ]
     );
 }
+
+#[test]
+fn a_healthy_cluster_answers_every_group_commit_promptly() {
+    // Three brokers, commits replicated to three replicas, BUGGIFY on (among its faults:
+    // the coordinator's timer task runs late). A trickle of records, so the cluster is
+    // mostly idle between commits: nothing else wakes a task that missed a high-watermark
+    // change. A commit is answered once its record is below the high watermark,
+    // milliseconds here; a missed wake-up leaves it waiting for the next append or for
+    // `offsets.commit.timeout.ms` (5 s).
+    let s = scenario_from(
+        "healthy-group-commits",
+        r#"
+duration = "20s"
+liveness = "30s"
+buggify = true
+[cluster]
+brokers = 3
+controllers = 3
+config = { "group.initial.rebalance.delay.ms" = "0", "offsets.topic.num.partitions" = "5" }
+[[topic]]
+name = "orders"
+partitions = 3
+replication_factor = 3
+[[producer]]
+name = "p1"
+topic = "orders"
+rate = 5
+[[consumer]]
+name = "m1"
+topic = "orders"
+group = "payments"
+commit = "sync-after-processing"
+auto_offset_reset = "earliest"
+[[consumer]]
+name = "m2"
+topic = "orders"
+group = "payments"
+commit = "sync-after-processing"
+auto_offset_reset = "earliest"
+"#,
+    );
+    let (mut commits, mut slowest_ms) = (0, 0);
+    for seed in 1..=12 {
+        let outcome = run_seed(&s, seed);
+        assert_eq!(
+            outcome.verdict,
+            Verdict::Pass,
+            "seed {seed}: {:?}",
+            outcome.failures
+        );
+        // Sync commits: one in flight per member, one op per partition it covers.
+        let mut invoked: std::collections::BTreeMap<(&str, &str, i32), u64> = Default::default();
+        for op in &outcome.history.ops {
+            if op.kind != faultline_sim::history::OpKind::Commit {
+                continue;
+            }
+            let key = (op.process.as_str(), op.topic.as_str(), op.partition);
+            if op.phase == faultline_sim::history::Phase::Invoke {
+                invoked.insert(key, op.time_ns);
+            } else if let Some(at) = invoked.remove(&key) {
+                commits += 1;
+                let waited_ms = (op.time_ns - at) / 1_000_000;
+                slowest_ms = slowest_ms.max(waited_ms);
+                assert!(
+                    waited_ms < 250,
+                    "seed {seed}: {}'s commit (op {}) was answered after {waited_ms} ms",
+                    op.process,
+                    op.index
+                );
+            }
+        }
+    }
+    assert!(commits > 50, "only {commits} commits answered");
+    eprintln!("{commits} commits, the slowest answered after {slowest_ms} ms");
+}

@@ -488,7 +488,18 @@ impl GroupService {
             let appended = shared.appended.notified();
             let now_ms = shared.now_ms();
             let (next, waiting_writes) = {
-                let inner = self.lock();
+                let mut guard = self.lock();
+                let inner = &mut *guard;
+                // A high watermark that moved before `appended` was registered woke no one
+                // here: settle what it committed now, or those writes would wait for the
+                // next change (none, on an idle coordinator) or their deadline.
+                let waiting = inner.pending.len();
+                if waiting > 0 {
+                    drain(inner, shared);
+                    if inner.pending.len() < waiting {
+                        crate::probe!(probe::GROUP_WRITE_SETTLED_BEFORE_WAIT);
+                    }
+                }
                 let partitions = offsets_partitions(shared);
                 let write_deadline = inner.pending.iter().map(|w| w.deadline_ms).min();
                 let group_deadline = inner
@@ -510,7 +521,14 @@ impl GroupService {
             let due = wake_at <= now_ms;
             tokio::select! {
                 biased;
-                _ = changed, if !due => continue,
+                _ = changed, if !due => {
+                    // BUGGIFY: the task runs late after a request (a busy runtime), so a
+                    // write's high watermark can move before the next round listens.
+                    if faultline_core::buggify!(0.5) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    continue;
+                }
                 _ = appended, if waiting_writes => {}
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -658,10 +676,12 @@ pub(crate) fn offsets_partitions(shared: &Shared) -> Option<i32> {
 /// leadership moved or `offsets.commit.timeout.ms` passed. Then hand released answers to
 /// their connections. Repeats while reporting makes new writes.
 fn drain(inner: &mut Inner, shared: &Shared) {
+    let mut appended = false;
     // Bound: each round reports writes, which release answers and rarely more writes.
     for _ in 0..64 {
         let writes = inner.coordinator.take_writes();
         let now_ms = shared.now_ms();
+        appended |= !writes.is_empty();
         for write in writes {
             match append_group_records(shared, &write.records, now_ms) {
                 Ok(parts) => inner.pending.push(PendingWrite {
@@ -686,7 +706,11 @@ fn drain(inner: &mut Inner, shared: &Shared) {
             let _ = sender.send(response);
         }
     }
-    shared.appended.notify_waiters();
+    // Wake followers' and consumers' long polls. Only on an append: the timer task settles
+    // through here before it waits on `appended`, and must not wake itself.
+    if appended {
+        shared.appended.notify_waiters();
+    }
 }
 
 /// Report every waiting write whose outcome is known; true if any was reported (which
