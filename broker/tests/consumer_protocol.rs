@@ -152,6 +152,22 @@ async fn consumer_protocol_reconciles_checks_epochs_and_survives_a_restart() {
         commit(&mut conn, "stranger", 1).await,
         ResponseError::UnknownMemberId.code()
     );
+    // Kafka's version rules: below v9 a consumer-protocol member's stale epoch is
+    // UNSUPPORTED_VERSION; from v9 a group that does not exist is GROUP_ID_NOT_FOUND
+    // (ILLEGAL_GENERATION below).
+    let mut v8 = common::connect_pinned(&addr, "v8", &[(ApiKey::OffsetCommit, 8)]).await;
+    assert_eq!(
+        common::commit_t0(&mut v8, GROUP, "a", 2, 3).await,
+        ResponseError::UnsupportedVersion.code()
+    );
+    assert_eq!(
+        common::commit_t0(&mut conn, "no-such-group", "m", 1, 3).await,
+        ResponseError::GroupIdNotFound.code()
+    );
+    assert_eq!(
+        common::commit_t0(&mut v8, "no-such-group", "m", 1, 3).await,
+        ResponseError::IllegalGeneration.code()
+    );
     assert_eq!(fetch(&mut conn, "a", 1).await, (0, 3));
     assert_eq!(
         fetch(&mut conn, "a", 0).await.0,

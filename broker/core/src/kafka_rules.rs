@@ -75,6 +75,7 @@ pub mod error_code {
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
@@ -119,6 +120,7 @@ mod tests {
             (UNKNOWN_MEMBER_ID, E::UnknownMemberId),
             (INVALID_SESSION_TIMEOUT, E::InvalidSessionTimeout),
             (REBALANCE_IN_PROGRESS, E::RebalanceInProgress),
+            (UNSUPPORTED_VERSION, E::UnsupportedVersion),
             (NON_EMPTY_GROUP, E::NonEmptyGroup),
             (GROUP_ID_NOT_FOUND, E::GroupIdNotFound),
             (MEMBER_ID_REQUIRED, E::MemberIdRequired),

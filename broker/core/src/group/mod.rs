@@ -285,6 +285,9 @@ pub struct OffsetCommitRequest {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub partitions: Vec<CommitPartition>,
+    /// The request's OffsetCommit version: from v9 an unknown group is GROUP_ID_NOT_FOUND
+    /// (ILLEGAL_GENERATION before), and a consumer group (KIP-848) needs v9 or above.
+    pub api_version: i16,
 }
 
 /// A per-partition result: topic, partition, error code, in the request's order.

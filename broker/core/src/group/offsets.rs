@@ -41,7 +41,13 @@ impl GroupCoordinator {
         valid_group_id(&request.group_id)?;
         if !self.groups.contains_key(&request.group_id) {
             if request.generation_id >= 0 {
-                return Err(error_code::ILLEGAL_GENERATION);
+                // Kafka keeps ILLEGAL_GENERATION for old versions; v9 clients, of either
+                // protocol, are told the group does not exist.
+                return Err(if request.api_version >= 9 {
+                    error_code::GROUP_ID_NOT_FOUND
+                } else {
+                    error_code::ILLEGAL_GENERATION
+                });
             }
             let group = Group::new(&request.group_id, now_ms);
             self.groups.insert(request.group_id.clone(), group);
@@ -53,7 +59,14 @@ impl GroupCoordinator {
         }
         if group.consumer.is_some() {
             let (member_id, epoch) = (&request.member_id, request.generation_id);
-            return self.consumer_member_check(&request.group_id, member_id, epoch);
+            return match self.consumer_member_check(&request.group_id, member_id, epoch) {
+                // A consumer-protocol member commits with v9 or above; Kafka answers an
+                // older version's stale epoch UNSUPPORTED_VERSION (no upgrade path).
+                Err(error_code::STALE_MEMBER_EPOCH) if request.api_version < 9 => {
+                    Err(error_code::UNSUPPORTED_VERSION)
+                }
+                checked => checked,
+            };
         }
         if group.static_member_fenced(instance, &request.member_id) {
             return Err(error_code::FENCED_INSTANCE_ID);

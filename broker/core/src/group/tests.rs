@@ -198,6 +198,7 @@ impl Shell {
             generation_id: generation,
             member_id: member_id.to_string(),
             group_instance_id: None,
+            api_version: 8,
             partitions: offsets
                 .iter()
                 .map(|(t, p, o)| CommitPartition {
@@ -902,6 +903,7 @@ fn simple_commits_go_to_empty_or_unknown_groups() {
         generation_id: -1,
         member_id: String::new(),
         group_instance_id: None,
+        api_version: 8,
         partitions: vec![CommitPartition {
             topic: "t".into(),
             partition: 0,
@@ -1030,6 +1032,7 @@ fn delete_groups_only_empty_ones() {
         generation_id: -1,
         member_id: String::new(),
         group_instance_id: None,
+        api_version: 8,
         partitions: vec![CommitPartition {
             topic: "t".into(),
             partition: 0,

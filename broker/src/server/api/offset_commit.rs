@@ -55,6 +55,7 @@ pub(super) async fn offset_commit(
                     .unwrap_or_default(),
             })
             .collect(),
+        api_version: version,
     };
     let errors: Vec<i16> = if request.partitions.is_empty() && !known.is_empty() {
         Vec::new()

@@ -659,15 +659,23 @@ impl GroupCoordinator {
 
 /// Kafka's request checks (INVALID_REQUEST, UNSUPPORTED_ASSIGNOR), in its order.
 fn validate(request: &ConsumerHeartbeatRequest) -> Result<(), Refusal> {
-    if request.group_id.is_empty() {
-        return refuse(error_code::INVALID_GROUP_ID, "GroupId can't be empty.");
-    }
+    // Kafka's "empty": no characters past trimming (Java's `trim`: code points up to ' ').
+    let blank = |s: &str| s.trim_matches(|c: char| c <= ' ').is_empty();
     let epoch = request.member_epoch;
+    if (request.version >= 1 || epoch > 0 || epoch == LEAVE_EPOCH) && blank(&request.member_id) {
+        return refuse(error_code::INVALID_REQUEST, "MemberId can't be empty.");
+    }
+    if blank(&request.group_id) {
+        return refuse(error_code::INVALID_REQUEST, "GroupId can't be empty.");
+    }
+    if request.instance_id.as_deref().is_some_and(blank) {
+        return refuse(error_code::INVALID_REQUEST, "InstanceId can't be empty.");
+    }
+    if request.rack_id.as_deref().is_some_and(blank) {
+        return refuse(error_code::INVALID_REQUEST, "RackId can't be empty.");
+    }
     if epoch < STATIC_LEAVE_EPOCH {
         return refuse(error_code::INVALID_REQUEST, "MemberEpoch is invalid.");
-    }
-    if request.member_id.is_empty() && (epoch != 0 || request.version >= 1) {
-        return refuse(error_code::INVALID_REQUEST, "MemberId can't be empty.");
     }
     if epoch == STATIC_LEAVE_EPOCH && request.instance_id.is_none() {
         return refuse(

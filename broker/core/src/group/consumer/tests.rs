@@ -92,11 +92,17 @@ impl Shell {
     }
 
     fn commit(&mut self, member: &str, epoch: i32) -> i16 {
+        self.commit_in(G, member, epoch, 9)
+    }
+
+    /// OffsetCommit of t-0 at version `api_version`; its error code.
+    fn commit_in(&mut self, group: &str, member: &str, epoch: i32, api_version: i16) -> i16 {
         let request = OffsetCommitRequest {
-            group_id: G.to_string(),
+            group_id: group.to_string(),
             generation_id: epoch,
             member_id: member.to_string(),
             group_instance_id: None,
+            api_version,
             partitions: vec![CommitPartition {
                 topic: "t".to_string(),
                 partition: 0,
@@ -206,7 +212,28 @@ fn refusals_in_kafkas_words() {
                 group_id: String::new(),
                 ..s.request("c", 0, None)
             },
-            INVALID_GROUP_ID,
+            INVALID_REQUEST,
+        ),
+        (
+            ConsumerHeartbeatRequest {
+                group_id: " \t".into(),
+                ..s.request("c", 0, None)
+            },
+            INVALID_REQUEST,
+        ),
+        (
+            ConsumerHeartbeatRequest {
+                instance_id: Some(" ".into()),
+                ..s.request("c", 0, None)
+            },
+            INVALID_REQUEST,
+        ),
+        (
+            ConsumerHeartbeatRequest {
+                rack_id: Some(String::new()),
+                ..s.request("c", 0, None)
+            },
+            INVALID_REQUEST,
         ),
     ];
     for (request, expected) in cases {
@@ -235,6 +262,8 @@ fn a_member_that_does_not_revoke_in_time_is_fenced_and_cannot_commit() {
     assert_eq!(parts(&a.assignment).unwrap().len(), 1);
     assert_eq!(s.commit("a", 1), NONE, "a commits in its epoch");
     assert_eq!(s.commit("a", 0), STALE_MEMBER_EPOCH);
+    // Below v9 Kafka answers a consumer-group member's stale epoch UNSUPPORTED_VERSION.
+    assert_eq!(s.commit_in(G, "a", 0, 8), UNSUPPORTED_VERSION);
     // a never reports the revocation: fenced after its rebalance timeout.
     s.now_ms += i64::from(REBALANCE_MS) - 1;
     let _ = s.beat(&s.request("b", 2, Some(vec![])));
@@ -567,4 +596,15 @@ fn a_replayed_group_with_values_no_coordinator_writes_is_refused() {
     let mut no_room = ConsumerGroup::new();
     no_room.group_epoch = i32::MAX;
     assert!(loaded_consumer_group(&no_room, 45_000, 0).is_none());
+}
+
+#[test]
+fn a_commit_with_a_generation_to_an_unknown_group_is_group_id_not_found_from_v9() {
+    let mut s = Shell::new(1);
+    assert_eq!(s.commit_in("nobody", "m", 3, 9), GROUP_ID_NOT_FOUND);
+    assert_eq!(s.commit_in("nobody", "m", 3, 8), ILLEGAL_GENERATION);
+    // No group was made by either refusal; a commit from outside group management makes
+    // a simple group, at any version.
+    assert!(s.c.list_groups(&[]).iter().all(|g| g.group_id != "nobody"));
+    assert_eq!(s.commit_in("nobody", "", -1, 9), NONE);
 }
