@@ -767,18 +767,34 @@ fn join_or_check(
 ) -> Result<bool, Refusal> {
     let instance = request.instance_id.as_deref();
     if request.member_epoch > 0 {
-        let Some(member) = group.members.get(member_id) else {
-            return refuse(
-                error_code::UNKNOWN_MEMBER_ID,
-                "the member is not in the group",
-            );
+        // A static member is found by its instance id, as Kafka does: a copy that was
+        // replaced (its instance now held under another member id) is fenced, not unknown.
+        let member = match instance {
+            Some(instance) => match group.static_member(instance) {
+                None => {
+                    return refuse(
+                        error_code::UNKNOWN_MEMBER_ID,
+                        &format!("instance id {instance} is unknown"),
+                    )
+                }
+                Some(m) if m.member_id != member_id => {
+                    return refuse(
+                        error_code::FENCED_INSTANCE_ID,
+                        "the instance id belongs to another member",
+                    )
+                }
+                Some(m) => m,
+            },
+            None => match group.members.get(member_id) {
+                Some(m) => m,
+                None => {
+                    return refuse(
+                        error_code::UNKNOWN_MEMBER_ID,
+                        "the member is not in the group",
+                    )
+                }
+            },
         };
-        if instance.is_some() && member.instance_id.as_deref() != instance {
-            return refuse(
-                error_code::FENCED_INSTANCE_ID,
-                "the instance id belongs to another member",
-            );
-        }
         let epoch = request.member_epoch;
         let lost_answer = epoch == member.previous_member_epoch
             && request

@@ -381,8 +381,9 @@ fn static_members_leave_temporarily_and_are_replaced() {
     assert_eq!(a.member_epoch, 1);
     let taken = s.beat(&with_instance(s.request("a2", 0, None)));
     assert_eq!(taken.error, UNRELEASED_INSTANCE_ID);
+    // Another member id under a known instance id is fenced, as in Kafka.
     let fenced = s.beat(&with_instance(s.request("x", 1, Some(vec![]))));
-    assert_eq!(fenced.error, UNKNOWN_MEMBER_ID);
+    assert_eq!(fenced.error, FENCED_INSTANCE_ID);
     let gone = s.beat(&with_instance(s.request("a", STATIC_LEAVE_EPOCH, None)));
     assert_eq!(gone.member_epoch, STATIC_LEAVE_EPOCH);
     let epoch_before = s.group().group_epoch;
@@ -392,13 +393,15 @@ fn static_members_leave_temporarily_and_are_replaced() {
         (1, Some(vec![0, 1]))
     );
     assert_eq!(s.group().group_epoch, epoch_before, "no rebalance");
+    // The replaced copy of the member is fenced (FENCED_INSTANCE_ID), not unknown.
     let old = s.beat(&with_instance(s.request("a", 1, Some(vec![]))));
-    assert_eq!(old.error, UNKNOWN_MEMBER_ID);
+    assert_eq!(old.error, FENCED_INSTANCE_ID);
+    // An instance id no member holds is unknown.
     let wrong = s.beat(&ConsumerHeartbeatRequest {
         instance_id: Some("other".into()),
         ..s.request("a2", 1, Some(vec![0, 1]))
     });
-    assert_eq!(wrong.error, FENCED_INSTANCE_ID);
+    assert_eq!(wrong.error, UNKNOWN_MEMBER_ID);
 }
 
 #[test]
