@@ -438,8 +438,10 @@ fn skip(key: GroupKey<'_>, call: &Call<'_>, offset: i64, holes: &[(i64, &Op)]) -
 /// member, whose generation is its own member epoch, a Join ok or an Assign of that member
 /// with an epoch above G: other members' epochs do not make its epoch stale), or its
 /// process had recorded an Assign with another member id after its first Assign as the
-/// commit's member (the member was replaced: fenced). One violation per commit; ops: the
-/// commit's completion, its invoke, then the op that shows the group had moved on.
+/// commit's member (the member was replaced: fenced), or, for a KIP-848 member, the last
+/// Assign of the partition before it was invoked is another process's (the partition was
+/// handed over: its owner had revoked it or been fenced). One violation per commit; ops:
+/// the commit's completion, its invoke, then the op that shows the group had moved on.
 pub fn stale_commits(history: &History) -> Vec<Violation> {
     let mut violations = stale_commits_in(history, &GroupOps::new(history));
     sort_violations(&mut violations);
@@ -453,7 +455,14 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
     let mut raised: BTreeMap<EpochKey<'_>, Vec<(i32, &Op)>> = BTreeMap::new();
     // Per (group, process): its Assigns in history order.
     let mut assigns: BTreeMap<(&str, &str), Vec<&Op>> = BTreeMap::new();
+    // Per KIP-848 group partition: its Assigns in history order (who was given it last).
+    let mut given: BTreeMap<GroupKey<'_>, Vec<&Op>> = BTreeMap::new();
     for op in &history.ops {
+        if op.kind == OpKind::Assign && op.phase == Phase::Ok && op.member_epoch {
+            if let Some(key) = group_key(op) {
+                given.entry(key).or_default().push(op);
+            }
+        }
         let joined = op.kind == OpKind::Join && op.phase == Phase::Ok;
         let assigned = op.kind == OpKind::Assign && op.phase == Phase::Ok;
         let (true, Some(group)) = (joined || assigned, op.group.as_deref()) else {
@@ -519,21 +528,32 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
                     time(op.time_ns)
                 ),
             ))
+        } else if let Some(op) = fenced(&replaced, key.0, ok).filter(|op| op.index < invoked) {
+            Some((
+                op,
+                format!(
+                    "{} had rejoined as member {} at {}, before it was sent: the coordinator \
+                     must refuse a replaced member's commits",
+                    op.process,
+                    member_of(op),
+                    time(op.time_ns)
+                ),
+            ))
         } else {
-            fenced(&replaced, key.0, ok)
-                .filter(|op| op.index < invoked)
-                .map(|op| {
-                    (
-                        op,
-                        format!(
-                            "{} had rejoined as member {} at {}, before it was sent: the \
-                         coordinator must refuse a replaced member's commits",
-                            op.process,
-                            member_of(op),
-                            time(op.time_ns)
-                        ),
-                    )
-                })
+            handed_over(&given, key, ok, invoked).map(|op| {
+                (
+                    op,
+                    format!(
+                        "{} had been given {} at {}, before it was sent: a consumer group \
+                         (KIP-848) gives a partition to another member only once its owner \
+                         has revoked it (or was fenced), after which the owner's commits of \
+                         it are refused",
+                        who(op),
+                        key_name(key_part(key)),
+                        time(op.time_ns)
+                    ),
+                )
+            })
         };
         let Some((witness, why)) = reason else {
             continue;
@@ -551,6 +571,24 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
         violations.push(violation(Anomaly::StaleCommit, key_part(key), message, ops));
     }
     violations
+}
+
+/// For a KIP-848 member's commit invoked at `invoked`: the latest Assign of its partition
+/// before then, if another process holds it (the partition was handed over, so this
+/// member had revoked it or been fenced, and its commits of it must be refused).
+fn handed_over<'a>(
+    given: &BTreeMap<GroupKey<'_>, Vec<&'a Op>>,
+    key: GroupKey<'_>,
+    commit: &Op,
+    invoked: usize,
+) -> Option<&'a Op> {
+    if !commit.member_epoch {
+        return None;
+    }
+    let assigns = given.get(&key)?;
+    let before = assigns.partition_point(|op| op.index < invoked);
+    let last = *assigns.get(before.checked_sub(1)?)?;
+    (last.process != commit.process).then_some(last)
 }
 
 /// A group, and the member whose own epoch a KIP-848 op's generation is (None: classic).
@@ -1352,6 +1390,60 @@ mod tests {
         let found = stale_commits(&h.history);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].ops[..2], [commit.done, commit.invoke]);
+    }
+
+    #[test]
+    fn a_kip848_commit_of_a_partition_handed_to_another_member_is_stale() {
+        let mut h = Case::new();
+        h.join(a()).ok_in(1);
+        h.assign(a(), 1, "t", 0);
+        h.assign(a(), 1, "t", 1);
+        h.commit(a(), 1, "t", 0, 2).ok();
+        // b is given t/0 while a still commits it in epoch 1: a's revocation was not awaited.
+        h.join(b()).ok_in(2);
+        let given = h.assign(b(), 2, "t", 0);
+        let late = h.commit(a(), 1, "t", 0, 3).ok();
+        // a's commits of the partition it kept, and b's of the one it got, are fine; so is
+        // one that a sent before b was given t/0, and one the coordinator refused.
+        h.commit(a(), 1, "t", 1, 5).ok();
+        h.commit(b(), 2, "t", 0, 3).ok();
+        for op in h.history.ops.iter_mut() {
+            op.member_epoch = true;
+        }
+        let found = stale_commits(&h.history);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].ops, [late.done, late.invoke, given]);
+        assert!(
+            found[0]
+                .message
+                .contains("c2 (member m2, generation 2) had been given t/0"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn a_kip848_partition_handed_back_or_committed_before_the_hand_over_is_not_stale() {
+        let mut h = Case::new();
+        h.join(a()).ok_in(1);
+        h.assign(a(), 1, "t", 0);
+        // Sent before b was given t/0, acknowledged after.
+        let in_flight = h.commit(a(), 1, "t", 0, 1).pending();
+        h.revoke(a(), 1, "t", 0);
+        h.join(b()).ok_in(2);
+        h.assign(b(), 2, "t", 0);
+        h.complete_group(in_flight, Phase::Ok, None);
+        // Refused or unknown after the hand-over.
+        h.commit(a(), 1, "t", 0, 2).fail();
+        h.commit(a(), 1, "t", 0, 2).info();
+        // b gives it back: a owns it again in epoch 3 and commits it.
+        h.revoke(b(), 2, "t", 0);
+        h.assign(a(), 3, "t", 0);
+        h.commit(a(), 3, "t", 0, 4).ok();
+        for op in h.history.ops.iter_mut() {
+            op.member_epoch = true;
+        }
+        assert_eq!(stale_commits(&h.history), []);
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! (acknowledged, unknown but landed, or refused and retried); a commit sent before a
 //! rebalance may be acknowledged after it; a former member's late commit is refused. A
 //! final reader reads every partition.
+//!
+//! KIP-848 hand-overs have their own small model (`kip848_case`): partitions move one at
+//! a time, each member with its own epoch, the old owner committing and revoking before
+//! the new one is given the partition.
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -635,4 +639,93 @@ fn the_group_model_gives_plantings_material() {
     );
     assert!(resets >= 20, "{resets} of {runs} have resets");
     assert!(lost >= 20, "{lost} of {runs} have lost members");
+}
+
+// ---------------------------------------------------------------------------------------
+// KIP-848 hand-overs (stale-commit): partitions move one at a time between members, each
+// with its own epoch; an owner commits, revokes, and only then is the partition given on.
+
+/// A KIP-848 group history: `moves` are (partition, new owner, commits before the move);
+/// returns the case and, per move, (old owner, old owner's epoch) when the partition had one.
+fn kip848_case(moves: &[(u8, u8, u8)]) -> (Case, Vec<Option<(usize, i32)>>) {
+    let mut case = Case::new();
+    let ids: Vec<String> = (0..MEMBERS.len()).map(|m| format!("m{m}")).collect();
+    let member = |m: usize| Member::new(MEMBERS[m], GROUP, &ids[m]);
+    let mut epochs = [0i32; 3];
+    let mut owners: [Option<usize>; PARTITIONS] = [None; PARTITIONS];
+    let mut offsets = [0i64; PARTITIONS];
+    let mut previous = Vec::new();
+    for &(p, to, commits) in moves {
+        let (p, to) = (p as usize % PARTITIONS, to as usize % MEMBERS.len());
+        let from = owners[p];
+        if from == Some(to) {
+            previous.push(None);
+            continue;
+        }
+        if let Some(from) = from {
+            for _ in 0..commits % 3 {
+                offsets[p] += 1;
+                case.commit(member(from), epochs[from], TOPIC, p as i32, offsets[p])
+                    .ok();
+            }
+            case.revoke(member(from), epochs[from], TOPIC, p as i32);
+            // The revocation reported: the old owner moves to a new epoch.
+            epochs[from] += 1;
+        }
+        previous.push(from.map(|f| (f, epochs[f] - 1)));
+        epochs[to] += 1;
+        case.assign(member(to), epochs[to], TOPIC, p as i32);
+        owners[p] = Some(to);
+        offsets[p] += 1;
+        case.commit(member(to), epochs[to], TOPIC, p as i32, offsets[p])
+            .ok();
+    }
+    (case, previous)
+}
+
+fn kip848(case: &mut Case) {
+    for op in case.history.ops.iter_mut() {
+        op.member_epoch = true;
+    }
+}
+
+proptest! {
+    #[test]
+    fn kip848_hand_overs_after_revocation_are_not_stale(
+        moves in proptest::collection::vec(any::<(u8, u8, u8)>(), 0..24)
+    ) {
+        let (mut case, _) = kip848_case(&moves);
+        kip848(&mut case);
+        let found = super::stale_commits(&case.history);
+        prop_assert!(found.is_empty(), "{found:#?}");
+    }
+
+    /// The old owner of a partition commits it, acknowledged, after it was given on.
+    #[test]
+    fn a_kip848_commit_after_the_hand_over_is_stale(
+        moves in proptest::collection::vec(any::<(u8, u8, u8)>(), 1..24),
+        choice: usize,
+    ) {
+        let (mut case, previous) = kip848_case(&moves);
+        let handed: Vec<(usize, usize, i32)> = previous
+            .iter()
+            .enumerate()
+            .filter_map(|(at, from)| from.map(|(m, epoch)| (at, m, epoch)))
+            .collect();
+        let Some((at, from, epoch)) = pick(&handed, choice) else {
+            return Ok(());
+        };
+        let partition = (moves[at].0 as usize % PARTITIONS) as i32;
+        let id = format!("m{from}");
+        let planted = case
+            .commit(Member::new(MEMBERS[from], GROUP, &id), epoch, TOPIC, partition, 99)
+            .ok()
+            .done;
+        kip848(&mut case);
+        let found = super::stale_commits(&case.history);
+        prop_assert!(
+            found.iter().any(|v| v.anomaly == Anomaly::StaleCommit && v.ops[0] == planted),
+            "not reported: {found:#?}"
+        );
+    }
 }
