@@ -8,6 +8,12 @@
 //! once after a change), not from the heartbeat task: an application that stops polling
 //! for longer than the session stops heartbeating (where Java's background thread would
 //! go on until `max.poll.interval.ms`).
+//!
+//! A revocation is carried out at the start of the next `poll`, as Java's consumer runs
+//! `onPartitionsRevoked` on the application thread: the records that poll returns, of
+//! the revoked partitions too, are processed first, and only then are those partitions
+//! committed (auto-commit), given up and the revocation reported. A coordinator that
+//! handed them over before that report would have two members processing them at once.
 
 use super::assignor::TopicPartition;
 use super::wire::s;
@@ -42,6 +48,9 @@ pub(super) struct ConsumerProtocolState {
     pub beat_now: bool,
     pub full: bool,
     pub interval: Duration,
+    /// Partitions the coordinator asked back, with the epoch they were owned in: given up
+    /// at the start of the next `poll`.
+    pub revoking: Option<(i32, Vec<TopicPartition>)>,
 }
 
 impl ConsumerProtocolState {
@@ -51,6 +60,7 @@ impl ConsumerProtocolState {
             beat_now: true,
             full: true,
             interval: Duration::from_millis(5_000),
+            revoking: None,
         }
     }
 }
@@ -58,6 +68,17 @@ impl ConsumerProtocolState {
 impl GroupConsumer {
     /// A heartbeat if one is due, and what its answer asks for.
     pub(super) async fn consumer_protocol_round(&mut self) -> Result<(), ClientError> {
+        if let Some((epoch, asked)) = self.kip848.revoking.take() {
+            let revoked: Vec<TopicPartition> = asked
+                .into_iter()
+                .filter(|tp| self.owned.contains(tp))
+                .collect();
+            if !revoked.is_empty() {
+                self.revoke(epoch, &revoked).await;
+                // Tell the coordinator at once: another member may wait for them.
+                self.kip848.beat_now = true;
+            }
+        }
         let now = Instant::now();
         if !self.kip848.beat_now && now < self.kip848.next_heartbeat {
             return Ok(());
@@ -156,10 +177,9 @@ impl GroupConsumer {
             return Ok(());
         };
         let target = self.assignment_names(assignment).await?;
+        // Given up at the next poll, after the application processed what this one returns.
         let revoked: Vec<TopicPartition> = self.owned.difference(&target).cloned().collect();
-        if !revoked.is_empty() {
-            self.revoke(self.generation, &revoked).await;
-        }
+        self.kip848.revoking = (!revoked.is_empty()).then(|| (self.generation, revoked));
         let added: Vec<TopicPartition> = target.difference(&self.owned).cloned().collect();
         self.owned.extend(added.iter().cloned());
         self.unpositioned.extend(added.iter().cloned());
@@ -167,11 +187,11 @@ impl GroupConsumer {
             self.emit(GroupEvent::Assigned {
                 generation: self.generation,
                 member_id: self.member_id.clone(),
-                partitions: self.owned.iter().cloned().collect(),
+                partitions: target.iter().cloned().collect(),
             });
         }
-        if !added.is_empty() || !revoked.is_empty() {
-            // Tell the coordinator at once: others may wait for what was given up.
+        if !added.is_empty() {
+            // Tell the coordinator at once that they are taken.
             self.kip848.beat_now = true;
         }
         Ok(())
@@ -213,6 +233,7 @@ impl GroupConsumer {
 
     /// The member is no longer in the group: its partitions are lost; join again.
     pub(super) fn fenced(&mut self) {
+        self.kip848.revoking = None;
         self.lose_owned();
         self.generation = -1;
         // Rejoin under the same member id with epoch 0, as Kafka's clients do (KIP-1082):
