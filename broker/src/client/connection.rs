@@ -39,7 +39,9 @@ const CLIENT_MAX_VERSIONS: &[(ApiKey, i16)] = &[
     (ApiKey::SyncGroup, 5),
     (ApiKey::Heartbeat, 4),
     (ApiKey::LeaveGroup, 5),
-    (ApiKey::OffsetCommit, 8),
+    // OffsetCommit v9 (KIP-848): the generation field carries a consumer-protocol member's
+    // epoch, which Kafka checks only from v9; a classic member's commit means the same.
+    (ApiKey::OffsetCommit, 9),
     (ApiKey::OffsetFetch, 7),
 ];
 
