@@ -223,13 +223,12 @@ impl GroupCoordinator {
         let mut results = Vec::new();
         let mut removed = Vec::new();
         let mut records = Vec::new();
-        // A KIP-848 group's members subscribe by topic name in their own state.
+        // A KIP-848 group's members subscribe by topic name or regex in their own state.
         let consumer_subscribed = |topic: &str| {
-            group.consumer.as_ref().is_some_and(|c| {
-                c.members
-                    .values()
-                    .any(|m| m.subscribed_topic_names.contains(topic))
-            })
+            group
+                .consumer
+                .as_ref()
+                .is_some_and(|c| c.members.values().any(|m| m.subscribes_to(topic)))
         };
         for (topic, partition) in partitions {
             let classic_subscribed = !group.is(GroupState::Empty) && group.is_subscribed_to(topic);

@@ -374,6 +374,20 @@ fn topic_regex(regex: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{regex})$"))
 }
 
+impl ConsumerMember {
+    /// Whether the member subscribes to `topic`: by name, or by its regex (never an
+    /// internal topic), as Kafka counts a regex's topics among the group's subscribed ones.
+    pub fn subscribes_to(&self, topic: &str) -> bool {
+        self.subscribed_topic_names.contains(topic)
+            || (!topic.starts_with("__")
+                && self
+                    .subscribed_topic_regex
+                    .as_deref()
+                    .and_then(|r| topic_regex(r).ok())
+                    .is_some_and(|regex| regex.is_match(topic)))
+    }
+}
+
 /// The topics a member subscribes to: its names, and the topics of `topics` its regex
 /// matches (never an internal one).
 fn member_topics(member: &ConsumerMember, topics: &TopicsMetadata) -> BTreeSet<String> {

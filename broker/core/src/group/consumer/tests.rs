@@ -333,6 +333,20 @@ fn a_regex_subscription_takes_matching_topics_as_they_appear() {
     let a = s.beat(&s.request("a", 1, None));
     assert_eq!(a.member_epoch, 2);
     assert_eq!(a.assignment.unwrap()[&0x222], [0].into());
+    // OffsetDelete counts the regex's topics as subscribed (Kafka's isSubscribedToTopic),
+    // names it does not match and internal topics not.
+    let topics = ["t-new", "t-later", "other", "__internal"].map(|t| (t.to_string(), 0));
+    let deleted = s.c.offset_delete(7, G, &topics).unwrap();
+    let errors: Vec<i16> = deleted.partitions.iter().map(|p| p.2).collect();
+    assert_eq!(
+        errors,
+        [
+            GROUP_SUBSCRIBED_TO_TOPIC,
+            GROUP_SUBSCRIBED_TO_TOPIC,
+            NONE,
+            NONE
+        ]
+    );
 }
 
 #[test]
