@@ -142,6 +142,8 @@ probes! {
         "a group request reached a broker that leads its partition in metadata it has applied but not yet loaded, and was told COORDINATOR_LOAD_IN_PROGRESS";
     GROUP_WRITE_SETTLED_BEFORE_WAIT = "group.write-settled-before-wait":
         "the coordinator's timer task found a write committed before it began waiting for the next high-watermark change (that change's wake-up had come before it listened)";
+    GROUP_CONSUMER_WRITE_REVERTED = "group.consumer-write-reverted":
+        "a consumer group (KIP-848) went back to its state before a heartbeat whose write failed";
     GROUP_WRITE_LEADERSHIP_LOST = "group.write-leadership-lost":
         "a coordinator write failed because its partition's leader changed before it committed";
     GROUP_CONSUMER_ASSIGNMENT_CHANGED = "group.consumer-assignment-changed":

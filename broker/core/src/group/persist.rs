@@ -39,10 +39,12 @@ pub(super) enum Completion {
         partitions: Vec<(String, i32)>,
         results: Vec<PartitionError>,
     },
-    /// A consumer group heartbeat whose change is being written.
+    /// A consumer group heartbeat whose change is being written, and the group as it was
+    /// before it (restored if the write fails).
     ConsumerHeartbeat {
         request: RequestToken,
         response: Box<consumer::ConsumerHeartbeatResponse>,
+        before: Box<consumer::GroupBefore>,
     },
     /// Groups marked Dead, removed when committed; `states` to restore on failure.
     DeleteGroups {
@@ -92,7 +94,9 @@ impl GroupCoordinator {
     fn complete(&mut self, completion: Completion, now_ms: i64) {
         match completion {
             Completion::Nothing => {}
-            Completion::ConsumerHeartbeat { request, response } => {
+            Completion::ConsumerHeartbeat {
+                request, response, ..
+            } => {
                 self.respond(request, Response::ConsumerGroupHeartbeat(*response));
             }
             Completion::OffsetCommit {
@@ -220,8 +224,20 @@ impl GroupCoordinator {
     fn fail(&mut self, completion: Completion, error: i16, now_ms: i64) {
         match completion {
             Completion::Nothing => {}
-            Completion::ConsumerHeartbeat { request, .. } => {
-                // The change stays in memory; the group's next write stores it whole.
+            Completion::ConsumerHeartbeat {
+                request, before, ..
+            } => {
+                // Nothing the failed write described takes effect: the group goes back to
+                // what it was, unless a later write of it is in flight (each write stores
+                // the group whole, so that one carries this change too and decides).
+                let later = self.in_flight.values().any(|c| {
+                    matches!(c, Completion::ConsumerHeartbeat { before: b, .. }
+                        if b.group_id == before.group_id)
+                });
+                if !later {
+                    crate::probe!(probe::GROUP_CONSUMER_WRITE_REVERTED);
+                    self.restore_consumer_group(*before);
+                }
                 let response = consumer::ConsumerHeartbeatResponse {
                     error,
                     error_message: None,

@@ -139,6 +139,15 @@ pub enum MemberState {
     UnreleasedPartitions,
 }
 
+/// A group as it was before a consumer group heartbeat changed it (restored if the
+/// heartbeat's write fails): None when the heartbeat created it; else its protocol type
+/// and consumer state (None: an empty classic group the heartbeat converted).
+#[derive(Debug, Clone)]
+pub struct GroupBefore {
+    pub group_id: String,
+    pub existed: Option<(Option<String>, Option<Box<ConsumerGroup>>)>,
+}
+
 /// One member of a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerMember {
@@ -420,6 +429,10 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Option<ConsumerHeartbeatResponse> {
         let before = self.consumer_epochs(&request.group_id);
+        let existed = self
+            .groups
+            .get(&request.group_id)
+            .map(|g| (g.protocol_type.clone(), g.consumer.clone()));
         let result = self.consumer_beat(request, now_ms);
         let response = match result {
             Err((code, message)) => Some(ConsumerHeartbeatResponse::error(code, &message)),
@@ -430,6 +443,10 @@ impl GroupCoordinator {
                 let completion = Completion::ConsumerHeartbeat {
                     request: token,
                     response: Box::new(response),
+                    before: Box::new(GroupBefore {
+                        group_id: request.group_id.clone(),
+                        existed,
+                    }),
                 };
                 self.write(vec![record], completion);
                 None
@@ -437,6 +454,32 @@ impl GroupCoordinator {
         };
         self.check_consumer(&request.group_id, before);
         response
+    }
+
+    /// Put a consumer group back as it was before a heartbeat whose write failed: its
+    /// consumer state, or the empty classic group it was converted from, or no group.
+    pub(in crate::group) fn restore_consumer_group(&mut self, before: GroupBefore) {
+        match before.existed {
+            None => {
+                // Created by the heartbeat: gone again, unless offsets were committed to
+                // it meanwhile (then an empty group keeps them).
+                let Some(group) = self.groups.get_mut(&before.group_id) else {
+                    return;
+                };
+                if group.offsets.is_empty() && group.offsets_pending.is_empty() {
+                    self.groups.remove(&before.group_id);
+                } else {
+                    group.protocol_type = None;
+                    group.consumer = None;
+                }
+            }
+            Some((protocol_type, consumer)) => {
+                if let Some(group) = self.groups.get_mut(&before.group_id) {
+                    group.protocol_type = protocol_type;
+                    group.consumer = consumer;
+                }
+            }
+        }
     }
 
     /// The heartbeat's answer and whether the group changed durably.

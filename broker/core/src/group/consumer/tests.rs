@@ -625,3 +625,45 @@ fn a_commit_with_a_generation_to_an_unknown_group_is_group_id_not_found_from_v9(
     assert!(s.c.list_groups(&[]).iter().all(|g| g.group_id != "nobody"));
     assert_eq!(s.commit_in("nobody", "", -1, 9), NONE);
 }
+
+#[test]
+fn a_failed_write_leaves_the_group_as_it_was() {
+    let mut s = Shell::new(2);
+    let a = s.beat(&s.request("a", 0, None));
+    assert_eq!(a.member_epoch, 1);
+    let kept = s.group().clone();
+    // b's join changes the group; its write fails: b is not in the group, and a's next
+    // heartbeat is answered from the stored state (no new epoch, nothing to revoke).
+    let token = s.token_next;
+    s.token_next += 1;
+    let now = s.now_ms;
+    assert!(s
+        .c
+        .consumer_heartbeat(token, &s.request("b", 0, None), now)
+        .is_none());
+    for write in s.c.take_writes() {
+        s.c.records_failed(write.token, NOT_COORDINATOR, now);
+    }
+    let refused = s.c.take_responses();
+    assert!(matches!(
+        &refused[..],
+        [(t, Response::ConsumerGroupHeartbeat(r))] if *t == token && r.error == NOT_COORDINATOR
+    ));
+    assert_eq!(s.group(), &kept);
+    let a = s.beat(&s.request("a", 1, Some(vec![0, 1])));
+    assert_eq!((a.error, a.member_epoch, a.assignment), (NONE, 1, None));
+    // A group the failed heartbeat created is gone again.
+    let mut fresh = Shell::new(1);
+    let now = fresh.now_ms;
+    assert!(fresh
+        .c
+        .consumer_heartbeat(1, &fresh.request("x", 0, None), now)
+        .is_none());
+    for write in fresh.c.take_writes() {
+        fresh.c.records_failed(write.token, NOT_COORDINATOR, now);
+    }
+    assert_eq!(
+        fresh.c.consumer_group_describe(G).err(),
+        Some(GROUP_ID_NOT_FOUND)
+    );
+}
