@@ -179,7 +179,7 @@ impl GroupConsumer {
         let target = self.assignment_names(assignment).await?;
         // Given up at the next poll, after the application processed what this one returns.
         let revoked: Vec<TopicPartition> = self.owned.difference(&target).cloned().collect();
-        self.kip848.revoking = (!revoked.is_empty()).then(|| (self.generation, revoked));
+        self.kip848.revoking = (!revoked.is_empty()).then_some((self.generation, revoked));
         let added: Vec<TopicPartition> = target.difference(&self.owned).cloned().collect();
         self.owned.extend(added.iter().cloned());
         self.unpositioned.extend(added.iter().cloned());
