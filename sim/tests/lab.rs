@@ -329,6 +329,54 @@ to = "c1"
 }
 
 #[test]
+fn a_coordinator_and_its_followers_resolve_to_the_partitions_replicas() {
+    let s = scenario_from(
+        "coordinator-roles",
+        r#"
+duration = "10s"
+[cluster]
+brokers = 3
+controllers = 1
+config = { "group.initial.rebalance.delay.ms" = "0" }
+[[topic]]
+name = "t"
+replication_factor = 3
+[[consumer]]
+name = "m1"
+topic = "t"
+group = "g"
+[[fault]]
+at = "6s"
+for = "1s"
+kind = "partition"
+groups = [["coordinator:g"], ["coordinator-followers:g"]]
+"#,
+    );
+    let outcome = run_seed(&s, 1);
+    assert_eq!(outcome.verdict, Verdict::Pass, "{:?}", outcome.failures);
+    let start = outcome
+        .events
+        .iter()
+        .find(|e| e.event == "fault-start")
+        .expect("the partition fired");
+    // One broker, the coordinator, against the two others (the replication factor of
+    // __consumer_offsets is 3 with three brokers).
+    let sides: Vec<&str> = start.target.split(" -> ").collect();
+    assert_eq!(sides.len(), 2, "{}", start.target);
+    let brokers = |side: &str| side.matches("broker-").count();
+    assert_eq!(
+        (brokers(sides[0]), brokers(sides[1])),
+        (1, 2),
+        "{}",
+        start.target
+    );
+    for n in 1..=3 {
+        let name = format!("broker-{n}");
+        assert_eq!(start.target.matches(&name).count(), 1, "{}", start.target);
+    }
+}
+
+#[test]
 fn a_healthy_cluster_answers_every_group_commit_promptly() {
     // Three brokers, commits replicated to three replicas, BUGGIFY on (among its faults:
     // the coordinator's timer task runs late). A trickle of records, so the cluster is

@@ -1,7 +1,8 @@
 //! Roles resolved to nodes when a fault fires: "leader:T/P", "follower:T/P",
 //! "followers:T/P", "replicas:T/P" (asked of the cluster through the admin node),
 //! "controller" (the active one), "coordinator:GROUP" (the broker coordinating a consumer
-//! group), partition groups with "others", or plain node names.
+//! group), "coordinator-followers:GROUP" (the followers of that group's `__consumer_offsets`
+//! partition), partition groups with "others", or plain node names.
 
 use super::cluster::Cluster;
 use super::CLIENT_TIMEOUT;
@@ -89,6 +90,22 @@ pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String,
         }
         return ids.into_iter().filter_map(|b| cluster.broker(b)).collect();
     }
+    if let Some(group) = name.strip_prefix("coordinator-followers:") {
+        // The group's __consumer_offsets partition (Kafka's hash of the group id over the
+        // topic's partition count), then its followers.
+        let Some(count) = offsets_partitions(cluster).await else {
+            return Vec::new();
+        };
+        let partition = faultline::server::offsets_partition(group, count);
+        let role = format!("__consumer_offsets/{partition}");
+        let Some(info) = partition_info(&role, cluster).await else {
+            return Vec::new();
+        };
+        return followers_of(&info, cluster)
+            .into_iter()
+            .filter_map(|b| cluster.broker(b))
+            .collect();
+    }
     if let Some(group) = name.strip_prefix("coordinator:") {
         return coordinator(group, cluster)
             .await
@@ -116,6 +133,21 @@ pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String,
         .map(|id| (name.to_string(), id))
         .into_iter()
         .collect()
+}
+
+/// The partition count of `__consumer_offsets` as the cluster reports it (None: it does
+/// not exist yet, or no answer).
+async fn offsets_partitions(cluster: &Cluster) -> Option<i32> {
+    let bootstrap = cluster.bootstrap.clone();
+    cluster
+        .admin
+        .spawn(async move {
+            let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
+            let info = client.topic("__consumer_offsets").await.ok()?;
+            Some(info.partitions.len() as i32).filter(|n| *n > 0)
+        })
+        .await
+        .ok()?
 }
 
 /// The broker coordinating `group` now, as FindCoordinator answers (asked of each broker

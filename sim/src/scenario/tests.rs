@@ -279,6 +279,11 @@ fn group_members_errors_name_file_line_and_field() {
         "node = \"coordinator:nobody\"",
         "s.toml:25: fault[0].node: no consumer joins group \"nobody\" (groups: {})",
     );
+    check_error(
+        "node = \"broker-1\"",
+        "node = \"coordinator-followers:nobody\"",
+        "s.toml:25: fault[0].node: coordinator-followers:GROUP names several nodes: use it in `nodes` or `groups`",
+    );
     // A member can be killed, and the coordinator of its group named.
     let member = GOOD.replacen(
         "name = \"c1\"\ntopic = \"orders\"",

@@ -33,6 +33,7 @@ fn killable(name: &str) -> bool {
     name.starts_with("broker-")
         || name.starts_with("controller")
         || name.starts_with("coordinator:")
+        || name.starts_with("coordinator-followers:")
         || ROLE_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 

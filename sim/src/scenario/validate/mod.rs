@@ -349,7 +349,27 @@ impl<'a> Context<'a> {
         if let Some((prefix, role)) = role {
             return self.check_role(n, field, several, prefix, role);
         }
-        if let Some(group) = name.strip_prefix("coordinator:") {
+        if name.starts_with("coordinator-followers:") {
+            if !several {
+                return Err(err(
+                    n.span(),
+                    field,
+                    "coordinator-followers:GROUP names several nodes: use it in `nodes` or `groups`"
+                        .into(),
+                ));
+            }
+            if self.brokers < 2 {
+                return Err(err(
+                    n.span(),
+                    field,
+                    "one broker: __consumer_offsets has no follower".into(),
+                ));
+            }
+        }
+        if let Some(group) = name
+            .strip_prefix("coordinator:")
+            .or_else(|| name.strip_prefix("coordinator-followers:"))
+        {
             if !self.groups.contains(group) {
                 return Err(err(
                     n.span(),
