@@ -473,8 +473,20 @@ impl GroupCoordinator {
                     group.consumer = None;
                 }
             }
-            Some((protocol_type, consumer)) => {
+            Some((protocol_type, mut consumer)) => {
                 if let Some(group) = self.groups.get_mut(&before.group_id) {
+                    // A session is a timer, not stored state (Kafka's timers are not part
+                    // of what a failed write reverts): members keep the deadline their
+                    // latest heartbeat gave them.
+                    if let (Some(restored), Some(current)) =
+                        (consumer.as_mut(), group.consumer.as_ref())
+                    {
+                        for (id, member) in restored.members.iter_mut() {
+                            if let Some(now) = current.members.get(id) {
+                                member.session_deadline_ms = now.session_deadline_ms;
+                            }
+                        }
+                    }
                     group.protocol_type = protocol_type;
                     group.consumer = consumer;
                 }

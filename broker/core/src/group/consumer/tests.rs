@@ -650,6 +650,27 @@ fn a_failed_write_leaves_the_group_as_it_was() {
         [(t, Response::ConsumerGroupHeartbeat(r))] if *t == token && r.error == NOT_COORDINATOR
     ));
     assert_eq!(s.group(), &kept);
+    // a's own heartbeat that changes the group (a new subscription), its write failing:
+    // the subscription goes back, the session a heartbeat renewed stays renewed.
+    s.now_ms += 4_000;
+    let token = s.token_next;
+    s.token_next += 1;
+    let now = s.now_ms;
+    let resubscribe = ConsumerHeartbeatRequest {
+        subscribed_topic_names: Some(vec!["t".into(), "u".into()]),
+        ..s.request("a", 1, Some(vec![0, 1]))
+    };
+    assert!(s.c.consumer_heartbeat(token, &resubscribe, now).is_none());
+    for write in s.c.take_writes() {
+        s.c.records_failed(write.token, NOT_COORDINATOR, now);
+    }
+    let _ = s.c.take_responses();
+    let a = &s.group().members["a"];
+    assert_eq!(
+        a.subscribed_topic_names,
+        kept.members["a"].subscribed_topic_names
+    );
+    assert!(a.session_deadline_ms > kept.members["a"].session_deadline_ms);
     let a = s.beat(&s.request("a", 1, Some(vec![0, 1])));
     assert_eq!((a.error, a.member_epoch, a.assignment), (NONE, 1, None));
     // A group the failed heartbeat created is gone again.
