@@ -384,30 +384,27 @@ fn topic_regex(regex: &str) -> Result<regex::Regex, regex::Error> {
 }
 
 impl ConsumerMember {
-    /// Whether the member subscribes to `topic`: by name, or by its regex (never an
-    /// internal topic), as Kafka counts a regex's topics among the group's subscribed ones.
+    /// The member's subscription regex, compiled: a predicate that takes a topic its
+    /// regex matches (never an internal one, `__` first). None without a regex.
+    fn regex_matcher(&self) -> Option<impl Fn(&str) -> bool> {
+        let regex = topic_regex(self.subscribed_topic_regex.as_deref()?).ok()?;
+        Some(move |topic: &str| !topic.starts_with("__") && regex.is_match(topic))
+    }
+
+    /// Whether the member subscribes to `topic`: by name, or by its regex, as Kafka counts
+    /// a regex's topics among the group's subscribed ones.
     pub fn subscribes_to(&self, topic: &str) -> bool {
         self.subscribed_topic_names.contains(topic)
-            || (!topic.starts_with("__")
-                && self
-                    .subscribed_topic_regex
-                    .as_deref()
-                    .and_then(|r| topic_regex(r).ok())
-                    .is_some_and(|regex| regex.is_match(topic)))
+            || self.regex_matcher().is_some_and(|matches| matches(topic))
     }
 }
 
 /// The topics a member subscribes to: its names, and the topics of `topics` its regex
-/// matches (never an internal one).
+/// matches.
 fn member_topics(member: &ConsumerMember, topics: &TopicsMetadata) -> BTreeSet<String> {
     let mut out = member.subscribed_topic_names.clone();
-    if let Some(Ok(regex)) = member.subscribed_topic_regex.as_deref().map(topic_regex) {
-        out.extend(
-            topics
-                .keys()
-                .filter(|t| !t.starts_with("__") && regex.is_match(t))
-                .cloned(),
-        );
+    if let Some(matches) = member.regex_matcher() {
+        out.extend(topics.keys().filter(|t| matches(t)).cloned());
     }
     out
 }
@@ -429,11 +426,19 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Option<ConsumerHeartbeatResponse> {
         let before = self.consumer_epochs(&request.group_id);
+        // The group as it is (restored if the heartbeat's write fails), and its consumer
+        // state as the heartbeat finds it (a new one when the heartbeat creates or converts
+        // the group), against which the heartbeat's change is judged.
         let existed = self
             .groups
             .get(&request.group_id)
             .map(|g| (g.protocol_type.clone(), g.consumer.clone()));
-        let result = self.consumer_beat(request, now_ms);
+        let fresh = ConsumerGroup::new();
+        let stored_before = existed
+            .as_ref()
+            .and_then(|(_, consumer)| consumer.as_deref())
+            .unwrap_or(&fresh);
+        let result = self.consumer_beat(request, now_ms, stored_before);
         let response = match result {
             Err((code, message)) => Some(ConsumerHeartbeatResponse::error(code, &message)),
             Ok((response, false)) => Some(response),
@@ -494,11 +499,12 @@ impl GroupCoordinator {
         }
     }
 
-    /// The heartbeat's answer and whether the group changed durably.
+    /// The heartbeat's answer and whether the group changed durably from `stored_before`.
     fn consumer_beat(
         &mut self,
         request: &ConsumerHeartbeatRequest,
         now_ms: i64,
+        stored_before: &ConsumerGroup,
     ) -> Result<(ConsumerHeartbeatResponse, bool), Refusal> {
         validate(request)?;
         let member_id = if request.member_id.is_empty() {
@@ -510,7 +516,6 @@ impl GroupCoordinator {
         let session_ms = i64::from(self.config.consumer_session_timeout_ms);
         let interval_ms = self.config.consumer_heartbeat_interval_ms;
         let group = self.consumer_group_for(request, now_ms)?;
-        let stored_before = group.clone();
         let answer =
             |member_epoch: i32, assignment: Option<Assignment>| ConsumerHeartbeatResponse {
                 error: error_code::NONE,
@@ -525,7 +530,7 @@ impl GroupCoordinator {
             if epoch == LEAVE_EPOCH {
                 group.bump(&request.topics);
             }
-            let changed = !durable_eq(group, &stored_before);
+            let changed = !durable_eq(group, stored_before);
             return Ok((answer(epoch, None), changed));
         }
         let mut bump = join_or_check(group, &member_id, request, size_max)?;
@@ -554,7 +559,7 @@ impl GroupCoordinator {
                 && request.owned.is_some());
         let assignment = (reconciled || full).then(|| member.assigned.clone());
         let response = answer(member.member_epoch, assignment);
-        let changed = !durable_eq(group, &stored_before);
+        let changed = !durable_eq(group, stored_before);
         Ok((response, changed))
     }
 
