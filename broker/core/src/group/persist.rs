@@ -11,6 +11,9 @@ use crate::probe;
 pub(super) enum Completion {
     /// Nothing waits (a join phase that emptied the group, expired offsets).
     Nothing,
+    /// A consumer group's timers changed it (members fenced): nothing waits, but the write
+    /// stores the group whole, like a heartbeat's.
+    ConsumerTimers { group_id: String },
     /// Offsets to apply and the commit to answer.
     OffsetCommit {
         request: RequestToken,
@@ -54,6 +57,17 @@ pub(super) enum Completion {
     },
 }
 
+impl Completion {
+    /// The consumer group (KIP-848) a write stores whole, if it is one.
+    fn consumer_group(&self) -> Option<&str> {
+        match self {
+            Completion::ConsumerHeartbeat { before, .. } => Some(&before.group_id),
+            Completion::ConsumerTimers { group_id } => Some(group_id),
+            _ => None,
+        }
+    }
+}
+
 /// The group's current generation as a GroupMetadata record.
 pub(super) fn group_metadata_record(group: &Group, now_ms: i64) -> GroupRecord {
     GroupRecord::GroupMetadata {
@@ -93,7 +107,7 @@ impl GroupCoordinator {
 
     fn complete(&mut self, completion: Completion, now_ms: i64) {
         match completion {
-            Completion::Nothing => {}
+            Completion::Nothing | Completion::ConsumerTimers { .. } => {}
             Completion::ConsumerHeartbeat {
                 request, response, ..
             } => {
@@ -223,17 +237,17 @@ impl GroupCoordinator {
 
     fn fail(&mut self, completion: Completion, error: i16, now_ms: i64) {
         match completion {
-            Completion::Nothing => {}
+            Completion::Nothing | Completion::ConsumerTimers { .. } => {}
             Completion::ConsumerHeartbeat {
                 request, before, ..
             } => {
                 // Nothing the failed write described takes effect: the group goes back to
                 // what it was, unless a later write of it is in flight (each write stores
                 // the group whole, so that one carries this change too and decides).
-                let later = self.in_flight.values().any(|c| {
-                    matches!(c, Completion::ConsumerHeartbeat { before: b, .. }
-                        if b.group_id == before.group_id)
-                });
+                let later = self
+                    .in_flight
+                    .values()
+                    .any(|c| c.consumer_group() == Some(before.group_id.as_str()));
                 if !later {
                     crate::probe!(probe::GROUP_CONSUMER_WRITE_REVERTED);
                     self.restore_consumer_group(*before);

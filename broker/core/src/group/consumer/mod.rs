@@ -635,7 +635,10 @@ impl GroupCoordinator {
         let topics = group.subscribed_topics.clone();
         group.bump(&topics);
         let record = consumer_group_record(&self.groups[group_id]);
-        self.write(vec![record], Completion::Nothing);
+        let completion = Completion::ConsumerTimers {
+            group_id: group_id.to_string(),
+        };
+        self.write(vec![record], completion);
     }
 
     /// ConsumerGroupDescribe: the group, or GROUP_ID_NOT_FOUND for an unknown or classic one.

@@ -688,3 +688,29 @@ fn a_failed_write_leaves_the_group_as_it_was() {
         Some(GROUP_ID_NOT_FOUND)
     );
 }
+
+#[test]
+fn a_failed_write_is_not_undone_while_a_timer_write_of_the_group_is_in_flight() {
+    // b joins; its write is held. a's session then runs out and the coordinator's timer
+    // writes the group whole, b included. b's write failing must not take b back out:
+    // the timer's write, still in flight, decides what is stored.
+    let mut s = Shell::new(2);
+    let _ = s.beat(&s.request("a", 0, None));
+    let session = i64::from(s.c.config().consumer_session_timeout_ms);
+    let late = s.now_ms + session + 1;
+    s.now_ms += session / 2;
+    let now = s.now_ms;
+    assert!(s
+        .c
+        .consumer_heartbeat(50, &s.request("b", 0, None), now)
+        .is_none());
+    let joined = s.c.take_writes();
+    s.c.tick(late);
+    let timers = s.c.take_writes();
+    assert_eq!(timers.len(), 1, "the timer wrote the group");
+    for write in joined {
+        s.c.records_failed(write.token, NOT_COORDINATOR, late);
+    }
+    assert!(s.group().members.contains_key("b"));
+    assert!(!s.group().members.contains_key("a"));
+}
