@@ -10,25 +10,30 @@ use faultline::client::Client;
 use madsim::task::NodeId;
 use std::collections::BTreeSet;
 
-/// A partition's metadata as the cluster reports it now (None: no answer).
-async fn partition_info(role: &str, cluster: &Cluster) -> Option<faultline::client::PartitionInfo> {
-    let (topic, partition) = role.rsplit_once('/')?;
-    let (topic, partition, bootstrap) = (
-        topic.to_string(),
-        partition.parse::<i32>().ok()?,
-        cluster.bootstrap.clone(),
-    );
+/// A topic's partitions as the cluster reports them now (None: no answer).
+async fn topic_partitions(
+    topic: &str,
+    cluster: &Cluster,
+) -> Option<Vec<faultline::client::PartitionInfo>> {
+    let (topic, bootstrap) = (topic.to_string(), cluster.bootstrap.clone());
     cluster
         .admin
         .spawn(async move {
             let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
-            let info = client.topic(&topic).await.ok()?;
-            info.partitions
-                .into_iter()
-                .find(|p| p.partition == partition)
+            Some(client.topic(&topic).await.ok()?.partitions)
         })
         .await
         .ok()?
+}
+
+/// A partition's metadata as the cluster reports it now (None: no answer).
+async fn partition_info(role: &str, cluster: &Cluster) -> Option<faultline::client::PartitionInfo> {
+    let (topic, partition) = role.rsplit_once('/')?;
+    let partition = partition.parse::<i32>().ok()?;
+    topic_partitions(topic, cluster)
+        .await?
+        .into_iter()
+        .find(|p| p.partition == partition)
 }
 
 /// A partition's followers, lowest broker id first: its replicas other than the leader,
@@ -93,15 +98,17 @@ pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String,
     if let Some(group) = name.strip_prefix("coordinator-followers:") {
         // The group's __consumer_offsets partition (Kafka's hash of the group id over the
         // topic's partition count), then its followers.
-        let Some(count) = offsets_partitions(cluster).await else {
+        let partitions = topic_partitions(faultline::server::OFFSETS_TOPIC, cluster)
+            .await
+            .unwrap_or_default();
+        let Some(count) = i32::try_from(partitions.len()).ok().filter(|n| *n > 0) else {
             return Vec::new();
         };
         let partition = faultline::server::offsets_partition(group, count);
-        let role = format!("__consumer_offsets/{partition}");
-        let Some(info) = partition_info(&role, cluster).await else {
+        let Some(info) = partitions.iter().find(|p| p.partition == partition) else {
             return Vec::new();
         };
-        return followers_of(&info, cluster)
+        return followers_of(info, cluster)
             .into_iter()
             .filter_map(|b| cluster.broker(b))
             .collect();
@@ -133,21 +140,6 @@ pub(super) async fn resolve_nodes(name: &str, cluster: &Cluster) -> Vec<(String,
         .map(|id| (name.to_string(), id))
         .into_iter()
         .collect()
-}
-
-/// The partition count of `__consumer_offsets` as the cluster reports it (None: it does
-/// not exist yet, or no answer).
-async fn offsets_partitions(cluster: &Cluster) -> Option<i32> {
-    let bootstrap = cluster.bootstrap.clone();
-    cluster
-        .admin
-        .spawn(async move {
-            let mut client = Client::new(&bootstrap, "nemesis", CLIENT_TIMEOUT);
-            let info = client.topic("__consumer_offsets").await.ok()?;
-            Some(info.partitions.len() as i32).filter(|n| *n > 0)
-        })
-        .await
-        .ok()?
 }
 
 /// The broker coordinating `group` now, as FindCoordinator answers (asked of each broker
