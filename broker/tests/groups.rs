@@ -4,7 +4,7 @@
 #![cfg(not(madsim))]
 
 use bytes::Bytes;
-use faultline::client::{Client, Connection, NewTopic};
+use faultline::client::Connection;
 use faultline::server::{offsets_partition, Broker, OFFSETS_TOPIC};
 use faultline::storage::MemStorage;
 use kafka_protocol::messages::*;
@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use std::time::Duration;
 
 mod common;
-use common::{s, TIMEOUT};
+use common::s;
 const GROUP: &str = "my-group";
 const OFFSETS_PARTITIONS: i32 = 4;
 
@@ -349,20 +349,7 @@ async fn delete_groups_spanning_two_offsets_partitions_and_no_client_appends() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
-    let mut admin = Client::new(&addr, "admin", TIMEOUT);
-    let topic = NewTopic {
-        name: "t".into(),
-        partitions: 1,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    admin
-        .create_topics(&[topic])
-        .await
-        .unwrap()
-        .remove(0)
-        .1
-        .unwrap();
+    common::create_topic(&addr, "t", 1).await;
     // The coordinator serves once the (empty) partitions are loaded.
     let mut code = -1;
     for _ in 0..50 {

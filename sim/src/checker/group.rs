@@ -458,13 +458,11 @@ fn stale_commits_in(history: &History, groups: &GroupOps<'_>) -> Vec<Violation> 
     // Per KIP-848 group partition: its Assigns in history order (who was given it last).
     let mut given: BTreeMap<GroupKey<'_>, Vec<&Op>> = BTreeMap::new();
     for op in &history.ops {
-        if op.kind == OpKind::Assign && op.phase == Phase::Ok && op.member_epoch {
-            if let Some(key) = group_key(op) {
-                given.entry(key).or_default().push(op);
-            }
-        }
         let joined = op.kind == OpKind::Join && op.phase == Phase::Ok;
         let assigned = op.kind == OpKind::Assign && op.phase == Phase::Ok;
+        if let (true, Some(key)) = (assigned && op.member_epoch, group_key(op)) {
+            given.entry(key).or_default().push(op);
+        }
         let (true, Some(group)) = (joined || assigned, op.group.as_deref()) else {
             continue;
         };
@@ -1384,9 +1382,7 @@ mod tests {
         // ...but a commit in epoch 1 after a itself was moved to epoch 3 is.
         h.assign(a(), 3, "t", 0);
         let commit = h.commit(a(), 1, "t", 0, 4).ok();
-        for op in h.history.ops.iter_mut() {
-            op.member_epoch = true;
-        }
+        h.kip848();
         let found = stale_commits(&h.history);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].ops[..2], [commit.done, commit.invoke]);
@@ -1407,9 +1403,7 @@ mod tests {
         // one that a sent before b was given t/0, and one the coordinator refused.
         h.commit(a(), 1, "t", 1, 5).ok();
         h.commit(b(), 2, "t", 0, 3).ok();
-        for op in h.history.ops.iter_mut() {
-            op.member_epoch = true;
-        }
+        h.kip848();
         let found = stale_commits(&h.history);
         assert_eq!(found.len(), 1, "{found:#?}");
         assert_eq!(found[0].ops, [late.done, late.invoke, given]);
@@ -1440,9 +1434,7 @@ mod tests {
         h.revoke(b(), 2, "t", 0);
         h.assign(a(), 3, "t", 0);
         h.commit(a(), 3, "t", 0, 4).ok();
-        for op in h.history.ops.iter_mut() {
-            op.member_epoch = true;
-        }
+        h.kip848();
         assert_eq!(stale_commits(&h.history), []);
     }
 

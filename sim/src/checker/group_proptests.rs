@@ -683,19 +683,13 @@ fn kip848_case(moves: &[(u8, u8, u8)]) -> (Case, Vec<Option<(usize, i32)>>) {
     (case, previous)
 }
 
-fn kip848(case: &mut Case) {
-    for op in case.history.ops.iter_mut() {
-        op.member_epoch = true;
-    }
-}
-
 proptest! {
     #[test]
     fn kip848_hand_overs_after_revocation_are_not_stale(
         moves in proptest::collection::vec(any::<(u8, u8, u8)>(), 0..24)
     ) {
         let (mut case, _) = kip848_case(&moves);
-        kip848(&mut case);
+        case.kip848();
         let found = super::stale_commits(&case.history);
         prop_assert!(found.is_empty(), "{found:#?}");
     }
@@ -721,7 +715,7 @@ proptest! {
             .commit(Member::new(MEMBERS[from], GROUP, &id), epoch, TOPIC, partition, 99)
             .ok()
             .done;
-        kip848(&mut case);
+        case.kip848();
         let found = super::stale_commits(&case.history);
         prop_assert!(
             found.iter().any(|v| v.anomaly == Anomaly::StaleCommit && v.ops[0] == planted),

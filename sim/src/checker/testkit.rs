@@ -182,6 +182,14 @@ impl Case {
         self.push(op)
     }
 
+    /// Every group op so far is a KIP-848 member's: its generation is the member's own
+    /// epoch.
+    pub fn kip848(&mut self) {
+        for op in self.history.ops.iter_mut() {
+            op.member_epoch = true;
+        }
+    }
+
     /// `member` owns `topic`/`partition` in `generation`.
     pub fn assign(
         &mut self,

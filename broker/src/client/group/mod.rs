@@ -412,7 +412,7 @@ impl GroupConsumer {
     /// The generation is gone: every owned partition is lost; rejoin.
     fn lose_partitions(&mut self, reset_member: bool) {
         if self.config.group_protocol == GroupProtocol::Consumer {
-            // KIP-848: the member joins again with epoch 0 (a fresh id from the broker).
+            // KIP-848: the member joins again with epoch 0 (under its own member id).
             self.fenced();
             return;
         }
